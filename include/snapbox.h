@@ -1,0 +1,154 @@
+/* snapbox.h - the public library API: boot a sandbox VM, talk to its guest, read its profiles, destroy it. */
+#ifndef SNAPBOX_H
+#define SNAPBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* All durations are nanoseconds of CLOCK_MONOTONIC. */
+struct snapbox_create_profile {
+	uint64_t kvm_fd_open;
+	uint64_t kvm_create_vm;
+	uint64_t vm_arch_setup;
+	uint64_t guest_memory_mmap;
+	uint64_t kernel_asset_read;
+	uint64_t rootfs_asset_read;
+	uint64_t kernel_elf_load;
+	uint64_t rootfs_write;
+	uint64_t kvm_set_user_memory_region;
+	uint64_t vcpu_creation;
+	uint64_t vcpu_register_config;
+	uint64_t cpuid_config;
+	uint64_t boot_params;
+	uint64_t create_vm_total;
+	uint64_t boot_wait;
+	uint64_t misc;              /* create_vm_total minus the phases above it */
+	uint64_t cold_start_total;  /* create_vm_total + boot_wait */
+};
+
+/* Guest-reported stages, in guest clock ns (kvmclock: ns since VM creation). */
+enum snapbox_stage {
+	SNAPBOX_STAGE_INIT_ENTRY = 0,
+	SNAPBOX_STAGE_MOUNTS_DONE,
+	SNAPBOX_STAGE_UART_ACCESS_DONE,
+	SNAPBOX_STAGE_INIT_OK,
+	SNAPBOX_STAGE_READY,
+	SNAPBOX_STAGE_COMMAND_LOOP,
+	SNAPBOX_STAGE_COUNT
+};
+
+struct snapbox_boot_profile {
+	/* host phases, measured from the start of boot_wait */
+	uint64_t vcpu_thread_start;  /* until the vCPU thread first entered KVM_RUN */
+	uint64_t first_guest_byte;   /* until the first byte on COM1 or COM2 (0: none) */
+	uint64_t ready;              /* until the READY frame arrived */
+	uint64_t exits;              /* userspace exits before READY */
+	uint64_t io_exits;
+	uint64_t mmio_exits;
+	/* guest stages (BOOT_TIME frames); stage_valid says which arrived */
+	uint64_t stage_ns[SNAPBOX_STAGE_COUNT];
+	bool stage_valid[SNAPBOX_STAGE_COUNT];
+};
+
+struct snapbox_config {
+	const char *kernel;          /* ELF vmlinux, bzImage, or the probe guest ELF */
+	const char *initrd;          /* optional */
+	const char *cmdline;         /* optional; default "console=ttyS0" */
+	uint64_t mem_bytes;          /* default 256 MiB */
+	unsigned vcpus;              /* default 1; only 1 is supported today */
+	int console_fd;              /* COM1 output goes here; -1 discards it */
+	unsigned boot_timeout_ms;    /* default 10000 */
+	const char *kvm_path;        /* default /dev/kvm */
+};
+
+struct snapbox;   /* a running sandbox VM */
+
+/* Exit codes of the snapbox CLI (documented in `snapbox --help`). */
+enum snapbox_exit {
+	SNAPBOX_EXIT_OK = 0,
+	SNAPBOX_EXIT_GUEST = 1,      /* the guest failed: stopped, timed out, refused */
+	SNAPBOX_EXIT_USAGE = 2,      /* bad command line */
+	SNAPBOX_EXIT_INPUT = 3,      /* bad input file: missing, unreadable, not a kernel, too big */
+	SNAPBOX_EXIT_KVM = 4,        /* /dev/kvm missing, no permission, or lacking features */
+};
+
+/*
+ * Cold-boot a VM from cfg and wait until its guest reports READY (or
+ * boot_timeout_ms passes). On success *out is a running sandbox; profiles
+ * are filled when non-NULL. On failure nothing is leaked, one line says why
+ * on stderr, and the return is a negative errno:
+ *   -ENODEV                    KVM unusable: no /dev/kvm, no permission, missing
+ *                              capabilities, or a KVM ioctl failed
+ *   -ENOENT, -EACCES, -EISDIR, -ENOEXEC, -ERANGE, -E2BIG, -EINVAL   bad input
+ *   -ETIMEDOUT                 no READY in time
+ *   -ESHUTDOWN                 the guest stopped (triple fault, reset, error)
+ */
+int snapbox_boot(const struct snapbox_config *cfg, struct snapbox **out,
+		 struct snapbox_create_profile *cp, struct snapbox_boot_profile *bp);
+
+/*
+ * Send one request frame and wait for its reply. On success *reply is a
+ * malloc'd payload (free it) of *reply_len bytes; a guest error reply gives
+ * -EREMOTEIO with the reason copied into *reply. -ETIMEDOUT when no reply
+ * comes in time, -ESHUTDOWN when the guest has stopped.
+ */
+int snapbox_request(struct snapbox *sb, uint16_t type, const void *payload,
+		    uint32_t len, void **reply, uint32_t *reply_len, unsigned timeout_ms);
+
+/* PING round trip. Returns 0 or as snapbox_request. */
+int snapbox_ping(struct snapbox *sb, unsigned timeout_ms);
+
+/* Why the guest stopped ("running" while it runs), with detail when known. */
+const char *snapbox_stop_reason(struct snapbox *sb);
+
+/* Statistics of the agent channel: frames, skipped garbage bytes, oversize headers. */
+void snapbox_channel_stats(struct snapbox *sb, uint64_t *frames, uint64_t *skipped,
+			   uint64_t *oversize);
+
+/*
+ * Copy guest RAM [gpa, gpa+len) into buf, through the checked accessor.
+ * Returns 0 or -EFAULT when any byte lies outside RAM. For inspection and
+ * tests; the guest may be changing the bytes while they are copied.
+ */
+int snapbox_read_guest(struct snapbox *sb, uint64_t gpa, void *buf, uint64_t len);
+
+/* Unknown port/MMIO accesses seen so far. */
+uint64_t snapbox_unknown_accesses(struct snapbox *sb);
+
+/* Stop the vCPU and free everything. NULL is fine. */
+void snapbox_destroy(struct snapbox *sb);
+
+/* Which snapbox_exit a negative errno from this API maps to. */
+int snapbox_exit_code(int err);
+
+/* Profiles as readable "[create-vm-profile] name: 1.234 ms" lines. */
+void snapbox_print_create_profile(FILE *f, const struct snapbox_create_profile *p);
+void snapbox_print_boot_profile(FILE *f, const struct snapbox_boot_profile *p);
+/* Profiles as one JSON object each (no trailing newline). */
+void snapbox_json_create_profile(FILE *f, const struct snapbox_create_profile *p);
+void snapbox_json_boot_profile(FILE *f, const struct snapbox_boot_profile *p);
+
+/* Stage name ("init_entry", ...) or NULL. */
+const char *snapbox_stage_name(enum snapbox_stage s);
+
+/*
+ * Parse one "BOOT_TIME:<stage>:<ns>" line (a trailing "\n" or "\r\n" is
+ * allowed). Returns 0 with stage and ns set, or -EINVAL for anything else:
+ * unknown stage, missing/extra fields, non-digits, overflow.
+ */
+int snapbox_parse_boot_time(const char *line, size_t len, enum snapbox_stage *stage,
+			    uint64_t *ns);
+
+/* Fill the derived fields (misc, cold_start_total) from the measured ones. */
+void snapbox_create_profile_finish(struct snapbox_create_profile *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

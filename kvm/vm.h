@@ -1,0 +1,30 @@
+/* vm.h - a KVM virtual machine: creation, x86 arch setup (TSS, irqchip, PIT2), memory slots, IRQ lines. */
+#ifndef SNAPBOX_KVM_VM_H
+#define SNAPBOX_KVM_VM_H
+
+#include <stdint.h>
+
+#include "kvm/kvmsys.h"
+
+struct vm {
+	int fd;
+	struct kvmsys *sys;
+};
+
+/* KVM_CREATE_VM. Returns 0 or -errno with a message. */
+int vm_init(struct vm *vm, struct kvmsys *sys);
+void vm_fini(struct vm *vm);
+
+/*
+ * x86 setup that must precede vCPU creation: TSS and identity-map addresses,
+ * the in-kernel irqchip (PIC, IOAPIC, LAPICs) and PIT2 with a dummy speaker.
+ */
+int vm_arch_setup(struct vm *vm);
+
+/* Map host memory [host, host+size) at gpa as memory slot `slot`. */
+int vm_set_memory(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *host);
+
+/* Set a GSI's level through KVM_IRQ_LINE. Returns 0 or -errno. */
+int vm_irq_line(struct vm *vm, unsigned irq, int level);
+
+#endif

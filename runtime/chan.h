@@ -1,0 +1,56 @@
+/* chan.h - the host end of the agent channel on COM2: READY, BOOT_TIME stages, request/reply with deadlines. */
+#ifndef SNAPBOX_RUNTIME_CHAN_H
+#define SNAPBOX_RUNTIME_CHAN_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kvm/uart.h"
+#include "runtime/proto.h"
+#include "snapbox.h"
+
+struct chan {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;          /* CLOCK_MONOTONIC */
+	struct proto_parser parser;   /* fed under lock */
+	struct uart *uart;            /* host -> guest bytes go into its RX queue */
+	bool ready;
+	bool dead;                    /* the guest stopped; every wait ends */
+	uint32_t next_id;
+	uint32_t wait_id;             /* id of the one outstanding request, 0 if none */
+	bool resp_have;
+	uint16_t resp_flags;
+	uint8_t *resp;                /* malloc'd copy of the reply payload */
+	uint32_t resp_len;
+	uint64_t stage_ns[SNAPBOX_STAGE_COUNT];
+	bool stage_valid[SNAPBOX_STAGE_COUNT];
+	uint64_t bad_boot_time;       /* malformed BOOT_TIME frames, ignored */
+	uint64_t dropped;             /* replies nobody waited for, unknown unsolicited frames */
+	uint64_t ready_ns;            /* CLOCK_MONOTONIC when READY arrived */
+};
+
+/* Set up the channel over a UART (RX side). Returns 0 or -ENOMEM. */
+int chan_init(struct chan *c, struct uart *uart);
+void chan_fini(struct chan *c);
+
+/* Bytes the guest sent on COM2 (the UART's tx_fn). Runs on the vCPU thread. */
+void chan_rx(void *opaque, const uint8_t *buf, size_t n);
+
+/* The guest stopped: fail current and future waits with -ESHUTDOWN. */
+void chan_mark_dead(struct chan *c);
+
+/*
+ * Wait until READY arrived (0), the guest died (-ESHUTDOWN) or the
+ * CLOCK_MONOTONIC deadline deadline_ns passed (-ETIMEDOUT).
+ */
+int chan_wait_ready(struct chan *c, uint64_t deadline_ns);
+
+/* One request/reply exchange; see snapbox_request for the contract. */
+int chan_request(struct chan *c, uint16_t type, const void *payload, uint32_t len,
+		 void **reply, uint32_t *reply_len, uint64_t deadline_ns);
+
+/* CLOCK_MONOTONIC in ns. */
+uint64_t chan_now_ns(void);
+
+#endif

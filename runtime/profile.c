@@ -1,0 +1,202 @@
+/* profile.c - CreateVmProfile and BootProfile: derived fields, readable lines, JSON, BOOT_TIME parsing. */
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "snapbox.h"
+
+struct profile_field {
+	const char *name;
+	size_t off;
+};
+
+#define PF(s, f) { #f, offsetof(struct s, f) }
+
+/* One table drives the readable and the JSON output, in the design notes' order. */
+static const struct profile_field profile_create_fields[] = {
+	PF(snapbox_create_profile, kvm_fd_open),
+	PF(snapbox_create_profile, kvm_create_vm),
+	PF(snapbox_create_profile, vm_arch_setup),
+	PF(snapbox_create_profile, guest_memory_mmap),
+	PF(snapbox_create_profile, kernel_asset_read),
+	PF(snapbox_create_profile, rootfs_asset_read),
+	PF(snapbox_create_profile, kernel_elf_load),
+	PF(snapbox_create_profile, rootfs_write),
+	PF(snapbox_create_profile, kvm_set_user_memory_region),
+	PF(snapbox_create_profile, vcpu_creation),
+	PF(snapbox_create_profile, vcpu_register_config),
+	PF(snapbox_create_profile, cpuid_config),
+	PF(snapbox_create_profile, boot_params),
+	PF(snapbox_create_profile, create_vm_total),
+	PF(snapbox_create_profile, boot_wait),
+	PF(snapbox_create_profile, misc),
+	PF(snapbox_create_profile, cold_start_total),
+};
+
+/* Durations only; the exit counters are printed separately. */
+static const struct profile_field profile_boot_fields[] = {
+	PF(snapbox_boot_profile, vcpu_thread_start),
+	PF(snapbox_boot_profile, first_guest_byte),
+	PF(snapbox_boot_profile, ready),
+};
+
+static const struct profile_field profile_boot_counters[] = {
+	PF(snapbox_boot_profile, exits),
+	PF(snapbox_boot_profile, io_exits),
+	PF(snapbox_boot_profile, mmio_exits),
+};
+
+#define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
+
+static const char *const profile_stage_names[SNAPBOX_STAGE_COUNT] = {
+	"init_entry", "mounts_done", "uart_access_done", "init_ok", "ready", "command_loop",
+};
+
+static uint64_t profile_get(const void *p, size_t off)
+{
+	uint64_t v;
+
+	memcpy(&v, (const char *)p + off, sizeof(v));
+	return v;
+}
+
+const char *snapbox_stage_name(enum snapbox_stage s)
+{
+	if ((unsigned)s >= SNAPBOX_STAGE_COUNT)
+		return NULL;
+	return profile_stage_names[s];
+}
+
+void snapbox_create_profile_finish(struct snapbox_create_profile *p)
+{
+	uint64_t sum = 0;
+	size_t i;
+
+	/* Every phase listed before create_vm_total is part of it. */
+	for (i = 0; i < NFIELDS(profile_create_fields); i++) {
+		if (strcmp(profile_create_fields[i].name, "create_vm_total") == 0)
+			break;
+		sum += profile_get(p, profile_create_fields[i].off);
+	}
+	p->misc = p->create_vm_total > sum ? p->create_vm_total - sum : 0;
+	p->cold_start_total = p->create_vm_total + p->boot_wait;
+}
+
+static void profile_line(FILE *f, const char *tag, const char *name, uint64_t ns)
+{
+	fprintf(f, "[%s] %-27s %10.3f ms\n", tag, name, (double)ns / 1e6);
+}
+
+void snapbox_print_create_profile(FILE *f, const struct snapbox_create_profile *p)
+{
+	size_t i;
+
+	for (i = 0; i < NFIELDS(profile_create_fields); i++)
+		profile_line(f, "create-vm-profile", profile_create_fields[i].name,
+			     profile_get(p, profile_create_fields[i].off));
+}
+
+void snapbox_print_boot_profile(FILE *f, const struct snapbox_boot_profile *p)
+{
+	size_t i;
+
+	for (i = 0; i < NFIELDS(profile_boot_fields); i++)
+		profile_line(f, "boot-profile", profile_boot_fields[i].name,
+			     profile_get(p, profile_boot_fields[i].off));
+	for (i = 0; i < NFIELDS(profile_boot_counters); i++)
+		fprintf(f, "[boot-profile] %-27s %10llu\n", profile_boot_counters[i].name,
+			(unsigned long long)profile_get(p, profile_boot_counters[i].off));
+	for (i = 0; i < SNAPBOX_STAGE_COUNT; i++) {
+		if (p->stage_valid[i])
+			fprintf(f, "[boot-profile] guest.%-21s %10.3f ms\n", profile_stage_names[i],
+				(double)p->stage_ns[i] / 1e6);
+		else
+			fprintf(f, "[boot-profile] guest.%-21s %10s\n", profile_stage_names[i],
+				"missing");
+	}
+}
+
+static void profile_json_fields(FILE *f, const void *p, const struct profile_field *fl,
+				size_t n, const char *suffix, bool *first)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		fprintf(f, "%s\"%s%s\": %llu", *first ? "" : ", ", fl[i].name, suffix,
+			(unsigned long long)profile_get(p, fl[i].off));
+		*first = false;
+	}
+}
+
+void snapbox_json_create_profile(FILE *f, const struct snapbox_create_profile *p)
+{
+	bool first = true;
+
+	fputc('{', f);
+	profile_json_fields(f, p, profile_create_fields, NFIELDS(profile_create_fields), "_ns",
+			    &first);
+	fputc('}', f);
+}
+
+void snapbox_json_boot_profile(FILE *f, const struct snapbox_boot_profile *p)
+{
+	bool first = true;
+	size_t i;
+
+	fputc('{', f);
+	profile_json_fields(f, p, profile_boot_fields, NFIELDS(profile_boot_fields), "_ns", &first);
+	profile_json_fields(f, p, profile_boot_counters, NFIELDS(profile_boot_counters), "", &first);
+	fputs(", \"guest_stages_ns\": {", f);
+	first = true;
+	for (i = 0; i < SNAPBOX_STAGE_COUNT; i++) {
+		fprintf(f, "%s\"%s\": ", first ? "" : ", ", profile_stage_names[i]);
+		if (p->stage_valid[i])
+			fprintf(f, "%llu", (unsigned long long)p->stage_ns[i]);
+		else
+			fputs("null", f);
+		first = false;
+	}
+	fputs("}}", f);
+}
+
+int snapbox_parse_boot_time(const char *line, size_t len, enum snapbox_stage *stage,
+			    uint64_t *ns)
+{
+	static const char prefix[] = "BOOT_TIME:";
+	const size_t plen = sizeof(prefix) - 1;
+	size_t i, name_len, ndigits = 0;
+	const char *name, *colon;
+	uint64_t v = 0;
+
+	/* Tolerate one line terminator; anything else after the digits is an error. */
+	if (len && line[len - 1] == '\n')
+		len--;
+	if (len && line[len - 1] == '\r')
+		len--;
+	if (len <= plen || memcmp(line, prefix, plen) != 0)
+		return -EINVAL;
+	name = line + plen;
+	colon = memchr(name, ':', len - plen);
+	if (!colon)
+		return -EINVAL;
+	name_len = (size_t)(colon - name);
+	for (i = 0; i < SNAPBOX_STAGE_COUNT; i++) {
+		if (strlen(profile_stage_names[i]) == name_len &&
+		    memcmp(profile_stage_names[i], name, name_len) == 0)
+			break;
+	}
+	if (i == SNAPBOX_STAGE_COUNT)
+		return -EINVAL;
+	for (const char *d = colon + 1; d < line + len; d++, ndigits++) {
+		if (*d < '0' || *d > '9')
+			return -EINVAL;
+		if (v > (UINT64_MAX - (uint64_t)(*d - '0')) / 10)
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(*d - '0');
+	}
+	if (ndigits == 0)
+		return -EINVAL;
+	*stage = (enum snapbox_stage)i;
+	*ns = v;
+	return 0;
+}

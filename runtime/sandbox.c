@@ -1,0 +1,464 @@
+/* sandbox.c - the cold-boot path: build a VM from a kernel, run it to READY, and tear it down. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kvm/bus.h"
+#include "kvm/devices.h"
+#include "kvm/gmem.h"
+#include "kvm/kvmsys.h"
+#include "kvm/loader.h"
+#include "kvm/layout.h"
+#include "kvm/vcpu.h"
+#include "kvm/vm.h"
+#include "runtime/chan.h"
+#include "snapbox.h"
+
+#define SANDBOX_DEFAULT_MEM      (256ull << 20)
+#define SANDBOX_DEFAULT_TIMEOUT  10000u
+#define SANDBOX_DEFAULT_CMDLINE  "console=ttyS0"
+
+struct snapbox {
+	struct kvmsys sys;
+	struct vm vm;
+	struct gmem mem;
+	struct bus pio;
+	struct bus mmio;
+	struct devices dev;
+	struct vcpu vcpu;
+	struct chan chan;
+	int console_fd;
+	uint64_t wait_t0;                /* start of boot_wait */
+	_Atomic uint64_t first_byte_ns;
+	/* how far construction got, for one unwind path */
+	bool have_sys, have_vm, have_mem, have_pio, have_mmio, have_chan, have_dev, have_vcpu;
+};
+
+static uint64_t sandbox_elapsed(uint64_t *t)
+{
+	uint64_t now = chan_now_ns(), d = now - *t;
+
+	*t = now;
+	return d;
+}
+
+/* Read a whole file, refusing anything larger than max bytes. */
+static int sandbox_read_file(const char *what, const char *path, uint64_t max,
+			     uint8_t **out, size_t *len)
+{
+	struct stat st;
+	uint8_t *buf = NULL;
+	size_t have = 0;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		fprintf(stderr, "snapbox: cannot open %s %s: %s\n", what, path, strerror(-ret));
+		return ret;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		ret = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+		fprintf(stderr, "snapbox: %s %s is not a regular file\n", what, path);
+		goto out;
+	}
+	if ((uint64_t)st.st_size > max) {
+		fprintf(stderr, "snapbox: %s %s is %llu MiB, larger than guest memory (%llu MiB)\n",
+			what, path, (unsigned long long)st.st_size >> 20,
+			(unsigned long long)max >> 20);
+		ret = -E2BIG;
+		goto out;
+	}
+	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!buf) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	while (have < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + have, (size_t)st.st_size - have);
+
+		if (n <= 0) {
+			ret = n < 0 ? -errno : -EIO;
+			fprintf(stderr, "snapbox: reading %s %s failed\n", what, path);
+			free(buf);
+			goto out;
+		}
+		have += (size_t)n;
+	}
+	*out = buf;
+	*len = have;
+	ret = 0;
+out:
+	close(fd);
+	return ret;
+}
+
+static void sandbox_irq(void *opaque, unsigned irq, int level)
+{
+	struct snapbox *sb = opaque;
+
+	vm_irq_line(&sb->vm, irq, level);
+}
+
+static void sandbox_note_byte(struct snapbox *sb)
+{
+	uint64_t zero = 0;
+
+	atomic_compare_exchange_strong(&sb->first_byte_ns, &zero, chan_now_ns());
+}
+
+static void sandbox_console(void *opaque, const uint8_t *buf, size_t n)
+{
+	struct snapbox *sb = opaque;
+
+	sandbox_note_byte(sb);
+	if (sb->console_fd < 0)
+		return;
+	while (n > 0) {
+		ssize_t w = write(sb->console_fd, buf, n);
+
+		if (w <= 0)
+			return; /* console output is best effort; never stall the vCPU */
+		buf += w;
+		n -= (size_t)w;
+	}
+}
+
+static void sandbox_agent_rx(void *opaque, const uint8_t *buf, size_t n)
+{
+	struct snapbox *sb = opaque;
+
+	sandbox_note_byte(sb);
+	chan_rx(&sb->chan, buf, n);
+}
+
+static void sandbox_reset(void *opaque)
+{
+	struct snapbox *sb = opaque;
+
+	vcpu_request_stop(&sb->vcpu, VCPU_STOP_RESET);
+}
+
+static void sandbox_stopped(void *opaque, enum vcpu_stop why)
+{
+	struct snapbox *sb = opaque;
+
+	(void)why;
+	chan_mark_dead(&sb->chan);
+}
+
+/* KVM-level failures all map to -ENODEV so callers can tell them from bad input. */
+static int sandbox_kvm_err(int ret)
+{
+	return ret == -ENOMEM ? ret : -ENODEV;
+}
+
+static int sandbox_setup_devices(struct snapbox *sb)
+{
+	struct devices_cfg dc = {
+		.irq_fn = sandbox_irq, .irq_opaque = sb,
+		.com1_tx = sandbox_console, .com1_opaque = sb,
+		.com2_tx = sandbox_agent_rx, .com2_opaque = sb,
+		.com2_rx_cap = PROTO_MAX_PAYLOAD + PROTO_HDR_SIZE,
+		.reset_fn = sandbox_reset, .reset_opaque = sb,
+	};
+	int ret;
+
+	ret = bus_init(&sb->pio, "pio");
+	if (ret)
+		return ret;
+	sb->have_pio = true;
+	ret = bus_init(&sb->mmio, "mmio");
+	if (ret)
+		return ret;
+	sb->have_mmio = true;
+	ret = chan_init(&sb->chan, &sb->dev.com2);
+	if (ret)
+		return ret;
+	sb->have_chan = true;
+	ret = devices_init(&sb->dev, &sb->pio, &dc);
+	if (ret)
+		return ret;
+	sb->have_dev = true;
+	return 0;
+}
+
+static int sandbox_check_config(const struct snapbox_config *cfg)
+{
+	if (!cfg->kernel) {
+		fprintf(stderr, "snapbox: no kernel given\n");
+		return -EINVAL;
+	}
+	if (cfg->vcpus > 1) {
+		fprintf(stderr, "snapbox: %u vCPUs requested; only 1 is supported\n", cfg->vcpus);
+		return -EINVAL;
+	}
+	if (cfg->mem_bytes && (cfg->mem_bytes < LAYOUT_MEM_MIN || cfg->mem_bytes > LAYOUT_MEM_MAX ||
+			       cfg->mem_bytes % 4096)) {
+		fprintf(stderr, "snapbox: guest memory must be a multiple of 4 KiB in [%llu, %llu] MiB\n",
+			LAYOUT_MEM_MIN >> 20, LAYOUT_MEM_MAX >> 20);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Steps up to a configured, not yet running VM; each one timed into cp. */
+static int sandbox_build(struct snapbox *sb, const struct snapbox_config *cfg,
+			 struct snapbox_create_profile *cp)
+{
+	uint64_t mem = cfg->mem_bytes ? cfg->mem_bytes : SANDBOX_DEFAULT_MEM;
+	const char *cmdline = cfg->cmdline ? cfg->cmdline : SANDBOX_DEFAULT_CMDLINE;
+	uint8_t *kimg = NULL, *iimg = NULL;
+	size_t klen = 0, ilen = 0;
+	struct loader_kernel k;
+	const struct kvm_cpuid2 *cpuid;
+	uint64_t initrd_gpa = 0, t = chan_now_ns();
+	int ret;
+
+	ret = kvmsys_init(&sb->sys, cfg->kvm_path);
+	cp->kvm_fd_open = sandbox_elapsed(&t);
+	if (ret)
+		return -ENODEV;
+	sb->have_sys = true;
+	ret = vm_init(&sb->vm, &sb->sys);
+	cp->kvm_create_vm = sandbox_elapsed(&t);
+	if (ret)
+		return sandbox_kvm_err(ret);
+	sb->have_vm = true;
+	ret = vm_arch_setup(&sb->vm);
+	cp->vm_arch_setup = sandbox_elapsed(&t);
+	if (ret)
+		return sandbox_kvm_err(ret);
+	ret = gmem_init(&sb->mem, mem);
+	cp->guest_memory_mmap = sandbox_elapsed(&t);
+	if (ret)
+		return ret;
+	sb->have_mem = true;
+
+	ret = sandbox_read_file("kernel", cfg->kernel, mem, &kimg, &klen);
+	cp->kernel_asset_read = sandbox_elapsed(&t);
+	if (ret)
+		goto out;
+	if (cfg->initrd) {
+		ret = sandbox_read_file("initrd", cfg->initrd, mem, &iimg, &ilen);
+		cp->rootfs_asset_read = sandbox_elapsed(&t);
+		if (ret)
+			goto out;
+	}
+	ret = loader_load_kernel(&sb->mem, kimg, klen, &k);
+	cp->kernel_elf_load = sandbox_elapsed(&t);
+	if (ret)
+		goto out;
+	if (iimg) {
+		ret = loader_load_initrd(&sb->mem, &k, iimg, ilen, &initrd_gpa);
+		cp->rootfs_write = sandbox_elapsed(&t);
+		if (ret)
+			goto out;
+	}
+	ret = vm_set_memory(&sb->vm, 0, 0, sb->mem.size, sb->mem.host);
+	cp->kvm_set_user_memory_region = sandbox_elapsed(&t);
+	if (ret) {
+		ret = sandbox_kvm_err(ret);
+		goto out;
+	}
+	ret = vcpu_init(&sb->vcpu, &sb->vm, 0);
+	cp->vcpu_creation = sandbox_elapsed(&t);
+	if (ret) {
+		ret = sandbox_kvm_err(ret);
+		goto out;
+	}
+	sb->have_vcpu = true;
+	/* CPUID before MSRs: KVM only accepts MSRs of features the guest CPUID has. */
+	cpuid = kvmsys_supported_cpuid(&sb->sys);
+	ret = cpuid ? vcpu_set_cpuid(&sb->vcpu, cpuid) : -ENODEV;
+	cp->cpuid_config = sandbox_elapsed(&t);
+	if (ret) {
+		ret = sandbox_kvm_err(ret);
+		goto out;
+	}
+	ret = vcpu_setup_boot_regs(&sb->vcpu, k.entry, LAYOUT_ZERO_PAGE);
+	cp->vcpu_register_config = sandbox_elapsed(&t);
+	if (ret) {
+		ret = sandbox_kvm_err(ret);
+		goto out;
+	}
+	ret = loader_write_boot_params(&sb->mem, &k, cmdline, initrd_gpa, ilen);
+	if (!ret)
+		ret = loader_write_boot_tables(&sb->mem);
+	cp->boot_params = sandbox_elapsed(&t);
+	if (ret)
+		goto out;
+	ret = sandbox_setup_devices(sb);
+out:
+	free(iimg);
+	free(kimg);
+	return ret;
+}
+
+static void sandbox_free(struct snapbox *sb)
+{
+	/* vCPU first: its thread uses the devices, channel and memory below. */
+	if (sb->have_vcpu)
+		vcpu_fini(&sb->vcpu);
+	if (sb->have_dev)
+		devices_fini(&sb->dev);
+	if (sb->have_chan)
+		chan_fini(&sb->chan);
+	if (sb->have_mmio)
+		bus_fini(&sb->mmio);
+	if (sb->have_pio)
+		bus_fini(&sb->pio);
+	/* The VM goes before its memory so KVM never holds a slot over unmapped RAM. */
+	if (sb->have_vm)
+		vm_fini(&sb->vm);
+	if (sb->have_mem)
+		gmem_fini(&sb->mem);
+	if (sb->have_sys)
+		kvmsys_fini(&sb->sys);
+	free(sb);
+}
+
+static void sandbox_fill_boot_profile(struct snapbox *sb, struct snapbox_boot_profile *bp)
+{
+	uint64_t first_run = atomic_load(&sb->vcpu.first_run_ns);
+	uint64_t first_byte = atomic_load(&sb->first_byte_ns);
+
+	memset(bp, 0, sizeof(*bp));
+	bp->vcpu_thread_start = first_run > sb->wait_t0 ? first_run - sb->wait_t0 : 0;
+	bp->first_guest_byte = first_byte > sb->wait_t0 ? first_byte - sb->wait_t0 : 0;
+	pthread_mutex_lock(&sb->chan.lock);
+	bp->ready = sb->chan.ready_ns > sb->wait_t0 ? sb->chan.ready_ns - sb->wait_t0 : 0;
+	memcpy(bp->stage_ns, sb->chan.stage_ns, sizeof(bp->stage_ns));
+	memcpy(bp->stage_valid, sb->chan.stage_valid, sizeof(bp->stage_valid));
+	pthread_mutex_unlock(&sb->chan.lock);
+	bp->exits = atomic_load(&sb->vcpu.exits);
+	bp->io_exits = atomic_load(&sb->vcpu.io_exits);
+	bp->mmio_exits = atomic_load(&sb->vcpu.mmio_exits);
+}
+
+int snapbox_boot(const struct snapbox_config *cfg, struct snapbox **out,
+		 struct snapbox_create_profile *cp, struct snapbox_boot_profile *bp)
+{
+	struct snapbox_create_profile cpl;
+	unsigned timeout = cfg->boot_timeout_ms ? cfg->boot_timeout_ms : SANDBOX_DEFAULT_TIMEOUT;
+	struct snapbox *sb;
+	uint64_t t0;
+	int ret;
+
+	*out = NULL;
+	ret = sandbox_check_config(cfg);
+	if (ret)
+		return ret;
+	sb = calloc(1, sizeof(*sb));
+	if (!sb)
+		return -ENOMEM;
+	sb->console_fd = cfg->console_fd;
+	memset(&cpl, 0, sizeof(cpl));
+	t0 = chan_now_ns();
+	ret = sandbox_build(sb, cfg, &cpl);
+	if (ret)
+		goto err;
+	cpl.create_vm_total = chan_now_ns() - t0;
+
+	sb->wait_t0 = chan_now_ns();
+	ret = vcpu_start(&sb->vcpu, &sb->pio, &sb->mmio, sandbox_stopped, sb);
+	if (ret)
+		goto err;
+	ret = chan_wait_ready(&sb->chan, sb->wait_t0 + (uint64_t)timeout * 1000000ull);
+	cpl.boot_wait = chan_now_ns() - sb->wait_t0;
+	if (ret == -ETIMEDOUT)
+		fprintf(stderr, "snapbox: guest did not report READY within %u ms\n", timeout);
+	else if (ret)
+		fprintf(stderr, "snapbox: guest stopped before READY: %s\n", snapbox_stop_reason(sb));
+	if (ret)
+		goto err;
+	snapbox_create_profile_finish(&cpl);
+	if (cp)
+		*cp = cpl;
+	if (bp)
+		sandbox_fill_boot_profile(sb, bp);
+	*out = sb;
+	return 0;
+err:
+	sandbox_free(sb);
+	return ret;
+}
+
+void snapbox_destroy(struct snapbox *sb)
+{
+	if (sb)
+		sandbox_free(sb);
+}
+
+const char *snapbox_stop_reason(struct snapbox *sb)
+{
+	static __thread char buf[256];
+	enum vcpu_state st = vcpu_get_state(&sb->vcpu);
+
+	if (st != VCPU_EXITED)
+		return "running";
+	if (sb->vcpu.stop_detail[0])
+		snprintf(buf, sizeof(buf), "%s: %s", vcpu_stop_name(sb->vcpu.stop_reason),
+			 sb->vcpu.stop_detail);
+	else
+		snprintf(buf, sizeof(buf), "%s", vcpu_stop_name(sb->vcpu.stop_reason));
+	return buf;
+}
+
+int snapbox_request(struct snapbox *sb, uint16_t type, const void *payload,
+		    uint32_t len, void **reply, uint32_t *reply_len, unsigned timeout_ms)
+{
+	return chan_request(&sb->chan, type, payload, len, reply, reply_len,
+			    chan_now_ns() + (uint64_t)timeout_ms * 1000000ull);
+}
+
+int snapbox_ping(struct snapbox *sb, unsigned timeout_ms)
+{
+	uint32_t n;
+	void *r;
+	int ret = snapbox_request(sb, PROTO_T_PING, NULL, 0, &r, &n, timeout_ms);
+
+	free(r);
+	return ret;
+}
+
+void snapbox_channel_stats(struct snapbox *sb, uint64_t *frames, uint64_t *skipped,
+			   uint64_t *oversize)
+{
+	pthread_mutex_lock(&sb->chan.lock);
+	*frames = sb->chan.parser.frames;
+	*skipped = sb->chan.parser.skipped_bytes;
+	*oversize = sb->chan.parser.oversize;
+	pthread_mutex_unlock(&sb->chan.lock);
+}
+
+uint64_t snapbox_unknown_accesses(struct snapbox *sb)
+{
+	return sb->pio.unknown_accesses + sb->mmio.unknown_accesses;
+}
+
+int snapbox_exit_code(int err)
+{
+	switch (err) {
+	case 0:
+		return SNAPBOX_EXIT_OK;
+	case -ENODEV:
+		return SNAPBOX_EXIT_KVM;
+	case -ETIMEDOUT:
+	case -ESHUTDOWN:
+	case -EREMOTEIO:
+		return SNAPBOX_EXIT_GUEST;
+	default:
+		return SNAPBOX_EXIT_INPUT;
+	}
+}
+
+int snapbox_read_guest(struct snapbox *sb, uint64_t gpa, void *buf, uint64_t len)
+{
+	return gmem_read(&sb->mem, gpa, buf, len);
+}

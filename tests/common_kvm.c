@@ -1,0 +1,67 @@
+/* common_kvm.c - helpers shared by the KVM test files. */
+#include "tests/common_kvm.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+bool tests_kvm_usable(char *why, size_t len)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0) {
+		snprintf(why, len, "/dev/kvm unusable: %s", strerror(errno));
+		return false;
+	}
+	close(fd);
+	if (access(tests_probe_path(), R_OK) != 0) {
+		snprintf(why, len, "probe guest %s missing (run make)", tests_probe_path());
+		return false;
+	}
+	return true;
+}
+
+const char *tests_probe_path(void)
+{
+	const char *p = getenv("SNAPBOX_PROBE");
+
+	return p && *p ? p : "build/guest/probe.elf";
+}
+
+struct snapbox *tests_boot_probe(const char *cmdline, struct snapbox_create_profile *cp,
+				 struct snapbox_boot_profile *bp)
+{
+	struct snapbox_config cfg = {
+		.kernel = tests_probe_path(),
+		.cmdline = cmdline ? cmdline : "console=ttyS0",
+		.mem_bytes = 128ull << 20,
+		.console_fd = -1,
+		.boot_timeout_ms = 10000,
+	};
+	struct snapbox *sb = NULL;
+	int ret = snapbox_boot(&cfg, &sb, cp, bp);
+
+	cr_assert_eq(ret, 0, "probe boot failed: %s", strerror(-ret));
+	cr_assert_not_null(sb);
+	return sb;
+}
+
+int tests_count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* the directory's own fd */
+}

@@ -1,0 +1,31 @@
+/* common_kvm.h - shared helpers for the probe-guest KVM tests: skipping without KVM, booting, fd counting. */
+#ifndef SNAPBOX_TESTS_COMMON_KVM_H
+#define SNAPBOX_TESTS_COMMON_KVM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "snapbox.h"
+
+/* True when /dev/kvm can be opened read-write; otherwise why holds the reason. */
+bool tests_kvm_usable(char *why, size_t len);
+
+/* Path of the probe guest ELF ($SNAPBOX_PROBE, default build/guest/probe.elf). */
+const char *tests_probe_path(void);
+
+/* Skip the calling test, visibly, when KVM is unusable. */
+#define TESTS_REQUIRE_KVM()                                                     \
+	do {                                                                    \
+		char why_[256];                                                 \
+		if (!tests_kvm_usable(why_, sizeof(why_)))                      \
+			cr_skip_test("KVM test skipped: %s", why_);             \
+	} while (0)
+
+/* Boot the probe with an optional extra cmdline; asserts success. */
+struct snapbox *tests_boot_probe(const char *cmdline, struct snapbox_create_profile *cp,
+				 struct snapbox_boot_profile *bp);
+
+/* Number of open file descriptors of this process. */
+int tests_count_fds(void);
+
+#endif
