@@ -8,6 +8,10 @@
 
 #include "kvm/bootparams.h"
 #include "kvm/gmem.h"
+#include "kvm/layout.h"
+
+/* initrd_addr_max assumed for ELF kernels, which carry no setup header. */
+#define LOADER_ELF_INITRD_ADDR_MAX 0x7fffffffu
 
 enum loader_kind {
 	LOADER_ELF = 1,
@@ -37,10 +41,21 @@ int loader_load_kernel(const struct gmem *m, const uint8_t *img, size_t len,
 		       struct loader_kernel *out);
 
 /*
+ * The two halves of loader_load_kernel, for callers (and tests) that already
+ * know the format. Same rules, return values and logging as above; on error
+ * *out is left zeroed.
+ */
+int loader_load_elf(const struct gmem *m, const uint8_t *img, size_t len,
+		    struct loader_kernel *out);
+int loader_load_bzimage(const struct gmem *m, const uint8_t *img, size_t len,
+			struct loader_kernel *out);
+
+/*
  * Place an initrd page-aligned as high as possible below
  * min(mem size, initrd_addr_max + 1) and above the kernel's end.
  * initrd_addr_max comes from the bzImage header, or 0x7fffffff for ELF.
  * Returns 0 with *gpa set, or -E2BIG when it cannot fit (message names sizes).
+ * len == 0 places nothing and sets *gpa = 0.
  */
 int loader_load_initrd(const struct gmem *m, const struct loader_kernel *k,
 		       const uint8_t *img, size_t len, uint64_t *gpa);
@@ -58,10 +73,26 @@ int loader_write_boot_params(const struct gmem *m, const struct loader_kernel *k
 			     uint64_t initrd_size);
 
 /*
+ * Store an initrd's 64-bit address and size into a zero page: the low 32 bits
+ * in hdr.ramdisk_image/ramdisk_size, the high 32 bits in ext_ramdisk_image/
+ * ext_ramdisk_size. Pure field packing; no checks (loader_write_boot_params
+ * checks the range against RAM before calling it).
+ */
+void loader_bp_set_initrd(struct bp_boot_params *bp, uint64_t gpa, uint64_t size);
+
+/*
  * Write the boot GDT at LAYOUT_GDT (null, null, code64 at LAYOUT_BOOT_CS,
  * data at LAYOUT_BOOT_DS), zero the boot IDT, and identity-map 0..4 GiB with
  * 2 MiB pages (PML4 -> PDPT -> 4 PDs). Returns 0 or -EFAULT.
  */
 int loader_write_boot_tables(const struct gmem *m);
+
+/*
+ * The boot GDT descriptors exactly as loader_write_boot_tables writes them,
+ * indexed by selector >> 3 (out[LAYOUT_BOOT_CS >> 3] is the 64-bit code
+ * segment, out[LAYOUT_BOOT_DS >> 3] the data segment), so vCPU setup can
+ * derive the hidden segment-register state from the same values.
+ */
+void loader_gdt_entries(uint64_t out[LAYOUT_GDT_ENTRIES]);
 
 #endif

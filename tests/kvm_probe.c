@@ -1,5 +1,6 @@
 /* kvm_probe.c - cold boot of the probe guest to READY and its command set, on real KVM. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,5 +1,6 @@
 /* unit_profile.c - profile arithmetic, readable and JSON output, and BOOT_TIME line parsing. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,5 +1,6 @@
 /* unit_proto.c - the host frame parser and encoder against good, split, garbage and oversized input. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <string.h>
 
 #include "runtime/proto.h"
