@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "kvm/layout.h"
+#include "kvm/loader.h"
 
 #define MSR_IA32_TSC            0x00000010
 #define MSR_IA32_SYSENTER_CS    0x00000174
@@ -187,20 +188,23 @@ static void vcpu_set_lvt(struct kvm_lapic_state *l, unsigned reg, uint32_t mode)
 	memcpy(&l->regs[reg], &val, 4);
 }
 
-static void vcpu_seg(struct kvm_segment *s, uint16_t sel, uint8_t type, bool code)
+/* Hidden segment state decoded from the very descriptor the boot GDT holds. */
+static void vcpu_seg_from_desc(struct kvm_segment *s, uint16_t sel, uint64_t d)
 {
+	uint32_t limit = (uint32_t)((d & 0xffff) | ((d >> 32) & 0xf0000));
+
 	memset(s, 0, sizeof(*s));
 	s->selector = sel;
-	s->base = 0;
-	s->limit = 0xffffffff;
-	s->type = type;
-	s->present = 1;
-	s->dpl = 0;
-	s->s = 1;
-	s->g = 1;
-	/* 64-bit code segment: L=1, D=0. Data: D/B=1. (Must match the boot GDT.) */
-	s->l = code ? 1 : 0;
-	s->db = code ? 0 : 1;
+	s->base = ((d >> 16) & 0xffffff) | (((d >> 56) & 0xff) << 24);
+	s->g = (d >> 55) & 1;
+	s->limit = s->g ? (limit << 12) | 0xfff : limit;
+	s->type = (d >> 40) & 0xf;
+	s->s = (d >> 44) & 1;
+	s->dpl = (d >> 45) & 3;
+	s->present = (d >> 47) & 1;
+	s->avl = (d >> 52) & 1;
+	s->l = (d >> 53) & 1;
+	s->db = (d >> 54) & 1;
 }
 
 int vcpu_setup_boot_regs(struct vcpu *v, uint64_t entry, uint64_t zero_page)
@@ -208,6 +212,7 @@ int vcpu_setup_boot_regs(struct vcpu *v, uint64_t entry, uint64_t zero_page)
 	struct kvm_fpu fpu = { .fcw = 0x37f, .mxcsr = 0x1f80 };
 	struct kvm_lapic_state lapic;
 	struct kvm_sregs sregs;
+	uint64_t gdt[LAYOUT_GDT_ENTRIES];
 	struct kvm_regs regs;
 	int ret;
 
@@ -231,8 +236,9 @@ int vcpu_setup_boot_regs(struct vcpu *v, uint64_t entry, uint64_t zero_page)
 	ret = vcpu_ioctl(v, KVM_GET_SREGS, &sregs, "KVM_GET_SREGS");
 	if (ret)
 		return ret;
-	vcpu_seg(&sregs.cs, LAYOUT_BOOT_CS, 0xb, true);
-	vcpu_seg(&sregs.ds, LAYOUT_BOOT_DS, 0x3, false);
+	loader_gdt_entries(gdt);
+	vcpu_seg_from_desc(&sregs.cs, LAYOUT_BOOT_CS, gdt[LAYOUT_BOOT_CS >> 3]);
+	vcpu_seg_from_desc(&sregs.ds, LAYOUT_BOOT_DS, gdt[LAYOUT_BOOT_DS >> 3]);
 	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
 	/* A valid busy 64-bit TSS is required for VM entry; the guest loads its own later. */
 	memset(&sregs.tr, 0, sizeof(sregs.tr));
