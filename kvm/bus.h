@@ -49,6 +49,13 @@ int bus_register(struct bus *b, uint64_t base, uint64_t len, bus_io_fn fn,
 		 void *opaque, const char *name);
 
 /*
+ * Remove the range registered at exactly `base` (the undo of bus_register,
+ * for unwinding a partial setup). Returns 0 or -ENOENT. Not safe while
+ * another thread is dispatching on this bus.
+ */
+int bus_unregister(struct bus *b, uint64_t base);
+
+/*
  * Dispatch one access of count*size bytes at addr. A registered device gets
  * it; otherwise reads return all-ones, writes are ignored, and the address is
  * logged once to stderr (at most BUS_LOG_MAX addresses, then one "further

@@ -192,11 +192,11 @@ Test(bus, access_straddling_range_end_is_unknown)
 
 Test(bus, unknown_address_logged_once)
 {
-	uint8_t v;
-	bus_access(&busb, 0x1234, &v, 1, 1, false);
-	bus_access(&busb, 0x1234, &v, 1, 1, true);
-	bus_access(&busb, 0x1234, &v, 1, 4, false);
-	bus_access(&busb, 0x80, &v, 1, 1, true);
+	uint8_t v[4];
+	bus_access(&busb, 0x1234, v, 1, 1, false);
+	bus_access(&busb, 0x1234, v, 1, 1, true);
+	bus_access(&busb, 0x1234, v, 1, 4, false);
+	bus_access(&busb, 0x80, v, 1, 1, true);
 	cr_assert_eq(busb.unknown_accesses, 4);
 	fflush(stderr);
 	cr_assert_stderr_eq_str(
