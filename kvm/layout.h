@@ -19,6 +19,7 @@
  *   0x01000000  typical vmlinux p_paddr
  *   top of RAM  initrd (page aligned, below initrd_addr_max)
  *   0xc0000000  MMIO hole (no RAM above here; RAM is capped below it)
+ *   0xd0000000  PIO window: port p at 0xd0000000 + p (64 KiB), see piowin.h
  *   0xfffbc000  KVM identity-map page (KVM_SET_IDENTITY_MAP_ADDR)
  *   0xfffbd000  KVM TSS, 3 pages (KVM_SET_TSS_ADDR)
  */
@@ -36,6 +37,8 @@
 #define LAYOUT_EBDA           0x9fc00ULL
 #define LAYOUT_HIMEM          0x100000ULL
 #define LAYOUT_MMIO_HOLE      0xc0000000ULL
+#define LAYOUT_PIO_WINDOW     0xd0000000ULL
+#define LAYOUT_PIO_WINDOW_SIZE 0x10000ULL
 #define LAYOUT_IDMAP_ADDR     0xfffbc000ULL
 #define LAYOUT_TSS_ADDR       0xfffbd000ULL
 

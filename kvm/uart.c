@@ -278,20 +278,24 @@ void uart_fini(struct uart *u)
 
 /*
  * Bus callback: offset 0..7 register access; `opaque` is the struct uart.
- * Each of the `count` elements is one register access at `offset`. The UART
- * is a byte device: for size 2 or 4 only the low byte of each element is
- * used; reads put the register in the low byte and zero the rest. A burst of
- * THR writes reaches tx_fn as one call, made after dropping the lock so the
- * sink may block or push RX without deadlocking.
+ * Each of the `count` elements is one register access at `offset`. Registers
+ * other than the data register are bytes: for wider accesses only the low
+ * byte is used, and reads put the register in the low byte and zero the rest.
+ * The data register (offset 0, DLAB clear) is snapbox's one extension: an
+ * access of `size` bytes moves `size` bytes, low byte first, as that many
+ * THR writes or RBR reads (reads past the queued bytes give 0). A real 16550
+ * has no such mode; guests that reach the UART through MMIO use it to move 8
+ * bytes per exit instead of 1. A burst of THR writes reaches tx_fn as one
+ * call, made after dropping the lock so the sink may block or push RX.
  */
 void uart_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t size,
 	     uint32_t count, bool is_write)
 {
 	struct uart *u = opaque;
-	uint8_t tx[UART_TX_CHUNK];
+	uint8_t tx[UART_TX_CHUNK + 8]; /* one element may add up to 8 bytes past the chunk */
 	uint32_t done = 0;
 
-	if (size == 0 || count == 0)
+	if (size == 0 || size > 8 || count == 0)
 		return;
 	if (offset >= UART_NREGS) {
 		if (!is_write)
@@ -302,14 +306,20 @@ void uart_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t size,
 		size_t ntx = 0;
 
 		pthread_mutex_lock(&u->lock);
+		/* Decided under the lock: DLAB may change within a burst. */
 		for (; done < count && ntx < UART_TX_CHUNK; done++) {
 			uint8_t *el = data + (size_t)done * size;
-			if (is_write) {
-				uart_write_reg(u, (unsigned)offset, el[0], tx, &ntx);
-			} else {
-				el[0] = uart_read_reg(u, (unsigned)offset);
-				memset(el + 1, 0, size - 1);
+			uint32_t wide = (offset == 0 && !(u->lcr & UART_LCR_DLAB)) ? size : 1;
+			uint32_t b;
+
+			for (b = 0; b < wide; b++) {
+				if (is_write)
+					uart_write_reg(u, (unsigned)offset, el[b], tx, &ntx);
+				else
+					el[b] = uart_read_reg(u, (unsigned)offset);
 			}
+			if (!is_write)
+				memset(el + wide, 0, size - wide);
 		}
 		uart_update_irq(u);
 		pthread_mutex_unlock(&u->lock);

@@ -63,9 +63,9 @@ void vcpu_request_stop(struct vcpu *v, enum vcpu_stop why)
 		v->pending_stop = why;
 }
 
-enum vcpu_state vcpu_get_state(struct vcpu *v)
+enum vcpu_run_state vcpu_get_state(struct vcpu *v)
 {
-	enum vcpu_state s;
+	enum vcpu_run_state s;
 
 	pthread_mutex_lock(&v->lock);
 	s = v->state;
@@ -98,6 +98,21 @@ static void vcpu_handle_mmio(struct vcpu *v)
 		len = sizeof(r->mmio.data);
 	atomic_fetch_add(&v->mmio_exits, 1);
 	bus_access(v->mmio, r->mmio.phys_addr, r->mmio.data, len, 1, r->mmio.is_write);
+}
+
+/* Append where the guest was to stop_detail, for fatal exits only (costs ioctls). */
+static void vcpu_note_location(struct vcpu *v)
+{
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	size_t len = strlen(v->stop_detail);
+
+	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0 || ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
+		return;
+	snprintf(v->stop_detail + len, sizeof(v->stop_detail) - len,
+		 "%sat rip=0x%llx rsp=0x%llx cs=0x%x cr0=0x%llx cr3=0x%llx",
+		 len ? " " : "", (unsigned long long)regs.rip, (unsigned long long)regs.rsp,
+		 sregs.cs.selector, (unsigned long long)sregs.cr0, (unsigned long long)sregs.cr3);
 }
 
 /* One exit: returns a stop reason, or VCPU_STOP_NONE to keep running. */
@@ -214,6 +229,9 @@ static void *vcpu_thread(void *arg)
 		}
 		atomic_fetch_add(&v->exits, 1);
 		why = vcpu_dispatch(v);
+		if (why == VCPU_STOP_SHUTDOWN || why == VCPU_STOP_INTERNAL_ERROR ||
+		    why == VCPU_STOP_FAIL_ENTRY || why == VCPU_STOP_UNHANDLED)
+			vcpu_note_location(v);
 		if (why != VCPU_STOP_NONE)
 			vcpu_request_stop(v, why);
 	}

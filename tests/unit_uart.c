@@ -333,12 +333,11 @@ Test(uart, rep_insb_pops_up_to_count)
 	cr_assert_eq(ut_rd(&ut, 5) & 0x01, 0);
 }
 
-Test(uart, wide_access_uses_low_byte)
+Test(uart, wide_access_to_byte_registers_uses_low_byte)
 {
-	uint8_t w[4] = { 'L', 'H', 0, 0 };
-	uart_io(&ut, 0, w, 2, 1, true);
-	cr_assert_eq(utf.tx_len, 1);
-	cr_assert_eq(utf.tx[0], 'L');
+	uint8_t w[4] = { 0x05, 0xff, 0xff, 0xff };
+	uart_io(&ut, 7, w, 4, 1, true);
+	cr_assert_eq(ut_rd(&ut, 7), 0x05, "SCR takes only the low byte");
 	uint8_t r[8];
 	memset(r, 0xee, sizeof(r));
 	uart_io(&ut, 5, r, 4, 2, false);
@@ -549,4 +548,37 @@ Test(uart, load_rejects_bad_records_unchanged)
 	cr_assert_eq(uart_load(&ut, &r), 0, "the untouched record loads");
 	cr_assert_eq(ut_rd(&ut, 7), 0x11);
 	cr_assert_eq(ut_rd(&ut, 0), 'w');
+}
+
+/* snapbox extension: wide data-register accesses move several bytes per access. */
+Test(uart, wide_data_register_moves_every_byte)
+{
+	uint8_t out[8] = { 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h' };
+	uint8_t in[8];
+	uint8_t lcr[4] = { 0x03, 0xaa, 0xbb, 0xcc };
+
+	uart_io(&ut, 0, out, 8, 1, true);
+	cr_assert_eq(utf.tx_len, 8);
+	cr_assert_eq(memcmp(utf.tx, "abcdefgh", 8), 0);
+	cr_assert_eq(utf.tx_calls, 1);
+
+	cr_assert_eq(uart_rx_push(&ut, (const uint8_t *)"12345", 5), 0);
+	memset(in, 0xee, sizeof(in));
+	uart_io(&ut, 0, in, 8, 1, false);
+	cr_assert_eq(memcmp(in, "12345\0\0\0", 8), 0, "queued bytes then zeros");
+	cr_assert_eq(ut_rd(&ut, 5) & 0x01, 0, "DR clear once the queue is drained");
+
+	/* Other registers stay byte registers: only the low byte counts. */
+	uart_io(&ut, 3, lcr, 4, 1, true);
+	cr_assert_eq(ut_rd(&ut, 3), 0x03);
+}
+
+Test(uart, wide_access_with_dlab_sets_divisor_only)
+{
+	uint8_t v[4] = { 0x01, 0x02, 0x03, 0x04 };
+
+	ut_wr(&ut, 3, 0x80);               /* DLAB */
+	uart_io(&ut, 0, v, 4, 1, true);
+	cr_assert_eq(ut_rd(&ut, 0), 0x01, "DLL takes the low byte");
+	cr_assert_eq(utf.tx_len, 0, "nothing transmitted while DLAB is set");
 }
