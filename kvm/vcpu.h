@@ -26,7 +26,7 @@ enum vcpu_stop {
 	VCPU_STOP_KILLED,         /* the host stopped it */
 };
 
-enum vcpu_state {
+enum vcpu_run_state {
 	VCPU_CREATED = 0,
 	VCPU_RUNNING,
 	VCPU_PAUSED,
@@ -52,7 +52,7 @@ struct vcpu {
 	bool thread_started;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	enum vcpu_state state;        /* under lock */
+	enum vcpu_run_state state;        /* under lock */
 	atomic_bool pause_req;
 	atomic_bool kill_req;
 	enum vcpu_stop pending_stop;  /* set by device callbacks on the vCPU thread */
@@ -110,7 +110,7 @@ void vcpu_kill(struct vcpu *v);
 void vcpu_request_stop(struct vcpu *v, enum vcpu_stop why);
 
 /* Current state (locked read). */
-enum vcpu_state vcpu_get_state(struct vcpu *v);
+enum vcpu_run_state vcpu_get_state(struct vcpu *v);
 
 /* Human-readable stop reason, e.g. "triple fault (KVM_EXIT_SHUTDOWN)". */
 const char *vcpu_stop_name(enum vcpu_stop why);

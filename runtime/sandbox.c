@@ -13,31 +13,17 @@
 #include "kvm/gmem.h"
 #include "kvm/kvmsys.h"
 #include "kvm/loader.h"
+#include "kvm/piowin.h"
 #include "kvm/layout.h"
 #include "kvm/vcpu.h"
 #include "kvm/vm.h"
 #include "runtime/chan.h"
+#include "runtime/sandbox_internal.h"
 #include "snapbox.h"
 
 #define SANDBOX_DEFAULT_MEM      (256ull << 20)
 #define SANDBOX_DEFAULT_TIMEOUT  10000u
 #define SANDBOX_DEFAULT_CMDLINE  "console=ttyS0"
-
-struct snapbox {
-	struct kvmsys sys;
-	struct vm vm;
-	struct gmem mem;
-	struct bus pio;
-	struct bus mmio;
-	struct devices dev;
-	struct vcpu vcpu;
-	struct chan chan;
-	int console_fd;
-	uint64_t wait_t0;                /* start of boot_wait */
-	_Atomic uint64_t first_byte_ns;
-	/* how far construction got, for one unwind path */
-	bool have_sys, have_vm, have_mem, have_pio, have_mmio, have_chan, have_dev, have_vcpu;
-};
 
 static uint64_t sandbox_elapsed(uint64_t *t)
 {
@@ -185,7 +171,8 @@ static int sandbox_setup_devices(struct snapbox *sb)
 	if (ret)
 		return ret;
 	sb->have_dev = true;
-	return 0;
+	/* Stateless; unregistered with the MMIO bus in bus_fini. */
+	return piowin_init(&sb->piowin, &sb->mmio, &sb->pio);
 }
 
 static int sandbox_check_config(const struct snapbox_config *cfg)
@@ -398,7 +385,7 @@ void snapbox_destroy(struct snapbox *sb)
 const char *snapbox_stop_reason(struct snapbox *sb)
 {
 	static __thread char buf[256];
-	enum vcpu_state st = vcpu_get_state(&sb->vcpu);
+	enum vcpu_run_state st = vcpu_get_state(&sb->vcpu);
 
 	if (st != VCPU_EXITED)
 		return "running";

@@ -1,0 +1,36 @@
+/* sandbox_internal.h - struct snapbox, for runtime code and white-box tests only (never installed). */
+#ifndef SNAPBOX_RUNTIME_SANDBOX_INTERNAL_H
+#define SNAPBOX_RUNTIME_SANDBOX_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kvm/bus.h"
+#include "kvm/devices.h"
+#include "kvm/gmem.h"
+#include "kvm/kvmsys.h"
+#include "kvm/piowin.h"
+#include "kvm/vcpu.h"
+#include "kvm/vm.h"
+#include "runtime/chan.h"
+#include "snapbox.h"
+
+struct snapbox {
+	struct kvmsys sys;
+	struct vm vm;
+	struct gmem mem;
+	struct bus pio;
+	struct bus mmio;
+	struct devices dev;
+	struct piowin piowin;
+	struct vcpu vcpu;
+	struct chan chan;
+	int console_fd;
+	uint64_t wait_t0;                /* start of boot_wait */
+	_Atomic uint64_t first_byte_ns;
+	/* how far construction got, for one unwind path */
+	bool have_sys, have_vm, have_mem, have_pio, have_mmio, have_chan, have_dev, have_vcpu;
+};
+
+#endif
