@@ -46,7 +46,7 @@ Test(kvm_faults, unknown_mmio_reads_all_ones_and_guest_survives)
 	TESTS_REQUIRE_KVM();
 	sb = tests_boot_probe(NULL, NULL, NULL);
 	before = snapbox_unknown_accesses(sb);
-	cr_assert_eq(fault(sb, PROTO_FAULT_WILD_MMIO, 0xd0000000ull, &v, 5000), 0);
+	cr_assert_eq(fault(sb, PROTO_FAULT_WILD_MMIO, 0xe0000000ull, &v, 5000), 0);
 	cr_assert_eq((uint32_t)v, 0xffffffffu);
 	cr_assert_gt(snapbox_unknown_accesses(sb), before);
 	cr_assert_eq(snapbox_ping(sb, 5000), 0);
