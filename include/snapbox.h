@@ -121,6 +121,59 @@ int snapbox_read_guest(struct snapbox *sb, uint64_t gpa, void *buf, uint64_t len
 /* Unknown port/MMIO accesses seen so far. */
 uint64_t snapbox_unknown_accesses(struct snapbox *sb);
 
+/* What a snapshot cost. Durations in ns; bytes_in is guest RAM, bytes_out the files. */
+struct snapbox_snapshot_profile {
+	uint64_t pause;              /* vCPU stopped at an exit boundary, I/O completed */
+	uint64_t vcpu_capture;       /* vCPU state, then VM state (clock, irqchips, PIT) */
+	uint64_t device_capture;     /* device table */
+	uint64_t memory_compress;    /* memory file: zero scan, lz4, xxh3 (wall time less writing) */
+	uint64_t write;              /* memory file and vmstate writes */
+	uint64_t fsync;              /* fsync of files and directories, rename into place */
+	uint64_t total;
+	uint64_t bytes_in;
+	uint64_t bytes_out;
+	uint32_t zero_chunks, lz4_chunks, raw_chunks;
+};
+
+struct snapbox_snapshot_opts {
+	bool no_sync;                /* skip every fsync (faster, not crash-safe) */
+	uint32_t chunk_size;         /* memory chunk size; 0: the default */
+	unsigned threads;            /* compression threads; 0: one per online CPU */
+	bool leave_paused;           /* do not resume the guest afterwards */
+};
+
+/*
+ * Snapshot a running (READY) sandbox into directory `dir`: pause the vCPU,
+ * capture vCPU, VM and device state and guest memory, write them into a
+ * hidden temporary directory beside `dir` and rename it into place, so `dir`
+ * is either the old snapshot or the complete new one. The guest resumes
+ * afterwards unless opts->leave_paused. opts may be NULL. Returns 0 or a
+ * negative errno with one line on stderr (-EBUSY: the agent channel was in
+ * the middle of a frame; -ESHUTDOWN: the guest had stopped).
+ */
+int snapbox_snapshot(struct snapbox *sb, const char *dir, const struct snapbox_snapshot_opts *opts,
+		     struct snapbox_snapshot_profile *prof);
+
+/*
+ * Probe guest only: fill `mib` MiB of guest RAM (from 4 MiB up) with its
+ * deterministic mix of zero, text-like and random pages for `seed`.
+ * Returns 0, -EREMOTEIO when the guest refuses (too large), or as
+ * snapbox_request.
+ */
+int snapbox_probe_fill(struct snapbox *sb, uint32_t mib, uint64_t seed, unsigned timeout_ms);
+
+/*
+ * Describe the snapshot in `dir` on f: sections, configuration, memory file
+ * statistics. verify also decodes every memory chunk and checks its xxh3.
+ * json prints one JSON object instead. Everything is validated before it is
+ * shown. Returns 0, -ENOENT, or -EPROTO for a malformed snapshot (one line
+ * on stderr says what is wrong).
+ */
+int snapbox_inspect(const char *dir, bool verify, bool json, FILE *f);
+
+void snapbox_print_snapshot_profile(FILE *f, const struct snapbox_snapshot_profile *p);
+void snapbox_json_snapshot_profile(FILE *f, const struct snapbox_snapshot_profile *p);
+
 /* Stop the vCPU and free everything. NULL is fine. */
 void snapbox_destroy(struct snapbox *sb);
 

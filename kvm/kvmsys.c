@@ -1,8 +1,9 @@
-/* kvmsys.c - opens /dev/kvm, checks the API and capabilities, caches host CPUID. */
+/* kvmsys.c - opens /dev/kvm, checks the API and capabilities, caches host CPUID and the vCPU MSR set. */
 #include "kvm/kvmsys.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,11 @@ int kvmsys_init(struct kvmsys *s, const char *path)
 		goto err_close;
 	}
 	s->is_pvm = !kvmsys_host_has_hw_virt();
+	/* The XSAVE2 size follows the process's permitted xfeatures, the same for
+	 * the system fd and every VM fd of this process, so it is asked once. */
+	ret = ioctl(s->fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+	s->xsave_size = ret > 0 ? (uint32_t)ret : 0;
+	s->tsc_control = ioctl(s->fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL) > 0;
 	return 0;
 
 err_close:
@@ -105,6 +111,8 @@ void kvmsys_fini(struct kvmsys *s)
 	s->fd = -1;
 	free(s->cpuid);
 	s->cpuid = NULL;
+	s->msrs = NULL; /* the process-wide MSR list outlives every handle */
+	s->nmsrs = 0;
 }
 
 const struct kvm_cpuid2 *kvmsys_supported_cpuid(struct kvmsys *s)
@@ -138,4 +146,292 @@ const struct kvm_cpuid2 *kvmsys_supported_cpuid(struct kvmsys *s)
 const char *kvmsys_backend_name(const struct kvmsys *s)
 {
 	return s->is_pvm ? "pvm" : "hardware";
+}
+
+/* ---- the vCPU MSR set ---------------------------------------------------- */
+
+#define KVMSYS_MSR_MAX 4096u   /* no KVM lists more; bounds every buffer below */
+
+/*
+ * MSRs probed even when KVM does not list them. The MTRRs are guest-visible
+ * state that KVM emulates but leaves out of KVM_GET_MSR_INDEX_LIST (the boot
+ * code enables MTRRs through 0x2ff); the clock MSRs are re-asserted so a
+ * kernel that forgets to list them still gets them probed.
+ */
+static const uint32_t kvmsys_msr_extra[] = {
+	0x00000010,                                     /* IA32_TSC */
+	0x000006e0,                                     /* IA32_TSC_DEADLINE */
+	0x4b564d00, 0x4b564d01,                         /* kvmclock WALL_CLOCK_NEW, SYSTEM_TIME_NEW */
+	0x000002ff,                                     /* MTRRdefType */
+	0x00000200, 0x00000201, 0x00000202, 0x00000203, /* variable MTRRs: base/mask x 8 */
+	0x00000204, 0x00000205, 0x00000206, 0x00000207,
+	0x00000208, 0x00000209, 0x0000020a, 0x0000020b,
+	0x0000020c, 0x0000020d, 0x0000020e, 0x0000020f,
+	0x00000250, 0x00000258, 0x00000259,             /* fixed MTRRs */
+	0x00000268, 0x00000269, 0x0000026a, 0x0000026b,
+	0x0000026c, 0x0000026d, 0x0000026e, 0x0000026f,
+};
+
+/* The process-wide answer: the host does not change under a running process. */
+static struct {
+	pthread_mutex_t lock;
+	bool done;
+	uint32_t *msrs;
+	uint32_t nmsrs;
+	uint32_t tsc_khz;
+} kvmsys_msr_cache = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static int kvmsys_cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Append one KVM index list (KVM_GET_MSR_INDEX_LIST or the feature list) to out. */
+static int kvmsys_get_index_list(int fd, unsigned long req, const char *what,
+				 uint32_t *out, uint32_t *n)
+{
+	struct kvm_msr_list probe = { .nmsrs = 0 };
+	struct kvm_msr_list *l;
+	uint32_t want;
+
+	/* nmsrs = 0 makes KVM answer E2BIG with the count it needs. */
+	if (ioctl(fd, req, &probe) < 0 && errno != E2BIG) {
+		if (errno == EINVAL || errno == ENOTTY)
+			return 0; /* the feature list is optional: older kernels lack it */
+		fprintf(stderr, "snapbox: %s: %s\n", what, strerror(errno));
+		return -errno;
+	}
+	want = probe.nmsrs;
+	if (want > KVMSYS_MSR_MAX - *n) {
+		fprintf(stderr, "snapbox: %s lists %u MSRs, more than %u\n", what, want, KVMSYS_MSR_MAX);
+		return -E2BIG;
+	}
+	l = calloc(1, sizeof(*l) + (size_t)want * sizeof(l->indices[0]));
+	if (!l)
+		return -ENOMEM;
+	l->nmsrs = want;
+	if (ioctl(fd, req, l) < 0) {
+		int ret = -errno;
+
+		fprintf(stderr, "snapbox: %s: %s\n", what, strerror(-ret));
+		free(l);
+		return ret;
+	}
+	memcpy(out + *n, l->indices, (size_t)l->nmsrs * sizeof(uint32_t));
+	*n += l->nmsrs;
+	free(l);
+	return 0;
+}
+
+/*
+ * Keep the entries of ents[0, n) that `req` (KVM_GET_MSRS or KVM_SET_MSRS)
+ * accepts on the vCPU fd, compacted in place, with the data a GET returned.
+ * KVM processes a batch in order and returns how many entries succeeded, so a
+ * short count names the failing entry exactly: drop it and go on after it.
+ * Only a batch that fails as a whole (-1) is bisected. buf has room for
+ * KVMSYS_MSR_BATCH entries. Returns the number kept.
+ */
+static uint32_t kvmsys_msr_filter(int vcpu, unsigned long req, struct kvm_msr_entry *ents,
+				  uint32_t n, struct kvm_msrs *buf)
+{
+	const size_t esz = sizeof(*ents);
+	uint32_t in = 0, kept = 0;
+
+	while (in < n) {
+		uint32_t len = n - in < KVMSYS_MSR_BATCH ? n - in : KVMSYS_MSR_BATCH;
+		uint32_t h, a, b;
+		int r;
+
+		buf->nmsrs = len;
+		memcpy(buf->entries, ents + in, len * esz);
+		r = ioctl(vcpu, req, buf);
+		if (r >= 0) {
+			/* [0, r) succeeded; entry r, if any, is the one KVM refused. */
+			memcpy(ents + kept, buf->entries, (size_t)r * esz);
+			kept += (uint32_t)r;
+			in += (uint32_t)r + ((uint32_t)r < len);
+			continue;
+		}
+		if (len == 1) {
+			in++;
+			continue;
+		}
+		h = len / 2;
+		a = kvmsys_msr_filter(vcpu, req, ents + in, h, buf);
+		b = kvmsys_msr_filter(vcpu, req, ents + in + h, len - h, buf);
+		memmove(ents + kept, ents + in, a * esz);
+		memmove(ents + kept + a, ents + in + h, b * esz);
+		kept += a + b;
+		in += len;
+	}
+	return kept;
+}
+
+/* A VM with an in-kernel irqchip and one vCPU with the host's CPUID, never run. */
+static int kvmsys_scratch_vcpu(struct kvmsys *s, int *vm_out, int *vcpu_out)
+{
+	const struct kvm_cpuid2 *cpuid = kvmsys_supported_cpuid(s);
+	int vm, vcpu, ret;
+
+	if (!cpuid)
+		return -ENODEV;
+	vm = ioctl(s->fd, KVM_CREATE_VM, 0);
+	if (vm < 0) {
+		ret = -errno;
+		fprintf(stderr, "snapbox: MSR probe: KVM_CREATE_VM: %s\n", strerror(-ret));
+		return ret;
+	}
+	/* The LAPIC-backed MSRs (TSC_DEADLINE) exist only with an in-kernel irqchip. */
+	if (ioctl(vm, KVM_CREATE_IRQCHIP, 0) < 0) {
+		ret = -errno;
+		fprintf(stderr, "snapbox: MSR probe: KVM_CREATE_IRQCHIP: %s\n", strerror(-ret));
+		goto err_vm;
+	}
+	vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+	if (vcpu < 0) {
+		ret = -errno;
+		fprintf(stderr, "snapbox: MSR probe: KVM_CREATE_VCPU: %s\n", strerror(-ret));
+		goto err_vm;
+	}
+	/* CPUID first: KVM accepts some MSRs only when the guest CPUID has the feature. */
+	if (ioctl(vcpu, KVM_SET_CPUID2, cpuid) < 0) {
+		ret = -errno;
+		fprintf(stderr, "snapbox: MSR probe: KVM_SET_CPUID2: %s\n", strerror(-ret));
+		goto err_vcpu;
+	}
+	*vm_out = vm;
+	*vcpu_out = vcpu;
+	return 0;
+
+err_vcpu:
+	close(vcpu);
+err_vm:
+	close(vm);
+	return ret;
+}
+
+static void *kvmsys_close_thread(void *arg)
+{
+	int *fds = arg;
+
+	close(fds[0]);
+	close(fds[1]);
+	free(fds);
+	return NULL;
+}
+
+/*
+ * Close the scratch vCPU and VM. Destroying a VM that has an in-kernel
+ * irqchip takes ~15 ms here (KVM-PVM, measured), so a detached thread pays
+ * for it instead of the caller; synchronously if no thread can be had.
+ */
+static void kvmsys_close_scratch(int vm, int vcpu)
+{
+	int *fds = malloc(2 * sizeof(*fds));
+	pthread_attr_t attr;
+	pthread_t t;
+	bool started = false;
+
+	if (fds && pthread_attr_init(&attr) == 0) {
+		fds[0] = vcpu;
+		fds[1] = vm;
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		started = pthread_create(&t, &attr, kvmsys_close_thread, fds) == 0;
+		pthread_attr_destroy(&attr);
+	}
+	if (started)
+		return;
+	free(fds);
+	close(vcpu);
+	close(vm);
+}
+
+/* Gather, probe and sort; fills the cache. Called with the cache lock held. */
+static int kvmsys_msr_probe_locked(struct kvmsys *s)
+{
+	const size_t nextra = sizeof(kvmsys_msr_extra) / sizeof(kvmsys_msr_extra[0]);
+	struct kvm_msr_entry *ents = NULL;
+	struct kvm_msrs *buf = NULL;
+	uint32_t *idx, n = 0, i, k;
+	int vm = -1, vcpu = -1, ret, khz;
+
+	idx = malloc((KVMSYS_MSR_MAX + nextra) * sizeof(*idx));
+	ents = calloc(KVMSYS_MSR_MAX + nextra, sizeof(*ents));
+	buf = calloc(1, sizeof(*buf) + KVMSYS_MSR_BATCH * sizeof(buf->entries[0]));
+	if (!idx || !ents || !buf) {
+		fprintf(stderr, "snapbox: MSR probe: out of memory\n");
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = kvmsys_get_index_list(s->fd, KVM_GET_MSR_INDEX_LIST, "KVM_GET_MSR_INDEX_LIST", idx, &n);
+	if (ret)
+		goto out;
+	/*
+	 * The feature list names MSRs whose *system-fd* values describe the host
+	 * (ARCH_CAPABILITIES, PERF_CAPABILITIES, UCODE_REV, ...). Those a vCPU
+	 * accepts hold the values the guest is shown, which are vCPU state, so
+	 * they join the probe; those a vCPU refuses drop out below.
+	 */
+	ret = kvmsys_get_index_list(s->fd, KVM_GET_MSR_FEATURE_INDEX_LIST,
+				    "KVM_GET_MSR_FEATURE_INDEX_LIST", idx, &n);
+	if (ret)
+		goto out;
+	memcpy(idx + n, kvmsys_msr_extra, sizeof(kvmsys_msr_extra));
+	n += (uint32_t)nextra;
+	qsort(idx, n, sizeof(*idx), kvmsys_cmp_u32);
+	for (i = 0, k = 0; i < n; i++)
+		if (k == 0 || ents[k - 1].index != idx[i])
+			ents[k++].index = idx[i];
+	n = k;
+
+	ret = kvmsys_scratch_vcpu(s, &vm, &vcpu);
+	if (ret)
+		goto out;
+	khz = ioctl(vcpu, KVM_GET_TSC_KHZ, 0);
+	/* Reads back, then takes its own value back: both directions of a restore. */
+	n = kvmsys_msr_filter(vcpu, KVM_GET_MSRS, ents, n, buf);
+	n = kvmsys_msr_filter(vcpu, KVM_SET_MSRS, ents, n, buf);
+	if (n == 0) {
+		fprintf(stderr, "snapbox: MSR probe: the scratch vCPU accepted no MSR at all\n");
+		ret = -ENODEV;
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		idx[i] = ents[i].index; /* still sorted: filtering keeps the order */
+	kvmsys_msr_cache.msrs = realloc(idx, n * sizeof(*idx));
+	if (!kvmsys_msr_cache.msrs)
+		kvmsys_msr_cache.msrs = idx;
+	idx = NULL;
+	kvmsys_msr_cache.nmsrs = n;
+	kvmsys_msr_cache.tsc_khz = khz > 0 ? (uint32_t)khz : 0;
+	kvmsys_msr_cache.done = true;
+out:
+	if (vcpu >= 0)
+		kvmsys_close_scratch(vm, vcpu);
+	else if (vm >= 0)
+		close(vm);
+	free(buf);
+	free(ents);
+	free(idx);
+	return ret;
+}
+
+int kvmsys_probe_msrs(struct kvmsys *s)
+{
+	int ret = 0;
+
+	if (s->msrs)
+		return 0;
+	pthread_mutex_lock(&kvmsys_msr_cache.lock);
+	if (!kvmsys_msr_cache.done)
+		ret = kvmsys_msr_probe_locked(s);
+	if (!ret) {
+		s->msrs = kvmsys_msr_cache.msrs;
+		s->nmsrs = kvmsys_msr_cache.nmsrs;
+		s->tsc_khz = kvmsys_msr_cache.tsc_khz;
+	}
+	pthread_mutex_unlock(&kvmsys_msr_cache.lock);
+	return ret;
 }

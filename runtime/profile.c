@@ -46,6 +46,16 @@ static const struct profile_field profile_boot_counters[] = {
 	PF(snapbox_boot_profile, mmio_exits),
 };
 
+static const struct profile_field profile_snapshot_fields[] = {
+	PF(snapbox_snapshot_profile, pause),
+	PF(snapbox_snapshot_profile, vcpu_capture),
+	PF(snapbox_snapshot_profile, device_capture),
+	PF(snapbox_snapshot_profile, memory_compress),
+	PF(snapbox_snapshot_profile, write),
+	PF(snapbox_snapshot_profile, fsync),
+	PF(snapbox_snapshot_profile, total),
+};
+
 #define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
 
 static const char *const profile_stage_names[SNAPBOX_STAGE_COUNT] = {
@@ -199,4 +209,36 @@ int snapbox_parse_boot_time(const char *line, size_t len, enum snapbox_stage *st
 	*stage = (enum snapbox_stage)i;
 	*ns = v;
 	return 0;
+}
+
+static double profile_ratio(uint64_t in, uint64_t out)
+{
+	return out ? (double)in / (double)out : 0.0;
+}
+
+void snapbox_print_snapshot_profile(FILE *f, const struct snapbox_snapshot_profile *p)
+{
+	size_t i;
+
+	for (i = 0; i < NFIELDS(profile_snapshot_fields); i++)
+		profile_line(f, "snapshot-profile", profile_snapshot_fields[i].name,
+			     profile_get(p, profile_snapshot_fields[i].off));
+	fprintf(f, "[snapshot-profile] %-27s %10.1f MiB\n", "bytes_in", (double)p->bytes_in / 1048576.0);
+	fprintf(f, "[snapshot-profile] %-27s %10.1f MiB\n", "bytes_out", (double)p->bytes_out / 1048576.0);
+	fprintf(f, "[snapshot-profile] %-27s %10.2f\n", "ratio", profile_ratio(p->bytes_in, p->bytes_out));
+	fprintf(f, "[snapshot-profile] %-27s %u zero, %u lz4, %u raw\n", "chunks", p->zero_chunks,
+		p->lz4_chunks, p->raw_chunks);
+}
+
+void snapbox_json_snapshot_profile(FILE *f, const struct snapbox_snapshot_profile *p)
+{
+	bool first = true;
+
+	fputc('{', f);
+	profile_json_fields(f, p, profile_snapshot_fields, NFIELDS(profile_snapshot_fields), "_ns",
+			    &first);
+	fprintf(f, ", \"bytes_in\": %llu, \"bytes_out\": %llu, \"ratio\": %.3f, \"zero_chunks\": %u, "
+		"\"lz4_chunks\": %u, \"raw_chunks\": %u}", (unsigned long long)p->bytes_in,
+		(unsigned long long)p->bytes_out, profile_ratio(p->bytes_in, p->bytes_out),
+		p->zero_chunks, p->lz4_chunks, p->raw_chunks);
 }

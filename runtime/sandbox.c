@@ -21,6 +21,8 @@
 #include "runtime/sandbox_internal.h"
 #include "snapbox.h"
 
+#include <xxhash.h>
+
 #define SANDBOX_DEFAULT_MEM      (256ull << 20)
 #define SANDBOX_DEFAULT_TIMEOUT  10000u
 #define SANDBOX_DEFAULT_CMDLINE  "console=ttyS0"
@@ -31,6 +33,15 @@ static uint64_t sandbox_elapsed(uint64_t *t)
 
 	*t = now;
 	return d;
+}
+
+/* xxh3-128 of an input file, recorded so a snapshot says what it came from. */
+static void sandbox_hash(const uint8_t *p, size_t n, uint64_t out[2])
+{
+	XXH128_hash_t h = XXH3_128bits(p, n);
+
+	out[0] = h.low64;
+	out[1] = h.high64;
 }
 
 /* Read a whole file, refusing anything larger than max bytes. */
@@ -144,7 +155,7 @@ static int sandbox_kvm_err(int ret)
 	return ret == -ENOMEM ? ret : -ENODEV;
 }
 
-static int sandbox_setup_devices(struct snapbox *sb)
+int sandbox_setup_devices(struct snapbox *sb)
 {
 	struct devices_cfg dc = {
 		.irq_fn = sandbox_irq, .irq_opaque = sb,
@@ -228,11 +239,17 @@ static int sandbox_build(struct snapbox *sb, const struct snapbox_config *cfg,
 	sb->have_mem = true;
 
 	ret = sandbox_read_file("kernel", cfg->kernel, mem, &kimg, &klen);
+	if (!ret)
+		sandbox_hash(kimg, klen, sb->kernel_hash);
 	cp->kernel_asset_read = sandbox_elapsed(&t);
 	if (ret)
 		goto out;
 	if (cfg->initrd) {
 		ret = sandbox_read_file("initrd", cfg->initrd, mem, &iimg, &ilen);
+		if (!ret) {
+			sandbox_hash(iimg, ilen, sb->initrd_hash);
+			sb->has_initrd = true;
+		}
 		cp->rootfs_asset_read = sandbox_elapsed(&t);
 		if (ret)
 			goto out;
@@ -287,7 +304,7 @@ out:
 	return ret;
 }
 
-static void sandbox_free(struct snapbox *sb)
+void sandbox_free(struct snapbox *sb)
 {
 	/* vCPU first: its thread uses the devices, channel and memory below. */
 	if (sb->have_vcpu)
@@ -307,6 +324,8 @@ static void sandbox_free(struct snapbox *sb)
 		gmem_fini(&sb->mem);
 	if (sb->have_sys)
 		kvmsys_fini(&sb->sys);
+	free(sb->cmdline);
+	free(sb->kernel_path);
 	free(sb);
 }
 
@@ -345,6 +364,12 @@ int snapbox_boot(const struct snapbox_config *cfg, struct snapbox **out,
 	if (!sb)
 		return -ENOMEM;
 	sb->console_fd = cfg->console_fd;
+	sb->cmdline = strdup(cfg->cmdline ? cfg->cmdline : SANDBOX_DEFAULT_CMDLINE);
+	sb->kernel_path = strdup(cfg->kernel);
+	if (!sb->cmdline || !sb->kernel_path) {
+		ret = -ENOMEM;
+		goto err;
+	}
 	memset(&cpl, 0, sizeof(cpl));
 	t0 = chan_now_ns();
 	ret = sandbox_build(sb, cfg, &cpl);
@@ -448,4 +473,18 @@ int snapbox_exit_code(int err)
 int snapbox_read_guest(struct snapbox *sb, uint64_t gpa, void *buf, uint64_t len)
 {
 	return gmem_read(&sb->mem, gpa, buf, len);
+}
+
+int snapbox_probe_fill(struct snapbox *sb, uint32_t mib, uint64_t seed, unsigned timeout_ms)
+{
+	struct proto_fill_req req = { .mib = mib, .seed = seed };
+	uint32_t n;
+	void *r;
+	int ret = snapbox_request(sb, PROTO_T_FILL, &req, sizeof(req), &r, &n, timeout_ms);
+
+	if (ret == -EREMOTEIO)
+		fprintf(stderr, "snapbox: the guest refused to fill %u MiB: %.*s\n", mib, (int)n,
+			(const char *)r);
+	free(r);
+	return ret;
 }

@@ -27,10 +27,22 @@ struct snapbox {
 	struct vcpu vcpu;
 	struct chan chan;
 	int console_fd;
+	/* what the VM was built from, recorded in a snapshot's CONF section */
+	uint64_t kernel_hash[2];         /* xxh3-128 low, high */
+	uint64_t initrd_hash[2];
+	bool has_initrd;
+	char *cmdline;                   /* owned */
+	char *kernel_path;               /* owned */
 	uint64_t wait_t0;                /* start of boot_wait */
 	_Atomic uint64_t first_byte_ns;
 	/* how far construction got, for one unwind path */
 	bool have_sys, have_vm, have_mem, have_pio, have_mmio, have_chan, have_dev, have_vcpu;
 };
+
+/* Teardown shared by cold boot, restore and destroy: frees whatever was built. */
+void sandbox_free(struct snapbox *sb);
+
+/* Buses, channel, devices and PIO window, wired to sb (boot and restore alike). */
+int sandbox_setup_devices(struct snapbox *sb);
 
 #endif

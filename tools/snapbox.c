@@ -12,7 +12,9 @@ static const char snapbox_usage[] =
 	"usage: snapbox <command> [options]\n"
 	"\n"
 	"commands:\n"
-	"  boot     cold-boot a kernel to its agent's READY and print the profiles\n"
+	"  boot       cold-boot a kernel to its agent's READY and print the profiles\n"
+	"  snapshot   cold-boot, then snapshot the ready VM into a directory\n"
+	"  inspect    describe a snapshot directory, optionally verifying every checksum\n"
 	"\n"
 	"Run 'snapbox <command> --help' for the command's options.\n"
 	"\n"
@@ -22,6 +24,27 @@ static const char snapbox_usage[] =
 	"  2  bad command line\n"
 	"  3  bad input: kernel/initrd missing, unreadable, not ELF/bzImage, too big\n"
 	"  4  KVM unusable: no /dev/kvm, no permission, missing capabilities\n";
+
+static const char snapbox_snapshot_usage[] =
+	"usage: snapbox snapshot --kernel FILE --out DIR [options]\n"
+	"\n"
+	"Cold-boot a VM to READY, snapshot it into DIR (written beside DIR and\n"
+	"renamed into place, so DIR is never half-written), print CreateVmProfile,\n"
+	"BootProfile and the snapshot profile, and destroy the VM.\n"
+	"\n"
+	"  --kernel FILE     kernel, as for boot\n"
+	"  --initrd FILE     initramfs\n"
+	"  --mem SIZE        guest memory (default 256M)\n"
+	"  --cmdline STR     kernel command line\n"
+	"  --timeout MS      boot timeout (default 10000)\n"
+	"  --out DIR         the snapshot directory (replaced if it is a snapshot)\n"
+	"  --fill MIB        probe guest only: first fill MIB MiB of RAM with its realistic\n"
+	"                    mix of zero, text-like and random pages\n"
+	"  --chunk-size SZ   memory file chunk size, power of two, 64K..16M (default 256K)\n"
+	"  --threads N       compression threads (default: online CPUs)\n"
+	"  --no-sync         skip fsync (faster; a crash may lose the snapshot)\n"
+	"  --console         copy the guest console to stderr\n"
+	"  --json            one JSON object instead of readable lines\n";
 
 static const char snapbox_boot_usage[] =
 	"usage: snapbox boot --kernel FILE [options]\n"
@@ -64,79 +87,247 @@ static int snapbox_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* Options shared by every command that cold-boots a guest. */
+struct cli_boot {
+	struct snapbox_config cfg;
+	bool json;
+	/* snapshot only */
+	const char *out;
+	struct snapbox_snapshot_opts snap;
+	uint32_t fill_mib;
+};
+
+enum { OPT_KERNEL = 256, OPT_INITRD, OPT_MEM, OPT_CMDLINE, OPT_TIMEOUT, OPT_CONSOLE, OPT_JSON,
+       OPT_OUT, OPT_NOSYNC, OPT_FILL, OPT_CHUNK, OPT_THREADS };
+
+static const struct option cli_boot_opts[] = {
+	{ "kernel", required_argument, NULL, OPT_KERNEL },
+	{ "initrd", required_argument, NULL, OPT_INITRD },
+	{ "mem", required_argument, NULL, OPT_MEM },
+	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "console", no_argument, NULL, OPT_CONSOLE },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "out", required_argument, NULL, OPT_OUT },
+	{ "no-sync", no_argument, NULL, OPT_NOSYNC },
+	{ "fill", required_argument, NULL, OPT_FILL },
+	{ "chunk-size", required_argument, NULL, OPT_CHUNK },
+	{ "threads", required_argument, NULL, OPT_THREADS },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int cli_uint(const char *cmd, const char *opt, const char *arg, unsigned long max,
+		    unsigned long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoul(arg, &end, 10);
+	if (errno || *end || end == arg || *out > max) {
+		fprintf(stderr, "snapbox %s: bad --%s '%s'\n", cmd, opt, arg);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Parse argv for `cmd`. snapshot_opts enables --out/--no-sync/--fill/
+ * --chunk-size/--threads. Returns -1 to continue, or an exit code.
+ */
+static int cli_parse_boot(const char *cmd, const char *usage, bool snapshot_opts, int argc,
+			  char **argv, struct cli_boot *b)
+{
+	unsigned long v;
+	int c;
+
+	memset(b, 0, sizeof(*b));
+	b->cfg.console_fd = -1;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", cli_boot_opts, NULL)) != -1) {
+		if (!snapshot_opts && c >= OPT_OUT && c <= OPT_THREADS)
+			c = '?';
+		switch (c) {
+		case OPT_KERNEL: b->cfg.kernel = optarg; break;
+		case OPT_INITRD: b->cfg.initrd = optarg; break;
+		case OPT_CMDLINE: b->cfg.cmdline = optarg; break;
+		case OPT_CONSOLE: b->cfg.console_fd = STDERR_FILENO; break;
+		case OPT_JSON: b->json = true; break;
+		case OPT_OUT: b->out = optarg; break;
+		case OPT_NOSYNC: b->snap.no_sync = true; break;
+		case OPT_MEM:
+			if (snapbox_parse_size(optarg, &b->cfg.mem_bytes)) {
+				fprintf(stderr, "snapbox %s: bad --mem '%s' (try 256M or 1G)\n", cmd, optarg);
+				return SNAPBOX_EXIT_USAGE;
+			}
+			break;
+		case OPT_TIMEOUT:
+			if (cli_uint(cmd, "timeout", optarg, 86400000, &v) || v == 0)
+				return SNAPBOX_EXIT_USAGE;
+			b->cfg.boot_timeout_ms = (unsigned)v;
+			break;
+		case OPT_FILL:
+			if (cli_uint(cmd, "fill", optarg, 1u << 20, &v))
+				return SNAPBOX_EXIT_USAGE;
+			b->fill_mib = (uint32_t)v;
+			break;
+		case OPT_CHUNK: {
+			uint64_t sz;
+
+			if (snapbox_parse_size(optarg, &sz) || sz > UINT32_MAX) {
+				fprintf(stderr, "snapbox %s: bad --chunk-size '%s' (try 256K)\n", cmd, optarg);
+				return SNAPBOX_EXIT_USAGE;
+			}
+			b->snap.chunk_size = (uint32_t)sz;
+			break;
+		}
+		case OPT_THREADS:
+			if (cli_uint(cmd, "threads", optarg, 64, &v) || v == 0)
+				return SNAPBOX_EXIT_USAGE;
+			b->snap.threads = (unsigned)v;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return SNAPBOX_EXIT_OK;
+		default:
+			fputs(usage, stderr);
+			return SNAPBOX_EXIT_USAGE;
+		}
+	}
+	if (optind != argc || !b->cfg.kernel || (snapshot_opts && !b->out)) {
+		fprintf(stderr, "snapbox %s: %s\n", cmd,
+			optind != argc ? "unexpected argument" :
+			!b->cfg.kernel ? "--kernel is required" : "--out is required");
+		fputs(usage, stderr);
+		return SNAPBOX_EXIT_USAGE;
+	}
+	return -1;
+}
+
+static void cli_print_boot(const struct cli_boot *b, const struct snapbox_create_profile *cp,
+			   const struct snapbox_boot_profile *bp)
+{
+	printf("snapbox: %s reached READY in %.3f ms (cold start %.3f ms)\n", b->cfg.kernel,
+	       (double)cp->boot_wait / 1e6, (double)cp->cold_start_total / 1e6);
+	snapbox_print_create_profile(stdout, cp);
+	snapbox_print_boot_profile(stdout, bp);
+}
+
+static void cli_json_boot(const struct snapbox_create_profile *cp,
+			  const struct snapbox_boot_profile *bp)
+{
+	fputs("\"create_vm_profile\": ", stdout);
+	snapbox_json_create_profile(stdout, cp);
+	fputs(", \"boot_profile\": ", stdout);
+	snapbox_json_boot_profile(stdout, bp);
+}
+
 static int snapbox_cmd_boot(int argc, char **argv)
 {
+	struct snapbox_create_profile cp;
+	struct snapbox_boot_profile bp;
+	struct cli_boot b;
+	struct snapbox *sb;
+	int ret = cli_parse_boot("boot", snapbox_boot_usage, false, argc, argv, &b);
+
+	if (ret >= 0)
+		return ret;
+	ret = snapbox_boot(&b.cfg, &sb, &cp, &bp);
+	if (ret)
+		return snapbox_exit_code(ret);
+	if (b.json) {
+		fputc('{', stdout);
+		cli_json_boot(&cp, &bp);
+		fputs("}\n", stdout);
+	} else {
+		cli_print_boot(&b, &cp, &bp);
+	}
+	snapbox_destroy(sb);
+	return SNAPBOX_EXIT_OK;
+}
+
+static int cli_fill(struct snapbox *sb, uint32_t mib)
+{
+	int ret;
+
+	if (isatty(STDERR_FILENO))
+		fprintf(stderr, "snapbox: filling %u MiB of guest memory...\n", mib);
+	ret = snapbox_probe_fill(sb, mib, 1, 120000);
+	if (ret && ret != -EREMOTEIO)
+		fprintf(stderr, "snapbox: --fill %u failed: %s\n", mib, strerror(-ret));
+	return ret;
+}
+
+static int snapbox_cmd_snapshot(int argc, char **argv)
+{
+	struct snapbox_create_profile cp;
+	struct snapbox_boot_profile bp;
+	struct snapbox_snapshot_profile sp;
+	struct cli_boot b;
+	struct snapbox *sb;
+	int ret = cli_parse_boot("snapshot", snapbox_snapshot_usage, true, argc, argv, &b);
+
+	if (ret >= 0)
+		return ret;
+	ret = snapbox_boot(&b.cfg, &sb, &cp, &bp);
+	if (ret)
+		return snapbox_exit_code(ret);
+	if (b.fill_mib)
+		ret = cli_fill(sb, b.fill_mib);
+	if (!ret)
+		ret = snapbox_snapshot(sb, b.out, &b.snap, &sp);
+	snapbox_destroy(sb);
+	if (ret)
+		return snapbox_exit_code(ret);
+	if (b.json) {
+		fputc('{', stdout);
+		cli_json_boot(&cp, &bp);
+		fputs(", \"snapshot_profile\": ", stdout);
+		snapbox_json_snapshot_profile(stdout, &sp);
+		fputs("}\n", stdout);
+	} else {
+		cli_print_boot(&b, &cp, &bp);
+		snapbox_print_snapshot_profile(stdout, &sp);
+		printf("snapbox: snapshot written to %s\n", b.out);
+	}
+	return SNAPBOX_EXIT_OK;
+}
+
+static const char snapbox_inspect_usage[] =
+	"usage: snapbox inspect DIR [--verify] [--json]\n"
+	"\n"
+	"Validate and describe a snapshot: sections, versions, sizes, what it was\n"
+	"booted from, memory chunk statistics.\n"
+	"\n"
+	"  --verify          also decode every memory chunk and check its xxh3\n"
+	"  --json            one JSON object instead of readable lines\n";
+
+static int snapbox_cmd_inspect(int argc, char **argv)
+{
 	static const struct option opts[] = {
-		{ "kernel", required_argument, NULL, 'k' },
-		{ "initrd", required_argument, NULL, 'i' },
-		{ "mem", required_argument, NULL, 'm' },
-		{ "cmdline", required_argument, NULL, 'c' },
-		{ "timeout", required_argument, NULL, 't' },
-		{ "console", no_argument, NULL, 'C' },
+		{ "verify", no_argument, NULL, 'v' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct snapbox_config cfg = { .console_fd = -1 };
-	struct snapbox_create_profile cp;
-	struct snapbox_boot_profile bp;
-	struct snapbox *sb;
-	bool json = false;
-	char *end;
+	bool verify = false, json = false;
 	int c, ret;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'k': cfg.kernel = optarg; break;
-		case 'i': cfg.initrd = optarg; break;
-		case 'c': cfg.cmdline = optarg; break;
-		case 'C': cfg.console_fd = STDERR_FILENO; break;
+		case 'v': verify = true; break;
 		case 'j': json = true; break;
-		case 'm':
-			if (snapbox_parse_size(optarg, &cfg.mem_bytes)) {
-				fprintf(stderr, "snapbox boot: bad --mem '%s' (try 256M or 1G)\n", optarg);
-				return SNAPBOX_EXIT_USAGE;
-			}
-			break;
-		case 't':
-			errno = 0;
-			cfg.boot_timeout_ms = (unsigned)strtoul(optarg, &end, 10);
-			if (errno || *end || cfg.boot_timeout_ms == 0) {
-				fprintf(stderr, "snapbox boot: bad --timeout '%s' (milliseconds > 0)\n", optarg);
-				return SNAPBOX_EXIT_USAGE;
-			}
-			break;
-		case 'h':
-			fputs(snapbox_boot_usage, stdout);
-			return SNAPBOX_EXIT_OK;
-		default:
-			fputs(snapbox_boot_usage, stderr);
-			return SNAPBOX_EXIT_USAGE;
+		case 'h': fputs(snapbox_inspect_usage, stdout); return SNAPBOX_EXIT_OK;
+		default: fputs(snapbox_inspect_usage, stderr); return SNAPBOX_EXIT_USAGE;
 		}
 	}
-	if (optind != argc || !cfg.kernel) {
-		fprintf(stderr, "snapbox boot: %s\n", cfg.kernel ? "unexpected argument" : "--kernel is required");
-		fputs(snapbox_boot_usage, stderr);
+	if (optind != argc - 1) {
+		fputs(snapbox_inspect_usage, stderr);
 		return SNAPBOX_EXIT_USAGE;
 	}
-	ret = snapbox_boot(&cfg, &sb, &cp, &bp);
-	if (ret)
-		return snapbox_exit_code(ret);
-	if (json) {
-		fputs("{\"create_vm_profile\": ", stdout);
-		snapbox_json_create_profile(stdout, &cp);
-		fputs(", \"boot_profile\": ", stdout);
-		snapbox_json_boot_profile(stdout, &bp);
-		fputs("}\n", stdout);
-	} else {
-		printf("snapbox: %s reached READY in %.3f ms (cold start %.3f ms)\n", cfg.kernel,
-		       (double)cp.boot_wait / 1e6, (double)cp.cold_start_total / 1e6);
-		snapbox_print_create_profile(stdout, &cp);
-		snapbox_print_boot_profile(stdout, &bp);
-	}
-	snapbox_destroy(sb);
-	return SNAPBOX_EXIT_OK;
+	ret = snapbox_inspect(argv[optind], verify, json, stdout);
+	return ret ? SNAPBOX_EXIT_INPUT : SNAPBOX_EXIT_OK;
 }
 
 int main(int argc, char **argv)
@@ -151,6 +342,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "boot"))
 		return snapbox_cmd_boot(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "snapshot"))
+		return snapbox_cmd_snapshot(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "inspect"))
+		return snapbox_cmd_inspect(argc - 1, argv + 1);
 	fprintf(stderr, "snapbox: unknown command '%s'\n", argv[1]);
 	fputs(snapbox_usage, stderr);
 	return SNAPBOX_EXIT_USAGE;

@@ -1,0 +1,112 @@
+/* snapopen.c - validation of a snapshot directory before anything trusts it. */
+#include "runtime/snapopen.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "snapshot/snapdir.h"
+
+int snapopen_section(const struct snapopen *so, uint32_t tag, struct sbuf_reader *r)
+{
+	const struct vmstate_section *s = vmstate_find(&so->vs, tag, 0);
+	char name[5];
+
+	if (!s || vmstate_count(&so->vs, tag) != 1) {
+		vmstate_tag_str(tag, name);
+		fprintf(stderr, "snapbox: snapshot has %s %s section\n", s ? "more than one" : "no", name);
+		return -EPROTO;
+	}
+	sbuf_reader_init(r, s->payload, s->length);
+	return 0;
+}
+
+static int snapopen_check_memf(const struct snapopen *so)
+{
+	const struct snapconf_memf *m = &so->memf;
+	const struct memfile_reader *r = &so->mem;
+
+	if (m->raw_size != r->raw_size || m->chunk_size != r->chunk_size ||
+	    m->chunk_count != r->chunk_count || m->index_xxh64 != r->index_xxh64) {
+		fprintf(stderr, "snapbox: snapshot memory file does not match its vmstate (MEMF)\n");
+		return -EPROTO;
+	}
+	if (so->conf.mem_bytes != r->raw_size) {
+		fprintf(stderr, "snapbox: snapshot memory file holds %llu bytes, CONF says %llu\n",
+			(unsigned long long)r->raw_size, (unsigned long long)so->conf.mem_bytes);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+int snapopen_open(struct snapopen *so, const char *dir)
+{
+	struct sbuf_reader r;
+	int fd, ret;
+
+	memset(so, 0, sizeof(*so));
+	so->mem_fd = -1;
+	so->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (so->dir_fd < 0) {
+		ret = -errno;
+		fprintf(stderr, "snapbox: cannot open snapshot %s: %s\n", dir, strerror(-ret));
+		return ret;
+	}
+	fd = openat(so->dir_fd, SNAPDIR_VMSTATE, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		fprintf(stderr, "snapbox: %s has no readable vmstate: %s\n", dir, strerror(-ret));
+		goto err_dir;
+	}
+	ret = vmstate_read_fd(&so->vs, fd, NULL, 0);
+	close(fd);
+	if (ret)
+		goto err_dir;
+	ret = snapopen_section(so, VMSTATE_TAG_CONF, &r);
+	if (!ret)
+		ret = snapconf_decode(&r, &so->conf);
+	if (!ret)
+		ret = snapopen_section(so, VMSTATE_TAG_MEMF, &r);
+	if (!ret)
+		ret = snapconf_memf_decode(&r, &so->memf);
+	if (ret)
+		goto err_vs;
+	so->mem_fd = openat(so->dir_fd, so->memf.name, O_RDONLY | O_CLOEXEC);
+	if (so->mem_fd < 0) {
+		ret = -errno;
+		fprintf(stderr, "snapbox: %s has no readable memory file: %s\n", dir, strerror(-ret));
+		goto err_vs;
+	}
+	ret = memfile_open(&so->mem, so->mem_fd);
+	if (ret)
+		goto err_mem;
+	ret = snapopen_check_memf(so);
+	if (ret)
+		goto err_memfile;
+	return 0;
+
+err_memfile:
+	memfile_close(&so->mem);
+err_mem:
+	close(so->mem_fd);
+err_vs:
+	vmstate_reader_fini(&so->vs);
+err_dir:
+	close(so->dir_fd);
+	memset(so, 0, sizeof(*so));
+	so->dir_fd = so->mem_fd = -1;
+	return ret;
+}
+
+void snapopen_close(struct snapopen *so)
+{
+	if (so->dir_fd < 0)
+		return;
+	memfile_close(&so->mem);
+	close(so->mem_fd);
+	vmstate_reader_fini(&so->vs);
+	close(so->dir_fd);
+	so->dir_fd = so->mem_fd = -1;
+}

@@ -1,0 +1,258 @@
+/* snapshot.c - snapshot a running sandbox: pause, capture state and memory, write the snapshot directory atomically. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvm/vcpu_state.h"
+#include "kvm/vm_state.h"
+#include "runtime/sandbox_internal.h"
+#include "runtime/snapconf.h"
+#include "snapshot/memfile.h"
+#include "snapshot/snapdir.h"
+#include "snapshot/vmstate.h"
+
+/* Capture into w, in the section order documented in docs/snapshot-format.md. */
+struct snapshot_ctx {
+	struct snapbox *sb;
+	struct vmstate_writer w;
+	struct vcpu_state vst;
+	struct vm_state vmst;
+	struct snapbox_snapshot_profile *p;
+	uint64_t t;
+};
+
+static uint64_t snapshot_lap(struct snapshot_ctx *c)
+{
+	uint64_t now = chan_now_ns(), d = now - c->t;
+
+	c->t = now;
+	return d;
+}
+
+/* Encode with fn into a fresh sbuf and add it as a section. */
+static int snapshot_add(struct snapshot_ctx *c, uint32_t tag, uint16_t version, struct sbuf *b)
+{
+	int ret = b->err ? b->err : vmstate_add(&c->w, tag, version, 0, b->data, b->len);
+
+	if (b->err)
+		fprintf(stderr, "snapbox: snapshot: cannot encode a section: %s\n", strerror(-b->err));
+	sbuf_fini(b);
+	return ret;
+}
+
+static int snapshot_conf(struct snapshot_ctx *c)
+{
+	struct snapbox *sb = c->sb;
+	struct snapconf *conf = calloc(1, sizeof(*conf));
+	struct timespec ts;
+	struct sbuf b;
+
+	if (!conf)
+		return -ENOMEM;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	conf->mem_bytes = sb->mem.size;
+	conf->vcpus = 1;
+	conf->backend = sb->sys.is_pvm ? 1 : 0;
+	conf->has_initrd = sb->has_initrd;
+	memcpy(conf->kernel_hash, sb->kernel_hash, sizeof(conf->kernel_hash));
+	memcpy(conf->initrd_hash, sb->initrd_hash, sizeof(conf->initrd_hash));
+	conf->created_unix_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	snprintf(conf->cmdline, sizeof(conf->cmdline), "%s", sb->cmdline ? sb->cmdline : "");
+	snprintf(conf->kernel_path, sizeof(conf->kernel_path), "%s",
+		 sb->kernel_path ? sb->kernel_path : "");
+	snprintf(conf->version, sizeof(conf->version), "%s", SNAPCONF_VERSION_STR);
+	sbuf_init(&b);
+	snapconf_encode(conf, &b);
+	free(conf);
+	return snapshot_add(c, VMSTATE_TAG_CONF, SNAPCONF_CONF_VERSION, &b);
+}
+
+/* vCPU then VM state: the VM clock is read after the vCPU, both paused. */
+static int snapshot_state(struct snapshot_ctx *c)
+{
+	struct snapbox *sb = c->sb;
+	struct sbuf b;
+	int ret;
+
+	ret = kvmsys_probe_msrs(&sb->sys);
+	if (!ret)
+		ret = vcpu_state_capture(&sb->vcpu, &c->vst);
+	if (!ret)
+		ret = vm_state_capture(&sb->vm, &c->vmst);
+	if (ret)
+		return ret;
+	sbuf_init(&b);
+	vcpu_state_host_encode(&c->vst, sb->sys.msrs, sb->sys.nmsrs, &b);
+	ret = snapshot_add(c, VMSTATE_TAG_HOST, VCPU_STATE_HOST_VERSION, &b);
+	if (ret)
+		return ret;
+	sbuf_init(&b);
+	vcpu_state_encode(&c->vst, &b);
+	ret = snapshot_add(c, VMSTATE_TAG_VCPU, VCPU_STATE_VERSION, &b);
+	if (ret)
+		return ret;
+	sbuf_init(&b);
+	vm_state_clock_encode(&c->vmst, &b);
+	ret = snapshot_add(c, VMSTATE_TAG_CLCK, VM_STATE_CLOCK_VERSION, &b);
+	if (ret)
+		return ret;
+	sbuf_init(&b);
+	vm_state_irqchip_encode(&c->vmst, &b);
+	ret = snapshot_add(c, VMSTATE_TAG_IRQC, VM_STATE_IRQCHIP_VERSION, &b);
+	if (ret)
+		return ret;
+	sbuf_init(&b);
+	vm_state_pit_encode(&c->vmst, &b);
+	return snapshot_add(c, VMSTATE_TAG_PIT2, VM_STATE_PIT_VERSION, &b);
+}
+
+static int snapshot_devices(struct snapshot_ctx *c)
+{
+	struct sbuf b;
+
+	sbuf_init(&b);
+	if (devices_save(&c->sb->dev, &b) && !b.err)
+		b.err = -EIO;
+	return snapshot_add(c, VMSTATE_TAG_DEVS, 1, &b);
+}
+
+/* Memory file first: vmstate's MEMF section records its index hash. */
+static int snapshot_memory(struct snapshot_ctx *c, struct snapdir *d,
+			   const struct snapbox_snapshot_opts *o)
+{
+	struct memfile_write_opts mo = {
+		.chunk_size = o->chunk_size,
+		.threads = o->threads ? o->threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN),
+		/* Guest RAM is private anonymous memory with no uffd: untouched pages read as zero. */
+		.untouched_is_zero = true,
+	};
+	struct snapconf_memf mf = { .name = SNAPDIR_MEMORY };
+	struct memfile_reader r;
+	struct memfile_stats st;
+	struct sbuf b;
+	int fd, rfd, ret;
+
+	if (mo.threads > MEMFILE_MAX_THREADS)
+		mo.threads = MEMFILE_MAX_THREADS;
+	fd = snapdir_create_file(d, SNAPDIR_MEMORY);
+	if (fd < 0)
+		return fd;
+	ret = memfile_write(fd, c->sb->mem.host, c->sb->mem.size, &mo, &st);
+	close(fd);
+	if (ret)
+		return ret;
+	c->p->memory_compress = st.total_ns > st.write_ns ? st.total_ns - st.write_ns : 0;
+	c->p->write = st.write_ns;
+	c->p->bytes_in = st.bytes_in;
+	c->p->bytes_out = st.bytes_out;
+	c->p->zero_chunks = st.zero_chunks;
+	c->p->lz4_chunks = st.lz4_chunks;
+	c->p->raw_chunks = st.raw_chunks;
+	/* Re-read just the header and index: the hash the MEMF section pins. */
+	rfd = openat(d->tmp_fd, SNAPDIR_MEMORY, O_RDONLY | O_CLOEXEC);
+	if (rfd < 0)
+		return -errno;
+	ret = memfile_open(&r, rfd);
+	if (!ret) {
+		mf.raw_size = r.raw_size;
+		mf.chunk_size = r.chunk_size;
+		mf.chunk_count = r.chunk_count;
+		mf.index_xxh64 = r.index_xxh64;
+		memfile_close(&r);
+	}
+	close(rfd);
+	if (ret)
+		return ret;
+	sbuf_init(&b);
+	snapconf_memf_encode(&mf, &b);
+	return snapshot_add(c, VMSTATE_TAG_MEMF, SNAPCONF_MEMF_VERSION, &b);
+}
+
+static int snapshot_vmstate(struct snapshot_ctx *c, struct snapdir *d)
+{
+	uint64_t t = chan_now_ns();
+	int fd = snapdir_create_file(d, SNAPDIR_VMSTATE), ret;
+
+	if (fd < 0)
+		return fd;
+	ret = vmstate_write_fd(&c->w, fd);
+	close(fd);
+	c->p->write += chan_now_ns() - t;
+	return ret;
+}
+
+static bool snapshot_chan_idle(struct snapbox *sb)
+{
+	bool idle;
+
+	pthread_mutex_lock(&sb->chan.lock);
+	idle = !sb->chan.parser.in_payload && sb->chan.parser.hdr_have == 0 && sb->chan.wait_id == 0;
+	pthread_mutex_unlock(&sb->chan.lock);
+	return idle;
+}
+
+int snapbox_snapshot(struct snapbox *sb, const char *dir, const struct snapbox_snapshot_opts *opts,
+		     struct snapbox_snapshot_profile *prof)
+{
+	static const struct snapbox_snapshot_opts defaults;
+	const struct snapbox_snapshot_opts *o = opts ? opts : &defaults;
+	struct snapbox_snapshot_profile pl;
+	struct snapshot_ctx c = { .sb = sb, .p = &pl };
+	struct snapdir d;
+	uint64_t t0;
+	int ret;
+
+	memset(&pl, 0, sizeof(pl));
+	vmstate_writer_init(&c.w);
+	vcpu_state_init(&c.vst);
+	t0 = c.t = chan_now_ns();
+	ret = vcpu_pause(&sb->vcpu, 2000);
+	pl.pause = snapshot_lap(&c);
+	if (ret) {
+		fprintf(stderr, "snapbox: snapshot: cannot pause the guest: %s\n",
+			ret == -ESRCH ? snapbox_stop_reason(sb) : strerror(-ret));
+		ret = ret == -ESRCH ? -ESHUTDOWN : ret;
+		goto out;
+	}
+	/* After the pause no frame can start arriving; one half-parsed now would be lost on restore. */
+	if (!snapshot_chan_idle(sb)) {
+		fprintf(stderr, "snapbox: snapshot: the agent channel is in the middle of a frame\n");
+		ret = -EBUSY;
+		goto out_resume;
+	}
+	ret = snapdir_begin(&d, dir, o->no_sync);
+	if (ret)
+		goto out_resume;
+	ret = snapshot_conf(&c);
+	if (!ret)
+		ret = snapshot_state(&c);
+	pl.vcpu_capture = snapshot_lap(&c);
+	if (!ret)
+		ret = snapshot_devices(&c);
+	pl.device_capture = snapshot_lap(&c);
+	if (!ret)
+		ret = snapshot_memory(&c, &d, o);
+	if (!ret)
+		ret = snapshot_vmstate(&c, &d);
+	snapshot_lap(&c);
+	if (ret) {
+		snapdir_abort(&d);
+		goto out_resume;
+	}
+	ret = snapdir_finish(&d);
+	pl.fsync = snapshot_lap(&c);
+out_resume:
+	if (!o->leave_paused)
+		vcpu_resume(&sb->vcpu);
+out:
+	pl.total = chan_now_ns() - t0;
+	if (prof)
+		*prof = pl;
+	vcpu_state_fini(&c.vst);
+	vmstate_writer_fini(&c.w);
+	return ret;
+}
