@@ -174,6 +174,58 @@ int snapbox_inspect(const char *dir, bool verify, bool json, FILE *f);
 void snapbox_print_snapshot_profile(FILE *f, const struct snapbox_snapshot_profile *p);
 void snapbox_json_snapshot_profile(FILE *f, const struct snapbox_snapshot_profile *p);
 
+/* RestoreProfile: ns of CLOCK_MONOTONIC, in the order the design notes list them. */
+struct snapbox_restore_profile {
+	uint64_t snapshot_open;      /* read and validate vmstate, memory index, compatibility */
+	uint64_t kvm_fd_open;
+	uint64_t kvm_create_vm;
+	uint64_t vm_arch_setup;
+	uint64_t guest_memory_mmap;
+	uint64_t kvm_set_user_memory_region;
+	uint64_t vcpu_creation;
+	uint64_t cpuid_config;
+	uint64_t memory_state_write;
+	uint64_t vcpu_state_restore;
+	uint64_t device_state_restore; /* irqchips, PIT, clock, then the device table */
+	uint64_t resume_kvm_run;     /* vCPU thread started until it entered KVM_RUN (0: not resumed) */
+	uint64_t total_without_resume;
+	uint64_t total_with_resume;
+	uint64_t restore_to_ready;   /* restore start until the guest answered PING (0: not asked) */
+};
+
+enum snapbox_restore_mode {
+	SNAPBOX_RESTORE_EAGER = 0,   /* decompress every chunk into fresh anonymous memory */
+	SNAPBOX_RESTORE_COW,         /* map a shared, decompressed-once template MAP_PRIVATE */
+};
+
+struct snapbox_restore_opts {
+	enum snapbox_restore_mode mode;
+	bool no_verify;              /* skip the per-chunk xxh3 check (eager, and cow's first fill) */
+	bool resume;                 /* start the vCPU (needed for restore_to_ready) */
+	bool ping;                   /* with resume: PING and fill restore_to_ready */
+	unsigned threads;            /* decompression threads; 0: online CPUs */
+	int console_fd;              /* COM1 output after resume; -1 discards */
+	unsigned ping_timeout_ms;    /* default 5000 */
+	const char *cache_dir;       /* cow templates; default /dev/shm */
+};
+
+/*
+ * Rebuild a sandbox from the snapshot in `dir`. Everything on disk is
+ * validated and the snapshot's recorded CPUID, memory size and vCPU count are
+ * checked against this host before any VM is created; a mismatch is refused
+ * with -ENOTSUP and a message listing every difference. opts may be NULL
+ * (eager, verify, not resumed). On success *out is a sandbox like one from
+ * snapbox_boot (paused when !resume). Returns 0 or -errno (one line on stderr).
+ */
+int snapbox_restore(const char *dir, const struct snapbox_restore_opts *opts, struct snapbox **out,
+		    struct snapbox_restore_profile *prof);
+
+/* Start a sandbox restored without resume. Returns 0 or -errno. */
+int snapbox_resume(struct snapbox *sb);
+
+void snapbox_print_restore_profile(FILE *f, const struct snapbox_restore_profile *p);
+void snapbox_json_restore_profile(FILE *f, const struct snapbox_restore_profile *p);
+
 /* Stop the vCPU and free everything. NULL is fine. */
 void snapbox_destroy(struct snapbox *sb);
 

@@ -14,9 +14,8 @@
  * Map `size` bytes of zeroed anonymous memory for guest RAM, 2 MiB aligned and
  * hinted for THP. Returns 0, -EINVAL for a bad size, -ENOMEM when mmap fails.
  */
-int gmem_init(struct gmem *m, uint64_t size)
+static int gmem_check_size(uint64_t size)
 {
-	memset(m, 0, sizeof(*m));
 	if (size % 4096) {
 		fprintf(stderr, "snapbox: guest memory size %llu is not a multiple of 4 KiB\n",
 			(unsigned long long)size);
@@ -28,6 +27,17 @@ int gmem_init(struct gmem *m, uint64_t size)
 			LAYOUT_MEM_MAX >> 20);
 		return -EINVAL;
 	}
+	return 0;
+}
+
+int gmem_init(struct gmem *m, uint64_t size)
+{
+	int ret;
+
+	memset(m, 0, sizeof(*m));
+	ret = gmem_check_size(size);
+	if (ret)
+		return ret;
 
 	/*
 	 * Over-allocate by one huge page so a 2 MiB aligned start exists inside
@@ -56,6 +66,31 @@ int gmem_init(struct gmem *m, uint64_t size)
 	/* Only a hint: without THP the guest still works, just with more faults. */
 	(void)madvise(host, (size_t)size, MADV_HUGEPAGE);
 
+	m->host = host;
+	m->size = size;
+	m->map = host;
+	m->map_len = (size_t)size;
+	return 0;
+}
+
+/* A MAP_PRIVATE view of a memory template: see gmem.h. */
+int gmem_init_cow(struct gmem *m, int fd, uint64_t size)
+{
+	uint8_t *host;
+	int ret;
+
+	memset(m, 0, sizeof(*m));
+	ret = gmem_check_size(size);
+	if (ret)
+		return ret;
+	/* File offsets and gpas agree from 0, so a tmpfs huge page lines up with a guest one. */
+	host = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+	if (host == MAP_FAILED) {
+		ret = errno;
+		fprintf(stderr, "snapbox: cannot map the %llu MiB memory template: %s\n",
+			(unsigned long long)(size >> 20), strerror(ret));
+		return -ENOMEM;
+	}
 	m->host = host;
 	m->size = size;
 	m->map = host;

@@ -20,6 +20,15 @@ struct gmem {
  */
 int gmem_init(struct gmem *m, uint64_t size);
 
+/*
+ * Guest RAM as a MAP_PRIVATE view of the first `size` bytes of fd (a
+ * decompressed memory template): every page the guest never writes stays
+ * shared with every other view of fd; a written page becomes private
+ * (copy-on-write). Same size rules as gmem_init. fd may be closed afterwards.
+ * Returns 0, -EINVAL, or -ENOMEM.
+ */
+int gmem_init_cow(struct gmem *m, int fd, uint64_t size);
+
 /* Unmap guest RAM. Safe on a zeroed or already finalised struct. */
 void gmem_fini(struct gmem *m);
 

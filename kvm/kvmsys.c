@@ -198,10 +198,12 @@ static int kvmsys_get_index_list(int fd, unsigned long req, const char *what,
 
 	/* nmsrs = 0 makes KVM answer E2BIG with the count it needs. */
 	if (ioctl(fd, req, &probe) < 0 && errno != E2BIG) {
-		if (errno == EINVAL || errno == ENOTTY)
+		int err = errno;
+
+		if (err == EINVAL || err == ENOTTY)
 			return 0; /* the feature list is optional: older kernels lack it */
-		fprintf(stderr, "snapbox: %s: %s\n", what, strerror(errno));
-		return -errno;
+		fprintf(stderr, "snapbox: %s: %s\n", what, strerror(err));
+		return -err;
 	}
 	want = probe.nmsrs;
 	if (want > KVMSYS_MSR_MAX - *n) {

@@ -52,6 +52,7 @@ static int vcpu_state_get_cpuid(struct vcpu *v, struct vcpu_state *st)
 
 	for (;;) {
 		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + cap * sizeof(c->entries[0]));
+		int err;
 
 		if (!c) {
 			fprintf(stderr, "snapbox: vCPU %d: out of memory for CPUID\n", v->id);
@@ -62,10 +63,11 @@ static int vcpu_state_get_cpuid(struct vcpu *v, struct vcpu_state *st)
 			st->cpuid = c;
 			return 0;
 		}
+		err = errno;
 		free(c);
-		if (errno != E2BIG || cap >= VCPU_STATE_MAX_CPUID) {
-			fprintf(stderr, "snapbox: vCPU %d KVM_GET_CPUID2: %s\n", v->id, strerror(errno));
-			return errno == E2BIG ? -E2BIG : -errno;
+		if (err != E2BIG || cap >= VCPU_STATE_MAX_CPUID) {
+			fprintf(stderr, "snapbox: vCPU %d KVM_GET_CPUID2: %s\n", v->id, strerror(err));
+			return -err;
 		}
 		cap *= 2;
 	}
@@ -158,6 +160,9 @@ int vcpu_state_capture(struct vcpu *v, struct vcpu_state *st)
 	ret = vcpu_state_ioctl(v, KVM_GET_MP_STATE, &st->mp_state, "KVM_GET_MP_STATE");
 	if (ret)
 		goto err;
+	/* REGS through CPUID: plain reads without side effects on one another
+	 * (KVM_GET_LAPIC only folds posted interrupts into the IRR it returns),
+	 * kept in Firecracker's proven order. */
 	ret = vcpu_state_ioctl(v, KVM_GET_REGS, &st->regs, "KVM_GET_REGS");
 	if (ret)
 		goto err;
@@ -369,6 +374,8 @@ int vcpu_state_restore_regs(struct vcpu *v, const struct vcpu_state *st)
 	ret = vcpu_state_ioctl(v, KVM_SET_MP_STATE, &mp, "KVM_SET_MP_STATE");
 	if (ret)
 		return ret;
+	/* REGS: independent of what follows except the events (KVM_SET_REGS
+	 * drops a pending exception, so VCPU_EVENTS must come after it). */
 	ret = vcpu_state_ioctl(v, KVM_SET_REGS, &regs, "KVM_SET_REGS");
 	if (ret)
 		return ret;
@@ -389,6 +396,8 @@ int vcpu_state_restore_regs(struct vcpu *v, const struct vcpu_state *st)
 	ret = vcpu_state_ioctl(v, KVM_SET_XCRS, &xcrs, "KVM_SET_XCRS");
 	if (ret)
 		return ret;
+	/* DEBUGREGS: independent of its neighbours; before the events, which may
+	 * carry a #DB whose delivery reads DR6/DR7. */
 	ret = vcpu_state_ioctl(v, KVM_SET_DEBUGREGS, &dbg, "KVM_SET_DEBUGREGS");
 	if (ret)
 		return ret;

@@ -56,6 +56,24 @@ static const struct profile_field profile_snapshot_fields[] = {
 	PF(snapbox_snapshot_profile, total),
 };
 
+static const struct profile_field profile_restore_fields[] = {
+	PF(snapbox_restore_profile, snapshot_open),
+	PF(snapbox_restore_profile, kvm_fd_open),
+	PF(snapbox_restore_profile, kvm_create_vm),
+	PF(snapbox_restore_profile, vm_arch_setup),
+	PF(snapbox_restore_profile, guest_memory_mmap),
+	PF(snapbox_restore_profile, kvm_set_user_memory_region),
+	PF(snapbox_restore_profile, vcpu_creation),
+	PF(snapbox_restore_profile, cpuid_config),
+	PF(snapbox_restore_profile, memory_state_write),
+	PF(snapbox_restore_profile, vcpu_state_restore),
+	PF(snapbox_restore_profile, device_state_restore),
+	PF(snapbox_restore_profile, resume_kvm_run),
+	PF(snapbox_restore_profile, total_without_resume),
+	PF(snapbox_restore_profile, total_with_resume),
+	PF(snapbox_restore_profile, restore_to_ready),
+};
+
 #define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
 
 static const char *const profile_stage_names[SNAPBOX_STAGE_COUNT] = {
@@ -241,4 +259,23 @@ void snapbox_json_snapshot_profile(FILE *f, const struct snapbox_snapshot_profil
 		"\"lz4_chunks\": %u, \"raw_chunks\": %u}", (unsigned long long)p->bytes_in,
 		(unsigned long long)p->bytes_out, profile_ratio(p->bytes_in, p->bytes_out),
 		p->zero_chunks, p->lz4_chunks, p->raw_chunks);
+}
+
+void snapbox_print_restore_profile(FILE *f, const struct snapbox_restore_profile *p)
+{
+	size_t i;
+
+	for (i = 0; i < NFIELDS(profile_restore_fields); i++)
+		profile_line(f, "restore-profile", profile_restore_fields[i].name,
+			     profile_get(p, profile_restore_fields[i].off));
+}
+
+void snapbox_json_restore_profile(FILE *f, const struct snapbox_restore_profile *p)
+{
+	bool first = true;
+
+	fputc('{', f);
+	profile_json_fields(f, p, profile_restore_fields, NFIELDS(profile_restore_fields), "_ns",
+			    &first);
+	fputc('}', f);
 }

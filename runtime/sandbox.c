@@ -149,6 +149,11 @@ static void sandbox_stopped(void *opaque, enum vcpu_stop why)
 	chan_mark_dead(&sb->chan);
 }
 
+int sandbox_start(struct snapbox *sb)
+{
+	return vcpu_start(&sb->vcpu, &sb->pio, &sb->mmio, sandbox_stopped, sb);
+}
+
 /* KVM-level failures all map to -ENODEV so callers can tell them from bad input. */
 static int sandbox_kvm_err(int ret)
 {
@@ -378,7 +383,7 @@ int snapbox_boot(const struct snapbox_config *cfg, struct snapbox **out,
 	cpl.create_vm_total = chan_now_ns() - t0;
 
 	sb->wait_t0 = chan_now_ns();
-	ret = vcpu_start(&sb->vcpu, &sb->pio, &sb->mmio, sandbox_stopped, sb);
+	ret = sandbox_start(sb);
 	if (ret)
 		goto err;
 	ret = chan_wait_ready(&sb->chan, sb->wait_t0 + (uint64_t)timeout * 1000000ull);

@@ -45,4 +45,7 @@ void sandbox_free(struct snapbox *sb);
 /* Buses, channel, devices and PIO window, wired to sb (boot and restore alike). */
 int sandbox_setup_devices(struct snapbox *sb);
 
+/* Start the vCPU thread, wired to wake the channel when the guest stops. */
+int sandbox_start(struct snapbox *sb);
+
 #endif

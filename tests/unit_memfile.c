@@ -693,6 +693,11 @@ Test(memfile, untouched_memory_is_never_read_with_the_hint)
 	cr_assert_eq(memfile_write(fd2, ram, size, &o, &st), 0);
 	cr_assert_eq(st.unread_chunks, 0);
 	cr_assert_eq(st.zero_chunks, 64 - 3);
+	size_t l1, l2;
+	uint8_t *f1 = file_bytes(fd, &l1), *f2 = file_bytes(fd2, &l2);
+	cr_assert(l1 == l2 && !memcmp(f1, f2, l1), "the hint changes no byte of the file");
+	free(f1);
+	free(f2);
 	close(fd2);
 	close(fd);
 	free(out);
