@@ -18,7 +18,8 @@ KVMT_SRCS  := $(sort $(wildcard tests/kvm_*.c))
 TEST_COMMON:= $(sort $(wildcard tests/common_*.c))
 UNIT_BIN   := $(BUILD)/tests/unit
 KVMT_BIN   := $(BUILD)/tests/kvm
-BENCH_SRCS := $(sort $(wildcard bench/*.c))
+BENCH_SRCS := $(sort $(filter-out bench/bench_%.c,$(wildcard bench/*.c)))
+BENCH_COMMON := $(sort $(wildcard bench/bench_*.c))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 PROBE      := $(BUILD)/guest/probe.elf
 PROBE_SRCS := $(sort $(wildcard guest/probe/*.c guest/probe/*.S))
@@ -79,7 +80,7 @@ $(KVMT_BIN): $(KVMT_SRCS:%.c=$(BUILD)/%.o) $(TEST_COMMON:%.c=$(BUILD)/%.o) $(LIB
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LIBS) -lcriterion -o $@
 
-$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BENCH_COMMON:%.c=$(BUILD)/%.o) $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LIBS) -lm -o $@
 
 # The test suite: unit tests (no KVM) and probe-guest KVM tests (skipped, with

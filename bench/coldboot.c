@@ -9,12 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_stats.h"
 #include "snapbox.h"
-
-struct bench_phase {
-	const char *name;
-	size_t off;           /* offset in struct bench_sample */
-};
 
 struct bench_sample {
 	struct snapbox_create_profile cp;
@@ -37,70 +33,18 @@ static const struct bench_phase bench_phases[] = {
 };
 #define NPHASES (sizeof(bench_phases) / sizeof(bench_phases[0]))
 
-static uint64_t bench_get(const struct bench_sample *s, size_t off)
+static void coldboot_report(FILE *json, const struct bench_sample *s, size_t n, const char *kernel,
+			    uint64_t mem)
 {
-	uint64_t v;
-
-	memcpy(&v, (const char *)s + off, sizeof(v));
-	return v;
-}
-
-static int bench_cmp(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of a sorted array. */
-static uint64_t bench_pct(const uint64_t *v, size_t n, double p)
-{
-	size_t rank = (size_t)(p / 100.0 * (double)n + 0.999999);
-
-	if (rank == 0)
-		rank = 1;
-	return v[rank > n ? n - 1 : rank - 1];
-}
-
-static double bench_ms(uint64_t ns)
-{
-	return (double)ns / 1e6;
-}
-
-static void bench_report(FILE *json, const struct bench_sample *s, size_t n, const char *kernel,
-			 uint64_t mem)
-{
-	uint64_t *v = malloc(n * sizeof(*v));
-	struct utsname u;
-	size_t i, j;
-
-	if (!v)
-		return;
-	uname(&u);
-	printf("%-28s %9s %9s %9s %9s %9s   (ms, %zu runs)\n", "phase", "min", "p50", "p90", "p99",
-	       "max", n);
-	if (json)
+	if (json) {
 		fprintf(json, "{\"bench\": \"coldboot\", \"kernel\": \"%s\", \"mem_bytes\": %llu, "
-			"\"runs\": %zu, \"host\": {\"kernel\": \"%s %s\", \"cpus\": %ld}, \"phases_ns\": {",
-			kernel, (unsigned long long)mem, n, u.sysname, u.release,
-			sysconf(_SC_NPROCESSORS_ONLN));
-	for (i = 0; i < NPHASES; i++) {
-		for (j = 0; j < n; j++)
-			v[j] = bench_get(&s[j], bench_phases[i].off);
-		qsort(v, n, sizeof(*v), bench_cmp);
-		printf("%-28s %9.3f %9.3f %9.3f %9.3f %9.3f\n", bench_phases[i].name, bench_ms(v[0]),
-		       bench_ms(bench_pct(v, n, 50)), bench_ms(bench_pct(v, n, 90)),
-		       bench_ms(bench_pct(v, n, 99)), bench_ms(v[n - 1]));
-		if (json)
-			fprintf(json, "%s\"%s\": {\"min\": %llu, \"p50\": %llu, \"p90\": %llu, "
-				"\"p99\": %llu, \"max\": %llu}", i ? ", " : "", bench_phases[i].name,
-				(unsigned long long)v[0], (unsigned long long)bench_pct(v, n, 50),
-				(unsigned long long)bench_pct(v, n, 90),
-				(unsigned long long)bench_pct(v, n, 99), (unsigned long long)v[n - 1]);
+			"\"runs\": %zu, ", kernel, (unsigned long long)mem, n);
+		bench_json_host(json);
+		fputs(", ", json);
 	}
+	bench_report(json, s, sizeof(*s), n, bench_phases, NPHASES);
 	if (json)
-		fputs("}}\n", json);
-	free(v);
+		fputs("}\n", json);
 }
 
 int main(int argc, char **argv)
@@ -145,18 +89,15 @@ int main(int argc, char **argv)
 		struct bench_sample x;
 		struct snapbox *sb;
 		uint64_t t;
-		struct timespec ts;
 
 		ret = snapbox_boot(&cfg, &sb, &x.cp, &x.bp);
 		if (ret) {
 			fprintf(stderr, "coldboot: run %ld failed: %s\n", i, strerror(-ret));
 			goto out;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		t = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+		t = bench_now_ns();
 		ret = snapbox_ping(sb, 5000);
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		x.ping = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec - t;
+		x.ping = bench_now_ns() - t;
 		snapbox_destroy(sb);
 		if (ret) {
 			fprintf(stderr, "coldboot: ping after run %ld failed: %s\n", i, strerror(-ret));
@@ -166,17 +107,15 @@ int main(int argc, char **argv)
 		x.own_code = x.cp.kernel_asset_read + x.cp.kernel_elf_load + x.cp.boot_params + x.cp.misc;
 		if (i >= 0)
 			s[i] = x;
-		if (isatty(STDERR_FILENO))
-			fprintf(stderr, "\rcoldboot: %ld/%ld", i + 1 > 0 ? i + 1 : 0, runs);
+		if (i >= 0)
+			bench_progress("coldboot", i + 1, runs);
 	}
-	if (isatty(STDERR_FILENO))
-		fputc('\n', stderr);
 	if (json_path) {
 		json = fopen(json_path, "w");
 		if (!json)
 			fprintf(stderr, "coldboot: cannot write %s: %s\n", json_path, strerror(errno));
 	}
-	bench_report(json, s, (size_t)runs, cfg.kernel, cfg.mem_bytes);
+	coldboot_report(json, s, (size_t)runs, cfg.kernel, cfg.mem_bytes);
 	if (json) {
 		fclose(json);
 		printf("JSON written to %s\n", json_path);

@@ -223,6 +223,50 @@ int snapbox_restore(const char *dir, const struct snapbox_restore_opts *opts, st
 /* Start a sandbox restored without resume. Returns 0 or -errno. */
 int snapbox_resume(struct snapbox *sb);
 
+/*
+ * A shell pool for one snapshot: the snapshot is opened, validated, checked
+ * against the host and decoded once; `size` VM shells (VM, irqchip, PIT,
+ * memory and memory slot, vCPU, devices) are kept ready and refilled by a
+ * background thread, so a restore from the pool pays only for state (and,
+ * in eager mode, memory). A shell is used once: every request gets a fresh
+ * restore, never a reused sandbox.
+ */
+struct snapbox_pool;
+
+struct snapbox_pool_opts {
+	unsigned size;                 /* shells kept ready; default 2 */
+	enum snapbox_restore_mode mode;
+	unsigned threads;              /* decompression threads; 0: online CPUs */
+	const char *cache_dir;         /* cow templates; default /dev/shm */
+	bool no_refill;                /* no background thread: shells are made only on a miss */
+};
+
+struct snapbox_pool_stats {
+	uint64_t hits;                 /* restores that found a ready shell */
+	uint64_t misses;               /* restores that built their shell inline */
+	uint64_t refills;              /* shells built by the refill thread */
+	uint64_t refill_failures;
+	unsigned ready;                /* shells ready now */
+};
+
+/* Create a pool for the snapshot in dir and fill it. Returns 0 or -errno (logged). */
+int snapbox_pool_create(const char *dir, const struct snapbox_pool_opts *opts,
+			struct snapbox_pool **out);
+
+/*
+ * A fresh sandbox from the pool: take a ready shell (or build one on a miss)
+ * and restore the snapshot's state into it. opts as for snapbox_restore; its
+ * mode and cache_dir are the pool's. Shell-building phases of prof are 0 on a
+ * hit: they happened before the request. Returns 0 or -errno.
+ */
+int snapbox_pool_restore(struct snapbox_pool *pool, const struct snapbox_restore_opts *opts,
+			 struct snapbox **out, struct snapbox_restore_profile *prof);
+
+void snapbox_pool_get_stats(struct snapbox_pool *pool, struct snapbox_pool_stats *st);
+
+/* Stop the refill thread and free every ready shell. NULL is fine. */
+void snapbox_pool_destroy(struct snapbox_pool *pool);
+
 void snapbox_print_restore_profile(FILE *f, const struct snapbox_restore_profile *p);
 void snapbox_json_restore_profile(FILE *f, const struct snapbox_restore_profile *p);
 

@@ -1,4 +1,6 @@
 /* restore.c - rebuild a sandbox from a snapshot directory, timing every phase into RestoreProfile. */
+#include "runtime/restore.h"
+
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
@@ -6,150 +8,190 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "kvm/vcpu_state.h"
-#include "kvm/vm_state.h"
 #include "runtime/compat.h"
-#include "runtime/sandbox_internal.h"
-#include "runtime/snapopen.h"
 #include "runtime/template.h"
 
-/* Everything decoded from the files before KVM is touched. */
-struct restore_ctx {
-	struct snapopen so;
-	struct vcpu_state_host host;
-	struct vcpu_state vst;
-	struct vm_state vmst;
-	struct sbuf_reader devs;
-	struct snapbox_restore_profile *p;
-	uint64_t t;
-};
-
-static uint64_t restore_lap(struct restore_ctx *c)
+static uint64_t restore_lap(uint64_t *t)
 {
-	uint64_t now = chan_now_ns(), d = now - c->t;
+	uint64_t now = chan_now_ns(), d = now - *t;
 
-	c->t = now;
+	*t = now;
 	return d;
 }
 
-static int restore_decode(struct restore_ctx *c)
+int restore_snap_open(struct restore_snap *s, const char *dir)
 {
 	struct sbuf_reader r;
 	int ret;
 
-	ret = snapopen_section(&c->so, VMSTATE_TAG_HOST, &r);
+	memset(s, 0, sizeof(*s));
+	s->template_fd = -1;
+	vcpu_state_init(&s->vst);
+	ret = snapopen_open(&s->so, dir);
+	if (ret)
+		return ret;
+	ret = snapopen_section(&s->so, VMSTATE_TAG_HOST, &r);
 	if (!ret)
-		ret = vcpu_state_host_decode(&r, &c->host);
+		ret = vcpu_state_host_decode(&r, &s->host);
 	if (!ret)
-		ret = snapopen_section(&c->so, VMSTATE_TAG_VCPU, &r);
+		ret = snapopen_section(&s->so, VMSTATE_TAG_VCPU, &r);
 	if (!ret)
-		ret = vcpu_state_decode(&r, &c->vst);
+		ret = vcpu_state_decode(&r, &s->vst);
 	if (!ret)
-		ret = snapopen_section(&c->so, VMSTATE_TAG_CLCK, &r);
+		ret = snapopen_section(&s->so, VMSTATE_TAG_CLCK, &r);
 	if (!ret)
-		ret = vm_state_clock_decode(&r, &c->vmst);
+		ret = vm_state_clock_decode(&r, &s->vmst);
 	if (!ret)
-		ret = snapopen_section(&c->so, VMSTATE_TAG_IRQC, &r);
+		ret = snapopen_section(&s->so, VMSTATE_TAG_IRQC, &r);
 	if (!ret)
-		ret = vm_state_irqchip_decode(&r, &c->vmst);
+		ret = vm_state_irqchip_decode(&r, &s->vmst);
 	if (!ret)
-		ret = snapopen_section(&c->so, VMSTATE_TAG_PIT2, &r);
+		ret = snapopen_section(&s->so, VMSTATE_TAG_PIT2, &r);
 	if (!ret)
-		ret = vm_state_pit_decode(&r, &c->vmst);
+		ret = vm_state_pit_decode(&r, &s->vmst);
 	if (!ret)
-		ret = snapopen_section(&c->so, VMSTATE_TAG_DEVS, &c->devs);
+		ret = snapopen_section(&s->so, VMSTATE_TAG_DEVS, &s->devs);
+	if (ret)
+		restore_snap_close(s);
 	return ret;
 }
 
-/* Guest RAM: eager decodes into fresh memory, cow maps the shared template. */
-static int restore_memory_map(struct snapbox *sb, struct restore_ctx *c,
-			      const struct snapbox_restore_opts *o, unsigned threads)
+void restore_snap_close(struct restore_snap *s)
+{
+	if (s->template_fd >= 0)
+		close(s->template_fd);
+	s->template_fd = -1;
+	vcpu_state_host_fini(&s->host);
+	vcpu_state_fini(&s->vst);
+	snapopen_close(&s->so);
+}
+
+/* Guest RAM: eager gets fresh memory, cow a private view of the shared template. */
+static int restore_memory_map(struct snapbox *sb, struct restore_snap *s,
+			      enum snapbox_restore_mode mode, const char *cache_dir, unsigned threads)
 {
 	bool created;
-	int fd, ret;
 
-	if (o->mode == SNAPBOX_RESTORE_EAGER)
-		return gmem_init(&sb->mem, c->so.conf.mem_bytes);
-	fd = template_get(&c->so.mem, o->cache_dir, threads, &created);
-	if (fd < 0)
-		return fd;
-	ret = gmem_init_cow(&sb->mem, fd, c->so.conf.mem_bytes);
-	close(fd);
-	return ret;
+	if (mode == SNAPBOX_RESTORE_EAGER)
+		return gmem_init(&sb->mem, s->so.conf.mem_bytes);
+	if (s->template_fd < 0) {
+		int fd = template_get(&s->so.mem, cache_dir, threads, &created);
+
+		if (fd < 0)
+			return fd;
+		s->template_fd = fd;
+	}
+	return gmem_init_cow(&sb->mem, s->template_fd, s->so.conf.mem_bytes);
 }
 
-static int restore_build(struct snapbox *sb, struct restore_ctx *c,
-			 const struct snapbox_restore_opts *o, unsigned threads)
+int restore_shell(struct snapbox *sb, struct restore_snap *s, enum snapbox_restore_mode mode,
+		  const char *cache_dir, unsigned threads, struct snapbox_restore_profile *p)
 {
-	struct snapbox_restore_profile *p = c->p;
+	uint64_t t = chan_now_ns();
 	int ret;
 
 	ret = kvmsys_init(&sb->sys, NULL);
-	p->kvm_fd_open = restore_lap(c);
+	p->kvm_fd_open = restore_lap(&t);
 	if (ret)
 		return -ENODEV;
 	sb->have_sys = true;
 	/* Compatibility before the VM exists: refusing must cost nothing. */
-	ret = compat_check(&sb->sys, &c->so.conf, &c->host);
-	p->snapshot_open += restore_lap(c);
+	ret = compat_check(&sb->sys, &s->so.conf, &s->host);
+	p->snapshot_open += restore_lap(&t);
 	if (ret)
 		return ret;
 	ret = vm_init(&sb->vm, &sb->sys);
-	p->kvm_create_vm = restore_lap(c);
+	p->kvm_create_vm = restore_lap(&t);
 	if (ret)
 		return -ENODEV;
 	sb->have_vm = true;
 	ret = vm_arch_setup(&sb->vm);
-	p->vm_arch_setup = restore_lap(c);
+	p->vm_arch_setup = restore_lap(&t);
 	if (ret)
 		return -ENODEV;
 	/* cow's template build (first restore only) is counted here: it is the mapping's cost. */
-	ret = restore_memory_map(sb, c, o, threads);
-	p->guest_memory_mmap = restore_lap(c);
+	ret = restore_memory_map(sb, s, mode, cache_dir, threads);
+	p->guest_memory_mmap = restore_lap(&t);
 	if (ret)
 		return ret;
 	sb->have_mem = true;
 	ret = vm_set_memory(&sb->vm, 0, 0, sb->mem.size, sb->mem.host);
-	p->kvm_set_user_memory_region = restore_lap(c);
+	p->kvm_set_user_memory_region = restore_lap(&t);
 	if (ret)
 		return -ENODEV;
 	ret = vcpu_init(&sb->vcpu, &sb->vm, 0);
-	p->vcpu_creation = restore_lap(c);
+	p->vcpu_creation = restore_lap(&t);
 	if (ret)
 		return -ENODEV;
 	sb->have_vcpu = true;
-	ret = vcpu_state_restore_cpuid(&sb->vcpu, &c->vst);
-	p->cpuid_config = restore_lap(c);
-	if (ret)
-		return ret;
-	if (o->mode == SNAPBOX_RESTORE_EAGER) {
-		memfile_set_verify(&c->so.mem, !o->no_verify);
-		ret = memfile_read_all(&c->so.mem, sb->mem.host, sb->mem.size, threads);
-	}
-	p->memory_state_write = restore_lap(c);
-	if (ret)
-		return ret;
-	/* VM state before the vCPU's: the clock and irqchips are what its MSRs and LAPIC refer to. */
 	ret = sandbox_setup_devices(sb);
-	if (!ret)
-		ret = vm_state_restore(&sb->vm, &c->vmst);
-	if (!ret)
-		ret = devices_load(&sb->dev, &c->devs);
-	p->device_state_restore = restore_lap(c);
-	if (ret)
-		return ret;
-	ret = vcpu_state_restore_regs(&sb->vcpu, &c->vst);
-	p->vcpu_state_restore = restore_lap(c);
+	p->device_state_restore = restore_lap(&t);
 	return ret;
 }
 
-/* The guest was past READY when it was captured; the fresh channel must know it. */
-static void restore_mark_ready(struct snapbox *sb)
+int restore_state(struct snapbox *sb, struct restore_snap *s, enum snapbox_restore_mode mode,
+		  bool verify, unsigned threads, struct snapbox_restore_profile *p)
 {
+	struct sbuf_reader devs = s->devs;
+	uint64_t t = chan_now_ns();
+	int ret;
+
+	ret = vcpu_state_restore_cpuid(&sb->vcpu, &s->vst);
+	p->cpuid_config = restore_lap(&t);
+	if (ret)
+		return ret;
+	if (mode == SNAPBOX_RESTORE_EAGER) {
+		/* The reader is shared; verification is per call, so toggle nothing shared. */
+		struct memfile_reader r = s->so.mem;
+
+		memfile_set_verify(&r, verify);
+		ret = memfile_read_all(&r, sb->mem.host, sb->mem.size, threads);
+	}
+	p->memory_state_write = restore_lap(&t);
+	if (ret)
+		return ret;
+	/* VM state before the vCPU's: the clock and irqchips are what its MSRs and LAPIC refer to. */
+	ret = vm_state_restore(&sb->vm, &s->vmst);
+	if (!ret)
+		ret = devices_load(&sb->dev, &devs);
+	p->device_state_restore += restore_lap(&t);
+	if (ret)
+		return ret;
+	ret = vcpu_state_restore_regs(&sb->vcpu, &s->vst);
+	p->vcpu_state_restore = restore_lap(&t);
+	if (ret)
+		return ret;
+	/* The guest was past READY when it was captured; the fresh channel must know it. */
 	pthread_mutex_lock(&sb->chan.lock);
 	sb->chan.ready = true;
 	sb->chan.ready_ns = chan_now_ns();
 	pthread_mutex_unlock(&sb->chan.lock);
+	return 0;
+}
+
+int restore_resume(struct snapbox *sb, const struct snapbox_restore_opts *o, uint64_t t0,
+		   struct snapbox_restore_profile *p)
+{
+	uint64_t t = chan_now_ns();
+	int ret;
+
+	sb->console_fd = o->console_fd;
+	ret = sandbox_start(sb);
+	if (ret)
+		return ret;
+	/* Wait (briefly) for the thread to enter KVM_RUN, to time it. */
+	while (!atomic_load(&sb->vcpu.first_run_ns) && chan_now_ns() - t < 1000000000ull)
+		sched_yield();
+	p->resume_kvm_run = atomic_load(&sb->vcpu.first_run_ns) - t;
+	p->total_with_resume = chan_now_ns() - t0;
+	if (!o->ping)
+		return 0;
+	ret = snapbox_ping(sb, o->ping_timeout_ms ? o->ping_timeout_ms : 5000);
+	p->restore_to_ready = chan_now_ns() - t0;
+	if (ret)
+		fprintf(stderr, "snapbox: restored guest did not answer PING: %s\n",
+			ret == -ESHUTDOWN ? snapbox_stop_reason(sb) : strerror(-ret));
+	return ret;
 }
 
 int snapbox_resume(struct snapbox *sb)
@@ -159,74 +201,50 @@ int snapbox_resume(struct snapbox *sb)
 	return sandbox_start(sb);
 }
 
+unsigned restore_threads(unsigned want)
+{
+	unsigned n = want ? want : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n > MEMFILE_MAX_THREADS ? MEMFILE_MAX_THREADS : n ? n : 1;
+}
+
 int snapbox_restore(const char *dir, const struct snapbox_restore_opts *opts, struct snapbox **out,
 		    struct snapbox_restore_profile *prof)
 {
 	static const struct snapbox_restore_opts defaults = { .console_fd = -1 };
 	const struct snapbox_restore_opts *o = opts ? opts : &defaults;
-	unsigned threads = o->threads ? o->threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned threads = restore_threads(o->threads);
 	struct snapbox_restore_profile pl;
-	struct restore_ctx c;
+	struct restore_snap s;
 	struct snapbox *sb;
-	uint64_t t0;
+	uint64_t t0 = chan_now_ns();
 	int ret;
 
 	*out = NULL;
 	memset(&pl, 0, sizeof(pl));
-	memset(&c, 0, sizeof(c));
-	c.p = &pl;
-	vcpu_state_init(&c.vst);
-	if (threads > MEMFILE_MAX_THREADS)
-		threads = MEMFILE_MAX_THREADS;
 	sb = calloc(1, sizeof(*sb));
 	if (!sb)
 		return -ENOMEM;
-	sb->console_fd = o->console_fd;
-	t0 = c.t = chan_now_ns();
-	ret = snapopen_open(&c.so, dir);
+	sb->console_fd = -1;
+	ret = restore_snap_open(&s, dir);
+	pl.snapshot_open = chan_now_ns() - t0;
 	if (ret) {
 		free(sb);
-		vcpu_state_fini(&c.vst);
 		return ret;
 	}
-	ret = restore_decode(&c);
-	pl.snapshot_open = restore_lap(&c);
+	ret = restore_shell(sb, &s, o->mode, o->cache_dir, threads, &pl);
 	if (!ret)
-		ret = restore_build(sb, &c, o, threads);
+		ret = restore_state(sb, &s, o->mode, !o->no_verify, threads, &pl);
 	pl.total_without_resume = chan_now_ns() - t0;
-	if (ret)
-		goto err;
-	restore_mark_ready(sb);
-	if (o->resume) {
-		uint64_t t = chan_now_ns();
-
-		ret = sandbox_start(sb);
-		if (ret)
-			goto err;
-		/* Wait (briefly) for the thread to enter KVM_RUN, to time it. */
-		while (!atomic_load(&sb->vcpu.first_run_ns) && chan_now_ns() - t < 1000000000ull)
-			sched_yield();
-		pl.resume_kvm_run = atomic_load(&sb->vcpu.first_run_ns) - t;
-		pl.total_with_resume = chan_now_ns() - t0;
-		if (o->ping) {
-			ret = snapbox_ping(sb, o->ping_timeout_ms ? o->ping_timeout_ms : 5000);
-			pl.restore_to_ready = chan_now_ns() - t0;
-			if (ret) {
-				fprintf(stderr, "snapbox: restored guest did not answer PING: %s\n",
-					ret == -ESHUTDOWN ? snapbox_stop_reason(sb) : strerror(-ret));
-				goto err;
-			}
-		}
+	if (!ret && o->resume)
+		ret = restore_resume(sb, o, t0, &pl);
+	restore_snap_close(&s);
+	if (ret) {
+		sandbox_free(sb);
+		return ret;
 	}
 	if (prof)
 		*prof = pl;
 	*out = sb;
-	goto out;
-err:
-	sandbox_free(sb);
-out:
-	vcpu_state_host_fini(&c.host);
-	vcpu_state_fini(&c.vst);
-	snapopen_close(&c.so);
-	return ret;
+	return 0;
 }

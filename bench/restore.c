@@ -1,0 +1,241 @@
+/* restore.c - restore benchmark: eager, cow and pooled restores of one snapshot to the first PONG, per-phase percentiles, JSON. */
+#include <errno.h>
+#include <getopt.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench/bench_stats.h"
+#include "snapbox.h"
+
+#define RP(f) { #f, offsetof(struct snapbox_restore_profile, f) }
+
+static const struct bench_phase restore_phases[] = {
+	RP(snapshot_open), RP(kvm_fd_open), RP(kvm_create_vm), RP(vm_arch_setup),
+	RP(guest_memory_mmap), RP(kvm_set_user_memory_region), RP(vcpu_creation), RP(cpuid_config),
+	RP(memory_state_write), RP(vcpu_state_restore), RP(device_state_restore), RP(resume_kvm_run),
+	RP(total_without_resume), RP(total_with_resume), RP(restore_to_ready),
+};
+#define NPHASES (sizeof(restore_phases) / sizeof(restore_phases[0]))
+
+struct restore_mode {
+	const char *name;
+	enum snapbox_restore_mode mode;
+	bool pooled;
+};
+
+static const struct restore_mode restore_modes[] = {
+	{ "eager", SNAPBOX_RESTORE_EAGER, false },
+	{ "cow", SNAPBOX_RESTORE_COW, false },
+	{ "pool_cow", SNAPBOX_RESTORE_COW, true },
+};
+
+/* Private anonymous memory of this process (kB), from /proc/self/status. */
+static long restore_rss_anon_kb(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kb = -1;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "RssAnon: %ld kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+static int restore_one_mode(const char *dir, const struct restore_mode *m, long runs, long warmup,
+			    const char *cache, FILE *json)
+{
+	struct snapbox_restore_opts ro = { .mode = m->mode, .resume = true, .ping = true,
+					   .console_fd = -1, .cache_dir = cache };
+	struct snapbox_pool_opts po = { .size = 2, .mode = m->mode, .cache_dir = cache };
+	struct snapbox_restore_profile *s = calloc((size_t)runs, sizeof(*s));
+	struct snapbox_pool *pool = NULL;
+	int ret = 0;
+
+	if (!s)
+		return -ENOMEM;
+	if (m->pooled && (ret = snapbox_pool_create(dir, &po, &pool)))
+		goto out;
+	printf("\n== %s ==\n", m->name);
+	for (long i = -warmup; i < runs; i++) {
+		struct snapbox_restore_profile p;
+		struct snapbox *sb;
+
+		/* Give the refill thread time to top the pool up, as between real requests. */
+		if (pool)
+			usleep(30000);
+		ret = pool ? snapbox_pool_restore(pool, &ro, &sb, &p) : snapbox_restore(dir, &ro, &sb, &p);
+		if (ret) {
+			fprintf(stderr, "restore: %s run %ld failed: %s\n", m->name, i, strerror(-ret));
+			goto out;
+		}
+		snapbox_destroy(sb);
+		if (i >= 0) {
+			s[i] = p;
+			bench_progress(m->name, i + 1, runs);
+		}
+	}
+	if (json)
+		fprintf(json, "\"%s\": {", m->name);
+	bench_report(json, s, sizeof(*s), (size_t)runs, restore_phases, NPHASES);
+	if (pool) {
+		struct snapbox_pool_stats st;
+
+		snapbox_pool_get_stats(pool, &st);
+		printf("pool: %llu hits, %llu misses, %llu refills\n", (unsigned long long)st.hits,
+		       (unsigned long long)st.misses, (unsigned long long)st.refills);
+		if (json)
+			fprintf(json, ", \"pool\": {\"hits\": %llu, \"misses\": %llu, \"refills\": %llu}",
+				(unsigned long long)st.hits, (unsigned long long)st.misses,
+				(unsigned long long)st.refills);
+	}
+	if (json)
+		fputc('}', json);
+out:
+	snapbox_pool_destroy(pool);
+	free(s);
+	return ret;
+}
+
+/* Host memory each extra live cow clone costs: private pages only. */
+static long restore_clone_cost_kb(const char *dir, const char *cache, int clones)
+{
+	struct snapbox_restore_opts ro = { .mode = SNAPBOX_RESTORE_COW, .resume = true, .ping = true,
+					   .console_fd = -1, .cache_dir = cache };
+	struct snapbox *sb[16];
+	long before, after;
+	int i, n = 0;
+
+	if (clones > 16)
+		clones = 16;
+	before = restore_rss_anon_kb();
+	for (i = 0; i < clones; i++)
+		if (snapbox_restore(dir, &ro, &sb[n], NULL) == 0)
+			n++;
+	after = restore_rss_anon_kb();
+	for (i = 0; i < n; i++)
+		snapbox_destroy(sb[i]);
+	return n ? (after - before) / n : -1;
+}
+
+/* Without --snapshot: boot the probe, fill it, snapshot into a temporary directory. */
+static int restore_make_snapshot(const char *kernel, uint64_t mem, uint32_t fill, char *dir, size_t cap)
+{
+	struct snapbox_config cfg = { .kernel = kernel, .mem_bytes = mem, .console_fd = -1 };
+	struct snapbox_snapshot_opts so = { .no_sync = true };
+	struct snapbox *sb;
+	int ret;
+
+	snprintf(dir, cap, "/tmp/snapbox-bench-XXXXXX");
+	if (!mkdtemp(dir))
+		return -errno;
+	strncat(dir, "/snap", cap - strlen(dir) - 1);
+	ret = snapbox_boot(&cfg, &sb, NULL, NULL);
+	if (ret)
+		return ret;
+	if (fill)
+		ret = snapbox_probe_fill(sb, fill, 1, 60000);
+	if (!ret)
+		ret = snapbox_snapshot(sb, dir, &so, NULL);
+	snapbox_destroy(sb);
+	return ret;
+}
+
+/* Remove a directory this benchmark created (snapshot or template cache). */
+static void restore_rmrf(const char *path)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", path);
+	if (system(cmd) != 0)
+		fprintf(stderr, "restore: could not remove %s\n", path);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "snapshot", required_argument, NULL, 's' },
+		{ "kernel", required_argument, NULL, 'k' },
+		{ "runs", required_argument, NULL, 'n' },
+		{ "warmup", required_argument, NULL, 'w' },
+		{ "mem", required_argument, NULL, 'm' },
+		{ "fill", required_argument, NULL, 'f' },
+		{ "mode", required_argument, NULL, 'M' },
+		{ "json", required_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *snap = NULL, *kernel = "build/guest/probe.elf", *json_path = NULL, *only = NULL;
+	char dir[256], cache[] = "/tmp/snapbox-bench-cache-XXXXXX";
+	long runs = 30, warmup = 2, fill = 32, clone_kb;
+	uint64_t mem = 256ull << 20;
+	FILE *json = NULL;
+	int c, ret = 0;
+	size_t i;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': snap = optarg; break;
+		case 'k': kernel = optarg; break;
+		case 'n': runs = strtol(optarg, NULL, 10); break;
+		case 'w': warmup = strtol(optarg, NULL, 10); break;
+		case 'm': mem = strtoull(optarg, NULL, 10) << 20; break;
+		case 'f': fill = strtol(optarg, NULL, 10); break;
+		case 'M': only = optarg; break;
+		case 'j': json_path = optarg; break;
+		default:
+			printf("usage: restore [--snapshot DIR | --kernel F --mem MiB --fill MiB] [--runs N]\n"
+			       "               [--warmup N] [--mode eager|cow|pool_cow] [--json FILE]\n");
+			return c == 'h' ? 0 : 2;
+		}
+	}
+	if (runs < 1 || runs > 100000 || warmup < 0 || fill < 0) {
+		fprintf(stderr, "restore: --runs must be 1..100000, --warmup and --fill >= 0\n");
+		return 2;
+	}
+	if (!mkdtemp(cache)) {
+		perror("restore: mkdtemp");
+		return 1;
+	}
+	if (!snap) {
+		ret = restore_make_snapshot(kernel, mem, (uint32_t)fill, dir, sizeof(dir));
+		if (ret) {
+			fprintf(stderr, "restore: cannot make the snapshot: %s\n", strerror(-ret));
+			return 1;
+		}
+		snap = dir;
+	}
+	if (json_path && !(json = fopen(json_path, "w")))
+		fprintf(stderr, "restore: cannot write %s: %s\n", json_path, strerror(errno));
+	if (json) {
+		fprintf(json, "{\"bench\": \"restore\", \"snapshot\": \"%s\", \"runs\": %ld, ", snap, runs);
+		bench_json_host(json);
+		fputs(", \"modes\": {", json);
+	}
+	for (i = 0; i < sizeof(restore_modes) / sizeof(restore_modes[0]) && !ret; i++) {
+		if (only && strcmp(only, restore_modes[i].name))
+			continue;
+		if (json && i && !only)
+			fputs(", ", json);
+		ret = restore_one_mode(snap, &restore_modes[i], runs, warmup, cache, json);
+	}
+	clone_kb = ret ? -1 : restore_clone_cost_kb(snap, cache, 4);
+	printf("\ncow: host memory per extra live clone (private pages): %ld KiB\n", clone_kb);
+	if (json) {
+		fprintf(json, "}, \"cow_clone_private_kib\": %ld}\n", clone_kb);
+		fclose(json);
+		printf("JSON written to %s\n", json_path);
+	}
+	/* The cow templates of this run live in its private cache directory. */
+	restore_rmrf(cache);
+	if (snap == dir) {
+		*strrchr(dir, '/') = '\0';
+		restore_rmrf(dir);
+	}
+	return ret ? 1 : 0;
+}

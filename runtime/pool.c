@@ -1,0 +1,218 @@
+/* pool.c - the shell pool: pre-built VM shells for one snapshot, refilled in the background. */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/restore.h"
+#include "runtime/template.h"
+
+#define POOL_DEFAULT_SIZE 2u
+#define POOL_MAX_SIZE     64u
+
+struct snapbox_pool {
+	struct restore_snap snap;
+	struct snapbox_pool_opts opts;
+	unsigned threads;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;          /* signalled when a shell is taken or stop is set */
+	struct snapbox *ready[POOL_MAX_SIZE];
+	unsigned nready;
+	bool stop;
+	bool have_thread;
+	pthread_t thread;
+	struct snapbox_pool_stats stats;
+};
+
+/* One shell, built outside the pool lock (it costs milliseconds of ioctls). */
+static struct snapbox *pool_build_shell(struct snapbox_pool *p)
+{
+	struct snapbox_restore_profile ignore;
+	struct snapbox *sb = calloc(1, sizeof(*sb));
+
+	if (!sb)
+		return NULL;
+	sb->console_fd = -1;
+	memset(&ignore, 0, sizeof(ignore));
+	if (restore_shell(sb, &p->snap, p->opts.mode, p->opts.cache_dir, p->threads, &ignore)) {
+		sandbox_free(sb);
+		return NULL;
+	}
+	return sb;
+}
+
+static void *pool_refill(void *arg)
+{
+	struct snapbox_pool *p = arg;
+	struct sched_param sp = { .sched_priority = 0 };
+
+	/* Refilling is background work: it must never take a CPU from a request. */
+	pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->stop) {
+		struct snapbox *sb;
+
+		if (p->nready >= p->opts.size) {
+			pthread_cond_wait(&p->cond, &p->lock);
+			continue;
+		}
+		pthread_mutex_unlock(&p->lock);
+		sb = pool_build_shell(p);
+		pthread_mutex_lock(&p->lock);
+		if (!sb) {
+			p->stats.refill_failures++;
+			/* Do not spin on a host that keeps failing: wait for the next request. */
+			pthread_cond_wait(&p->cond, &p->lock);
+			continue;
+		}
+		if (p->stop || p->nready >= p->opts.size) {
+			pthread_mutex_unlock(&p->lock);
+			sandbox_free(sb);
+			pthread_mutex_lock(&p->lock);
+			continue;
+		}
+		p->ready[p->nready++] = sb;
+		p->stats.refills++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+int snapbox_pool_create(const char *dir, const struct snapbox_pool_opts *opts,
+			struct snapbox_pool **out)
+{
+	struct snapbox_pool *p;
+	bool created;
+	int ret, fd;
+
+	*out = NULL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	if (opts)
+		p->opts = *opts;
+	if (p->opts.size == 0)
+		p->opts.size = POOL_DEFAULT_SIZE;
+	if (p->opts.size > POOL_MAX_SIZE) {
+		fprintf(stderr, "snapbox: pool size %u is above the limit %u\n", p->opts.size,
+			POOL_MAX_SIZE);
+		free(p);
+		return -EINVAL;
+	}
+	p->threads = restore_threads(p->opts.threads);
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	ret = restore_snap_open(&p->snap, dir);
+	if (ret)
+		goto err;
+	/* The template is built here, once, so shell builders never race to make it. */
+	if (p->opts.mode == SNAPBOX_RESTORE_COW) {
+		fd = template_get(&p->snap.so.mem, p->opts.cache_dir, p->threads, &created);
+		if (fd < 0) {
+			ret = fd;
+			goto err_snap;
+		}
+		p->snap.template_fd = fd;
+	}
+	/* The first shell is built inline: it proves the host can restore this snapshot. */
+	p->ready[0] = pool_build_shell(p);
+	if (!p->ready[0]) {
+		ret = -ENODEV;
+		goto err_snap;
+	}
+	p->nready = 1;
+	if (!p->opts.no_refill) {
+		ret = -pthread_create(&p->thread, NULL, pool_refill, p);
+		if (ret)
+			goto err_shells;
+		p->have_thread = true;
+	}
+	*out = p;
+	return 0;
+
+err_shells:
+	sandbox_free(p->ready[0]);
+err_snap:
+	restore_snap_close(&p->snap);
+err:
+	pthread_cond_destroy(&p->cond);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+	return ret;
+}
+
+int snapbox_pool_restore(struct snapbox_pool *pool, const struct snapbox_restore_opts *opts,
+			 struct snapbox **out, struct snapbox_restore_profile *prof)
+{
+	static const struct snapbox_restore_opts defaults = { .console_fd = -1 };
+	const struct snapbox_restore_opts *o = opts ? opts : &defaults;
+	struct snapbox_restore_profile pl;
+	struct snapbox *sb = NULL;
+	uint64_t t0 = chan_now_ns();
+	int ret;
+
+	*out = NULL;
+	memset(&pl, 0, sizeof(pl));
+	pthread_mutex_lock(&pool->lock);
+	if (pool->nready) {
+		sb = pool->ready[--pool->nready];
+		pool->stats.hits++;
+	} else {
+		pool->stats.misses++;
+	}
+	/* Wake the refill thread: one shell fewer. */
+	pthread_cond_signal(&pool->cond);
+	pthread_mutex_unlock(&pool->lock);
+	if (!sb) {
+		sb = calloc(1, sizeof(*sb));
+		if (!sb)
+			return -ENOMEM;
+		sb->console_fd = -1;
+		ret = restore_shell(sb, &pool->snap, pool->opts.mode, pool->opts.cache_dir,
+				    pool->threads, &pl);
+		if (ret)
+			goto err;
+	}
+	ret = restore_state(sb, &pool->snap, pool->opts.mode, !o->no_verify, pool->threads, &pl);
+	pl.total_without_resume = chan_now_ns() - t0;
+	if (!ret && o->resume)
+		ret = restore_resume(sb, o, t0, &pl);
+	if (ret)
+		goto err;
+	if (prof)
+		*prof = pl;
+	*out = sb;
+	return 0;
+err:
+	sandbox_free(sb);
+	return ret;
+}
+
+void snapbox_pool_get_stats(struct snapbox_pool *pool, struct snapbox_pool_stats *st)
+{
+	pthread_mutex_lock(&pool->lock);
+	*st = pool->stats;
+	st->ready = pool->nready;
+	pthread_mutex_unlock(&pool->lock);
+}
+
+void snapbox_pool_destroy(struct snapbox_pool *pool)
+{
+	if (!pool)
+		return;
+	pthread_mutex_lock(&pool->lock);
+	pool->stop = true;
+	pthread_cond_broadcast(&pool->cond);
+	pthread_mutex_unlock(&pool->lock);
+	if (pool->have_thread)
+		pthread_join(pool->thread, NULL);
+	while (pool->nready)
+		sandbox_free(pool->ready[--pool->nready]);
+	restore_snap_close(&pool->snap);
+	pthread_cond_destroy(&pool->cond);
+	pthread_mutex_destroy(&pool->lock);
+	free(pool);
+}

@@ -1,0 +1,47 @@
+/* restore.h - the restore phases, shared by one-shot restores and the shell pool. */
+#ifndef SNAPBOX_RUNTIME_RESTORE_H
+#define SNAPBOX_RUNTIME_RESTORE_H
+
+#include "kvm/vcpu_state.h"
+#include "kvm/vm_state.h"
+#include "runtime/sandbox_internal.h"
+#include "runtime/snapopen.h"
+
+/* A snapshot opened, validated and decoded once; read-only afterwards, so shareable. */
+struct restore_snap {
+	struct snapopen so;
+	struct vcpu_state_host host;
+	struct vcpu_state vst;
+	struct vm_state vmst;
+	struct sbuf_reader devs;     /* DEVS payload; copied per restore before reading */
+	int template_fd;             /* cow: the decompressed template, else -1 */
+};
+
+/* Open, validate and decode `dir`. Returns 0 or -errno (logged once). */
+int restore_snap_open(struct restore_snap *s, const char *dir);
+void restore_snap_close(struct restore_snap *s);
+
+/*
+ * Build an empty VM shell for s in sb: /dev/kvm, compatibility check, VM,
+ * irqchip and PIT, guest memory (fresh anonymous memory for eager; a private
+ * view of the template for cow, built on first use), memory slot, vCPU and
+ * devices. Times go into p's matching fields. Returns 0 or -errno.
+ */
+int restore_shell(struct snapbox *sb, struct restore_snap *s, enum snapbox_restore_mode mode,
+		  const char *cache_dir, unsigned threads, struct snapbox_restore_profile *p);
+
+/*
+ * Put the snapshot's state into a shell: CPUID, memory (eager: decode every
+ * chunk), VM and device state, then vCPU registers. Returns 0 or -errno.
+ */
+int restore_state(struct snapbox *sb, struct restore_snap *s, enum snapbox_restore_mode mode,
+		  bool verify, unsigned threads, struct snapbox_restore_profile *p);
+
+/* Resume (and PING) a restored sandbox per o, filling the resume fields of p. */
+int restore_resume(struct snapbox *sb, const struct snapbox_restore_opts *o, uint64_t t0,
+		   struct snapbox_restore_profile *p);
+
+/* Decompression threads to use for a request of `want` (0: online CPUs). */
+unsigned restore_threads(unsigned want);
+
+#endif
