@@ -99,9 +99,11 @@ kvmtest: $(KVMT_BIN) $(PROBE)
 BENCH_RUNS ?= 50
 bench: $(BENCH_BINS) $(PROBE)
 	$(BUILD)/bench/coldboot --kernel $(PROBE) --runs $(BENCH_RUNS) --json $(BUILD)/bench-coldboot.json
+	$(BUILD)/bench/restore --kernel $(PROBE) --runs $(BENCH_RUNS) --json $(BUILD)/bench-restore.json
 
-demo: $(CLI) $(PROBE)
-	$(CLI) boot --kernel $(PROBE) --mem 256M --cmdline "console=ttyS0 probe.demo=1"
+# The main demo: cold boot, snapshot, restore, PING, short restore bench.
+demo: $(CLI) $(PROBE) $(BENCH_BINS)
+	BUILD=$(BUILD) sh tools/demo.sh
 
 # ASan + UBSan build of everything into build-asan/, then the test suite there.
 asan:
