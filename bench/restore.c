@@ -29,6 +29,7 @@ struct restore_mode {
 static const struct restore_mode restore_modes[] = {
 	{ "eager", SNAPBOX_RESTORE_EAGER, false },
 	{ "cow", SNAPBOX_RESTORE_COW, false },
+	{ "lazy", SNAPBOX_RESTORE_LAZY, false },
 	{ "pool_cow", SNAPBOX_RESTORE_COW, true },
 };
 
@@ -190,7 +191,7 @@ int main(int argc, char **argv)
 		case 'j': json_path = optarg; break;
 		default:
 			printf("usage: restore [--snapshot DIR | --kernel F --mem MiB --fill MiB] [--runs N]\n"
-			       "               [--warmup N] [--mode eager|cow|pool_cow] [--json FILE]\n");
+			       "               [--warmup N] [--mode eager|cow|lazy|pool_cow] [--json FILE]\n");
 			return c == 'h' ? 0 : 2;
 		}
 	}

@@ -196,6 +196,7 @@ struct snapbox_restore_profile {
 enum snapbox_restore_mode {
 	SNAPBOX_RESTORE_EAGER = 0,   /* decompress every chunk into fresh anonymous memory */
 	SNAPBOX_RESTORE_COW,         /* map a shared, decompressed-once template MAP_PRIVATE */
+	SNAPBOX_RESTORE_LAZY,        /* decode each chunk on first touch (userfaultfd) */
 };
 
 struct snapbox_restore_opts {

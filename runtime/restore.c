@@ -72,7 +72,7 @@ static int restore_memory_map(struct snapbox *sb, struct restore_snap *s,
 {
 	bool created;
 
-	if (mode == SNAPBOX_RESTORE_EAGER)
+	if (mode != SNAPBOX_RESTORE_COW)
 		return gmem_init(&sb->mem, s->so.conf.mem_bytes);
 	if (s->template_fd < 0) {
 		int fd = template_get(&s->so.mem, cache_dir, threads, &created);
@@ -146,6 +146,17 @@ int restore_state(struct snapbox *sb, struct restore_snap *s, enum snapbox_resto
 
 		memfile_set_verify(&r, verify);
 		ret = memfile_read_all(&r, sb->mem.host, sb->mem.size, threads);
+	} else if (mode == SNAPBOX_RESTORE_LAZY) {
+		/* Before any state: KVM_SET_MSRS already writes guest RAM (the kvmclock page). */
+		struct memfile_reader r = s->so.mem;
+
+		memfile_set_verify(&r, verify);
+		sb->lazy = calloc(1, sizeof(*sb->lazy));
+		ret = sb->lazy ? lazy_start(sb->lazy, sb->mem.host, sb->mem.size, &r) : -ENOMEM;
+		if (ret) {
+			free(sb->lazy);
+			sb->lazy = NULL;
+		}
 	}
 	p->memory_state_write = restore_lap(&t);
 	if (ret)

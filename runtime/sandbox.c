@@ -314,6 +314,11 @@ void sandbox_free(struct snapbox *sb)
 	/* vCPU first: its thread uses the devices, channel and memory below. */
 	if (sb->have_vcpu)
 		vcpu_fini(&sb->vcpu);
+	/* The fault handler serves guest RAM until no vCPU can touch it, and no longer. */
+	if (sb->lazy) {
+		lazy_stop(sb->lazy);
+		free(sb->lazy);
+	}
 	if (sb->have_dev)
 		devices_fini(&sb->dev);
 	if (sb->have_chan)

@@ -14,6 +14,7 @@
 #include "kvm/vcpu.h"
 #include "kvm/vm.h"
 #include "runtime/chan.h"
+#include "runtime/lazy.h"
 #include "snapbox.h"
 
 struct snapbox {
@@ -26,6 +27,7 @@ struct snapbox {
 	struct piowin piowin;
 	struct vcpu vcpu;
 	struct chan chan;
+	struct lazy *lazy;               /* lazy restores: the userfaultfd handler, else NULL */
 	int console_fd;
 	/* what the VM was built from, recorded in a snapshot's CONF section */
 	uint64_t kernel_hash[2];         /* xxh3-128 low, high */

@@ -337,9 +337,10 @@ static const char snapbox_restore_usage[] =
 	"Rebuild a VM from the snapshot in DIR and print RestoreProfile. With\n"
 	"--resume the guest runs and is PINGed, which fills restore_to_ready.\n"
 	"\n"
-	"  --mode eager|cow  eager: decompress every chunk into fresh memory (default);\n"
+	"  --mode MODE       eager: decompress every chunk into fresh memory (default);\n"
 	"                    cow: map a template decompressed once per snapshot (in\n"
-	"                    /dev/shm) privately, sharing every page no clone writes\n"
+	"                    /dev/shm) privately, sharing every page no clone writes;\n"
+	"                    lazy: decompress each chunk when the guest first touches it\n"
 	"  --resume          run the restored guest and PING it\n"
 	"  --no-verify       skip the per-chunk xxh3 check\n"
 	"  --threads N       decompression threads (default: online CPUs)\n"
@@ -373,8 +374,10 @@ static int snapbox_cmd_restore(int argc, char **argv)
 				ro.mode = SNAPBOX_RESTORE_EAGER;
 			else if (!strcmp(optarg, "cow"))
 				ro.mode = SNAPBOX_RESTORE_COW;
+			else if (!strcmp(optarg, "lazy"))
+				ro.mode = SNAPBOX_RESTORE_LAZY;
 			else {
-				fprintf(stderr, "snapbox restore: unknown --mode '%s' (eager or cow)\n", optarg);
+				fprintf(stderr, "snapbox restore: unknown --mode '%s' (eager, cow or lazy)\n", optarg);
 				return SNAPBOX_EXIT_USAGE;
 			}
 			break;
