@@ -70,6 +70,7 @@ int gmem_init(struct gmem *m, uint64_t size)
 	m->size = size;
 	m->map = host;
 	m->map_len = (size_t)size;
+	m->untouched_zero = true;
 	return 0;
 }
 

@@ -2,6 +2,8 @@
 #ifndef SNAPBOX_KVM_GMEM_H
 #define SNAPBOX_KVM_GMEM_H
 
+#include <stdbool.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -10,6 +12,7 @@ struct gmem {
 	uint64_t size;   /* bytes of RAM, gpa [0, size) */
 	uint8_t *map;    /* the raw mapping (may start before host for alignment) */
 	size_t map_len;
+	bool untouched_zero; /* a never-touched page reads as zero (anonymous RAM, not a cow view) */
 };
 
 /*

@@ -127,14 +127,17 @@ static int snapshot_memory(struct snapshot_ctx *c, struct snapdir *d,
 	struct memfile_write_opts mo = {
 		.chunk_size = o->chunk_size,
 		.threads = o->threads ? o->threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN),
-		/* Guest RAM is private anonymous memory with no uffd: untouched pages read as zero. */
-		.untouched_is_zero = true,
+		/*
+		 * Only fresh anonymous RAM reads as zero where untouched: a cow
+		 * view's unmapped pages hold the template's bytes, and a lazy
+		 * restore's hold chunks not yet decoded (reading faults them in).
+		 */
+		.untouched_is_zero = c->sb->mem.untouched_zero && !c->sb->lazy,
 	};
 	struct snapconf_memf mf = { .name = SNAPDIR_MEMORY };
-	struct memfile_reader r;
 	struct memfile_stats st;
 	struct sbuf b;
-	int fd, rfd, ret;
+	int fd, ret;
 
 	if (mo.threads > MEMFILE_MAX_THREADS)
 		mo.threads = MEMFILE_MAX_THREADS;
@@ -152,21 +155,10 @@ static int snapshot_memory(struct snapshot_ctx *c, struct snapdir *d,
 	c->p->zero_chunks = st.zero_chunks;
 	c->p->lz4_chunks = st.lz4_chunks;
 	c->p->raw_chunks = st.raw_chunks;
-	/* Re-read just the header and index: the hash the MEMF section pins. */
-	rfd = openat(d->tmp_fd, SNAPDIR_MEMORY, O_RDONLY | O_CLOEXEC);
-	if (rfd < 0)
-		return -errno;
-	ret = memfile_open(&r, rfd);
-	if (!ret) {
-		mf.raw_size = r.raw_size;
-		mf.chunk_size = r.chunk_size;
-		mf.chunk_count = r.chunk_count;
-		mf.index_xxh64 = r.index_xxh64;
-		memfile_close(&r);
-	}
-	close(rfd);
-	if (ret)
-		return ret;
+	mf.raw_size = st.bytes_in;
+	mf.chunk_size = st.chunk_size;
+	mf.chunk_count = st.chunk_count;
+	mf.index_xxh64 = st.index_xxh64;
 	sbuf_init(&b);
 	snapconf_memf_encode(&mf, &b);
 	return snapshot_add(c, VMSTATE_TAG_MEMF, SNAPCONF_MEMF_VERSION, &b);
