@@ -100,6 +100,7 @@ BENCH_RUNS ?= 50
 bench: $(BENCH_BINS) $(PROBE)
 	$(BUILD)/bench/coldboot --kernel $(PROBE) --runs $(BENCH_RUNS) --json $(BUILD)/bench-coldboot.json
 	$(BUILD)/bench/restore --kernel $(PROBE) --runs $(BENCH_RUNS) --json $(BUILD)/bench-restore.json
+	$(BUILD)/bench/snapshot --kernel $(PROBE) --runs 3 --json $(BUILD)/bench-snapshot.json
 
 # The main demo: cold boot, snapshot, restore, PING, short restore bench.
 demo: $(CLI) $(PROBE) $(BENCH_BINS)
