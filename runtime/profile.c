@@ -115,22 +115,24 @@ static void profile_line(FILE *f, const char *tag, const char *name, uint64_t ns
 	fprintf(f, "[%s] %-27s %10.3f ms\n", tag, name, (double)ns / 1e6);
 }
 
+/* Every duration field of a table, one readable line each. */
+static void profile_lines(FILE *f, const char *tag, const void *p, const struct profile_field *fl,
+			  size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		profile_line(f, tag, fl[i].name, profile_get(p, fl[i].off));
+}
+
 void snapbox_print_create_profile(FILE *f, const struct snapbox_create_profile *p)
 {
-	size_t i;
-
-	for (i = 0; i < NFIELDS(profile_create_fields); i++)
-		profile_line(f, "create-vm-profile", profile_create_fields[i].name,
-			     profile_get(p, profile_create_fields[i].off));
+	profile_lines(f, "create-vm-profile", p, profile_create_fields, NFIELDS(profile_create_fields));
 }
 
 void snapbox_print_boot_profile(FILE *f, const struct snapbox_boot_profile *p)
 {
 	size_t i;
 
-	for (i = 0; i < NFIELDS(profile_boot_fields); i++)
-		profile_line(f, "boot-profile", profile_boot_fields[i].name,
-			     profile_get(p, profile_boot_fields[i].off));
+	profile_lines(f, "boot-profile", p, profile_boot_fields, NFIELDS(profile_boot_fields));
 	for (i = 0; i < NFIELDS(profile_boot_counters); i++)
 		fprintf(f, "[boot-profile] %-27s %10llu\n", profile_boot_counters[i].name,
 			(unsigned long long)profile_get(p, profile_boot_counters[i].off));
@@ -236,11 +238,8 @@ static double profile_ratio(uint64_t in, uint64_t out)
 
 void snapbox_print_snapshot_profile(FILE *f, const struct snapbox_snapshot_profile *p)
 {
-	size_t i;
-
-	for (i = 0; i < NFIELDS(profile_snapshot_fields); i++)
-		profile_line(f, "snapshot-profile", profile_snapshot_fields[i].name,
-			     profile_get(p, profile_snapshot_fields[i].off));
+	profile_lines(f, "snapshot-profile", p, profile_snapshot_fields,
+		      NFIELDS(profile_snapshot_fields));
 	fprintf(f, "[snapshot-profile] %-27s %10.1f MiB\n", "bytes_in", (double)p->bytes_in / 1048576.0);
 	fprintf(f, "[snapshot-profile] %-27s %10.1f MiB\n", "bytes_out", (double)p->bytes_out / 1048576.0);
 	fprintf(f, "[snapshot-profile] %-27s %10.2f\n", "ratio", profile_ratio(p->bytes_in, p->bytes_out));
@@ -263,11 +262,7 @@ void snapbox_json_snapshot_profile(FILE *f, const struct snapbox_snapshot_profil
 
 void snapbox_print_restore_profile(FILE *f, const struct snapbox_restore_profile *p)
 {
-	size_t i;
-
-	for (i = 0; i < NFIELDS(profile_restore_fields); i++)
-		profile_line(f, "restore-profile", profile_restore_fields[i].name,
-			     profile_get(p, profile_restore_fields[i].off));
+	profile_lines(f, "restore-profile", p, profile_restore_fields, NFIELDS(profile_restore_fields));
 }
 
 void snapbox_json_restore_profile(FILE *f, const struct snapbox_restore_profile *p)

@@ -14,38 +14,9 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "tests/common_capture.h"
 #include "snapshot/memfile.h"
 
-static void quiet(void)
-{
-	if (!freopen("/dev/null", "w", stderr))
-		abort();
-}
-
-static int cap_begin(int *mfd)
-{
-	int saved = dup(2);
-
-	fflush(stderr);
-	*mfd = memfd_create("stderr", 0);
-	cr_assert(saved >= 0 && *mfd >= 0);
-	dup2(*mfd, 2);
-	return saved;
-}
-
-static const char *cap_end(int saved, int mfd)
-{
-	static char out[4096];
-	ssize_t n;
-
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	n = pread(mfd, out, sizeof(out) - 1, 0);
-	out[n > 0 ? n : 0] = '\0';
-	close(mfd);
-	return out;
-}
 
 static uint64_t mix(uint64_t x)
 {
@@ -241,9 +212,9 @@ Test(memfile, flipped_payload_byte_is_a_checksum_error)
 	memfile_close(&r);
 	put_bytes(fd, f, len);
 	cr_assert_eq(memfile_open(&r, fd), 0, "payloads are not covered by the index hash");
-	saved = cap_begin(&mfd);
+	saved = tests_cap_begin(&mfd);
 	cr_assert_eq(memfile_read_all(&r, NULL, 0, 2), -EPROTO);
-	msg = cap_end(saved, mfd);
+	msg = tests_cap_end(saved, mfd);
 	cr_assert_str_eq(msg, "snapbox: memory file: chunk 17 checksum mismatch\n");
 	/* Verification can be switched off: then the damage goes through unnoticed. */
 	memfile_set_verify(&r, false);
@@ -280,7 +251,7 @@ static int small_file(uint8_t **ram_out, size_t *size_out)
  * decode byte-exact; the raw-bytes xxh3 cannot see them because nothing the
  * guest would see has changed.
  */
-Test(memfile, every_byte_flip_in_a_small_file_rejected, .init = quiet)
+Test(memfile, every_byte_flip_in_a_small_file_rejected, .init = tests_quiet_stderr)
 {
 	uint8_t *ram, *f, *out;
 	size_t size, len, n = 0, same = 0;
@@ -351,7 +322,7 @@ Test(memfile, every_byte_flip_in_a_small_file_rejected, .init = quiet)
 	free(ram);
 }
 
-Test(memfile, every_truncation_rejected, .init = quiet)
+Test(memfile, every_truncation_rejected, .init = tests_quiet_stderr)
 {
 	uint8_t *ram, *f;
 	size_t size, len;
@@ -399,9 +370,9 @@ static void expect_rejected(int fd, const uint8_t *f, size_t len, size_t at, con
 	memcpy(g + at, bytes, n);
 	rehash(g, len, len - 4 * MEMFILE_ENTRY_SIZE);
 	put_bytes(fd, g, len);
-	saved = cap_begin(&mfd);
+	saved = tests_cap_begin(&mfd);
 	ret = memfile_open(&r, fd);
-	msg = cap_end(saved, mfd);
+	msg = tests_cap_end(saved, mfd);
 	cr_assert_eq(ret, -EPROTO, "edit at %zu accepted", at);
 	cr_assert(strstr(msg, needle), "edit at %zu: got '%s', want '%s'", at, msg, needle);
 	free(g);
@@ -450,10 +421,10 @@ Test(memfile, corrupt_header_and_index_fields_rejected)
 	/* Without re-hashing, any index byte is an index checksum error. */
 	f[idx + 3] ^= 1;
 	put_bytes(fd, f, len);
-	int mfd, saved = cap_begin(&mfd);
+	int mfd, saved = tests_cap_begin(&mfd);
 	struct memfile_reader r;
 	cr_assert_eq(memfile_open(&r, fd), -EPROTO);
-	cr_assert_str_eq(cap_end(saved, mfd), "snapbox: memory file: index checksum mismatch\n");
+	cr_assert_str_eq(tests_cap_end(saved, mfd), "snapbox: memory file: index checksum mismatch\n");
 	free(f);
 	close(fd);
 	free(ram);
@@ -475,9 +446,9 @@ Test(memfile, corrupt_lz4_data_is_named)
 	memfile_close(&r);
 	put_bytes(fd, f, len);
 	cr_assert_eq(memfile_open(&r, fd), 0);
-	saved = cap_begin(&mfd);
+	saved = tests_cap_begin(&mfd);
 	cr_assert_eq(memfile_read_chunk(&r, 1, ram, size, NULL), -EPROTO);
-	msg = cap_end(saved, mfd);
+	msg = tests_cap_end(saved, mfd);
 	cr_assert(strstr(msg, "chunk 1: corrupt lz4 data") || strstr(msg, "chunk 1 checksum mismatch"),
 		  "got %s", msg);
 	memfile_close(&r);
@@ -598,7 +569,7 @@ Test(memfile, reused_file_is_truncated)
 	free(ram);
 }
 
-Test(memfile, bad_arguments, .init = quiet)
+Test(memfile, bad_arguments, .init = tests_quiet_stderr)
 {
 	uint8_t ram[16] = { 0 };
 	struct memfile_reader r;
@@ -623,7 +594,7 @@ Test(memfile, bad_arguments, .init = quiet)
 	close(fd);
 }
 
-Test(memfile, full_disk_is_an_error, .init = quiet)
+Test(memfile, full_disk_is_an_error, .init = tests_quiet_stderr)
 {
 	struct rlimit lim = { .rlim_cur = 1u << 20, .rlim_max = RLIM_INFINITY };
 	size_t size = 8u << 20;

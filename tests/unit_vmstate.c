@@ -8,43 +8,10 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "tests/common_capture.h"
 #include "snapshot/vmstate.h"
 
 #define TAG_ZZZZ VMSTATE_TAG('Z', 'Z', 'Z', 'Z')
-
-/* Rejection messages are expected in most tests: send them to /dev/null. */
-static void quiet(void)
-{
-	if (!freopen("/dev/null", "w", stderr))
-		abort();
-}
-
-/* Start capturing stderr into a memfd; returns the saved fd 2. */
-static int cap_begin(int *mfd)
-{
-	int saved = dup(2);
-
-	fflush(stderr);
-	*mfd = memfd_create("stderr", 0);
-	cr_assert(saved >= 0 && *mfd >= 0);
-	dup2(*mfd, 2);
-	return saved;
-}
-
-/* Stop capturing; returns what was written (static buffer, NUL-terminated). */
-static const char *cap_end(int saved, int mfd)
-{
-	static char out[4096];
-	ssize_t n;
-
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	n = pread(mfd, out, sizeof(out) - 1, 0);
-	out[n > 0 ? n : 0] = '\0';
-	close(mfd);
-	return out;
-}
 
 static uint64_t le64(const uint8_t *p)
 {
@@ -158,7 +125,7 @@ Test(vmstate, layout_is_as_documented)
 	free(buf);
 }
 
-Test(vmstate, bad_magic_version_and_flags, .init = quiet)
+Test(vmstate, bad_magic_version_and_flags, .init = tests_quiet_stderr)
 {
 	uint8_t *buf;
 	size_t len;
@@ -171,9 +138,9 @@ Test(vmstate, bad_magic_version_and_flags, .init = quiet)
 	buf[3] ^= 0x20;
 	buf[8] = 2;                          /* format version 2 */
 	fix_end(buf, len);
-	saved = cap_begin(&mfd);
+	saved = tests_cap_begin(&mfd);
 	cr_assert_eq(parse(buf, len), -EPROTO);
-	msg = cap_end(saved, mfd);
+	msg = tests_cap_end(saved, mfd);
 	cr_assert(strstr(msg, "format version 2 not supported (this build reads 1)"), "got: %s", msg);
 	cr_assert_eq(strchr(msg, '\n'), msg + strlen(msg) - 1, "one line: %s", msg);
 	buf[8] = 1;
@@ -186,7 +153,7 @@ Test(vmstate, bad_magic_version_and_flags, .init = quiet)
 	free(buf);
 }
 
-Test(vmstate, section_and_end_checksums, .init = quiet)
+Test(vmstate, section_and_end_checksums, .init = tests_quiet_stderr)
 {
 	uint8_t *buf;
 	size_t len;
@@ -209,7 +176,7 @@ Test(vmstate, section_and_end_checksums, .init = quiet)
 	free(buf);
 }
 
-Test(vmstate, reserved_section_flags_rejected, .init = quiet)
+Test(vmstate, reserved_section_flags_rejected, .init = tests_quiet_stderr)
 {
 	uint8_t *buf;
 	size_t len;
@@ -224,7 +191,7 @@ Test(vmstate, reserved_section_flags_rejected, .init = quiet)
 	free(buf);
 }
 
-Test(vmstate, every_truncation_rejected, .init = quiet)
+Test(vmstate, every_truncation_rejected, .init = tests_quiet_stderr)
 {
 	uint8_t *buf;
 	size_t len;
@@ -236,7 +203,7 @@ Test(vmstate, every_truncation_rejected, .init = quiet)
 	free(buf);
 }
 
-Test(vmstate, every_byte_flip_rejected, .init = quiet)
+Test(vmstate, every_byte_flip_rejected, .init = tests_quiet_stderr)
 {
 	static const uint8_t masks[] = { 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0xff };
 	uint8_t *buf;
@@ -255,7 +222,7 @@ Test(vmstate, every_byte_flip_rejected, .init = quiet)
 	free(buf);
 }
 
-Test(vmstate, oversized_length_rejected, .init = quiet)
+Test(vmstate, oversized_length_rejected, .init = tests_quiet_stderr)
 {
 	uint8_t *buf;
 	size_t len;
@@ -270,7 +237,7 @@ Test(vmstate, oversized_length_rejected, .init = quiet)
 	free(buf);
 }
 
-Test(vmstate, trailing_bytes_rejected, .init = quiet)
+Test(vmstate, trailing_bytes_rejected, .init = tests_quiet_stderr)
 {
 	uint8_t *buf, *more;
 	size_t len;
@@ -292,9 +259,9 @@ Test(vmstate, unknown_mandatory_rejected_naming_the_tag)
 	const char *msg;
 
 	build(&buf, &len, TAG_ZZZZ, 0);
-	saved = cap_begin(&mfd);
+	saved = tests_cap_begin(&mfd);
 	cr_assert_eq(parse(buf, len), -EPROTO);
-	msg = cap_end(saved, mfd);
+	msg = tests_cap_end(saved, mfd);
 	cr_assert(strstr(msg, "unknown mandatory section 'ZZZZ'"), "got: %s", msg);
 	free(buf);
 }
@@ -324,7 +291,7 @@ Test(vmstate, unknown_optional_skipped)
 	free(buf);
 }
 
-Test(vmstate, writer_refuses_bad_sections_and_the_cap, .init = quiet)
+Test(vmstate, writer_refuses_bad_sections_and_the_cap, .init = tests_quiet_stderr)
 {
 	struct vmstate_writer w;
 	uint8_t x = 0;
@@ -339,7 +306,7 @@ Test(vmstate, writer_refuses_bad_sections_and_the_cap, .init = quiet)
 	vmstate_writer_fini(&w);
 }
 
-Test(vmstate, reader_refuses_a_file_over_the_cap, .init = quiet)
+Test(vmstate, reader_refuses_a_file_over_the_cap, .init = tests_quiet_stderr)
 {
 	struct vmstate_reader r;
 	int fd = memfd_create("big", 0);
