@@ -96,7 +96,9 @@ int snapbox_boot(const struct snapbox_config *cfg, struct snapbox **out,
  * Send one request frame and wait for its reply. On success *reply is a
  * malloc'd payload (free it) of *reply_len bytes; a guest error reply gives
  * -EREMOTEIO with the reason copied into *reply. -ETIMEDOUT when no reply
- * comes in time, -ESHUTDOWN when the guest has stopped.
+ * comes in time, -ESHUTDOWN when the guest has stopped, -EIO when a lazily
+ * restored chunk of guest memory failed its checksum (the guest saw zeros
+ * there, so nothing it says can be trusted; destroy it).
  */
 int snapbox_request(struct snapbox *sb, uint16_t type, const void *payload,
 		    uint32_t len, void **reply, uint32_t *reply_len, unsigned timeout_ms);
@@ -201,7 +203,8 @@ enum snapbox_restore_mode {
 
 struct snapbox_restore_opts {
 	enum snapbox_restore_mode mode;
-	bool no_verify;              /* skip the per-chunk xxh3 check (eager, and cow's first fill) */
+	bool no_verify;              /* skip the per-chunk xxh3 check (eager and lazy); a cow template
+				      * is always verified: it is cached and shared by later restores */
 	bool resume;                 /* start the vCPU (needed for restore_to_ready) */
 	bool ping;                   /* with resume: PING and fill restore_to_ready */
 	unsigned threads;            /* decompression threads; 0: online CPUs */
@@ -221,7 +224,11 @@ struct snapbox_restore_opts {
 int snapbox_restore(const char *dir, const struct snapbox_restore_opts *opts, struct snapbox **out,
 		    struct snapbox_restore_profile *prof);
 
-/* Start a sandbox restored without resume. Returns 0 or -errno. */
+/*
+ * Start a sandbox restored without resume, or resume one a snapshot left
+ * paused (snapbox_snapshot_opts.leave_paused). Returns 0, -EINVAL when it is
+ * running already, or -errno.
+ */
 int snapbox_resume(struct snapbox *sb);
 
 /*

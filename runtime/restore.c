@@ -193,7 +193,8 @@ int restore_resume(struct snapbox *sb, const struct snapbox_restore_opts *o, uin
 	/* Wait (briefly) for the thread to enter KVM_RUN, to time it. */
 	while (!atomic_load(&sb->vcpu.first_run_ns) && chan_now_ns() - t < 1000000000ull)
 		sched_yield();
-	p->resume_kvm_run = atomic_load(&sb->vcpu.first_run_ns) - t;
+	p->resume_kvm_run = atomic_load(&sb->vcpu.first_run_ns) > t ?
+			    atomic_load(&sb->vcpu.first_run_ns) - t : 0;
 	p->total_with_resume = chan_now_ns() - t0;
 	if (!o->ping)
 		return 0;
@@ -207,9 +208,14 @@ int restore_resume(struct snapbox *sb, const struct snapbox_restore_opts *o, uin
 
 int snapbox_resume(struct snapbox *sb)
 {
-	if (vcpu_get_state(&sb->vcpu) != VCPU_CREATED)
+	switch (vcpu_get_state(&sb->vcpu)) {
+	case VCPU_CREATED:
+		return sandbox_start(sb);
+	case VCPU_PAUSED:
+		return vcpu_resume(&sb->vcpu);
+	default:
 		return -EINVAL;
-	return sandbox_start(sb);
+	}
 }
 
 unsigned restore_threads(unsigned want)

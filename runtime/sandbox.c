@@ -435,8 +435,21 @@ const char *snapbox_stop_reason(struct snapbox *sb)
 int snapbox_request(struct snapbox *sb, uint16_t type, const void *payload,
 		    uint32_t len, void **reply, uint32_t *reply_len, unsigned timeout_ms)
 {
-	return chan_request(&sb->chan, type, payload, len, reply, reply_len,
-			    chan_now_ns() + (uint64_t)timeout_ms * 1000000ull);
+	int ret = chan_request(&sb->chan, type, payload, len, reply, reply_len,
+			       chan_now_ns() + (uint64_t)timeout_ms * 1000000ull);
+
+	/* Checked after the reply: serving the request may be what touched the bad chunk. */
+	if (sb->lazy && atomic_load(&sb->lazy->errors)) {
+		if (!sb->lazy_reported)
+			fprintf(stderr, "snapbox: guest memory failed its checksum during a lazy "
+				"restore; the sandbox is not trustworthy\n");
+		sb->lazy_reported = true;
+		free(*reply);
+		*reply = NULL;
+		*reply_len = 0;
+		return -EIO;
+	}
+	return ret;
 }
 
 int snapbox_ping(struct snapbox *sb, unsigned timeout_ms)

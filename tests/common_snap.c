@@ -1,0 +1,189 @@
+/* common_snap.c - helpers shared by the snapshot and restore KVM tests. */
+#include "tests/common_snap.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tests/common_kvm.h"
+
+const enum snapbox_restore_mode tests_modes[TESTS_NMODES] = {
+	SNAPBOX_RESTORE_EAGER, SNAPBOX_RESTORE_COW, SNAPBOX_RESTORE_LAZY,
+};
+
+const char *tests_mode_name(enum snapbox_restore_mode m)
+{
+	return m == SNAPBOX_RESTORE_COW ? "cow" : m == SNAPBOX_RESTORE_LAZY ? "lazy" : "eager";
+}
+
+uint64_t tests_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+char *tests_mkdtemp(const char *tag)
+{
+	char *p = tests_path("/tmp/snapbox-%s-XXXXXX", tag);
+
+	cr_assert_not_null(mkdtemp(p), "mkdtemp: %s", strerror(errno));
+	return p;
+}
+
+static int tests_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+void tests_rm_rf(const char *path)
+{
+	if (path)
+		nftw(path, tests_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int tests_count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+char *tests_path(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	cr_assert_geq(n, 0);
+	return s;
+}
+
+struct snapbox *tests_boot_probe_mem(uint64_t mem)
+{
+	struct snapbox_config cfg = {
+		.kernel = tests_probe_path(),
+		.cmdline = "console=ttyS0",
+		.mem_bytes = mem,
+		.console_fd = -1,
+		.boot_timeout_ms = 10000,
+	};
+	struct snapbox *sb = NULL;
+	int ret = snapbox_boot(&cfg, &sb, NULL, NULL);
+
+	cr_assert_eq(ret, 0, "probe boot failed: %s", strerror(-ret));
+	cr_assert_eq(snapbox_ping(sb, TS_MS), 0);
+	return sb;
+}
+
+/* One request whose reply must be exactly n bytes, copied into out. */
+static void tests_req(struct snapbox *sb, uint16_t type, const void *p, uint32_t len, void *out,
+		      uint32_t n)
+{
+	uint32_t rn = 0;
+	void *r = NULL;
+	int ret = snapbox_request(sb, type, p, len, &r, &rn, 20000);
+
+	cr_assert_eq(ret, 0, "request 0x%x failed: %s (%s)", type, strerror(-ret),
+		     snapbox_stop_reason(sb));
+	cr_assert_eq(rn, n, "request 0x%x: %u reply bytes, want %u", type, rn, n);
+	if (n)
+		memcpy(out, r, n);
+	free(r);
+}
+
+void tests_fill(struct snapbox *sb, uint32_t mib, uint64_t seed)
+{
+	int ret = snapbox_probe_fill(sb, mib, seed, 20000);
+
+	cr_assert_eq(ret, 0, "fill %u MiB failed: %s", mib, strerror(-ret));
+}
+
+uint64_t tests_bad_pages(struct snapbox *sb, uint32_t mib, uint64_t seed)
+{
+	struct proto_fill_req fr = { .mib = mib, .seed = seed };
+	struct proto_verify_resp vr;
+
+	tests_req(sb, PROTO_T_VERIFY, &fr, sizeof(fr), &vr, sizeof(vr));
+	return vr.bad_pages;
+}
+
+uint64_t tests_hash(struct snapbox *sb, uint64_t gpa, uint64_t len)
+{
+	struct proto_hash_req hr = { .gpa = gpa, .len = len };
+	uint64_t h;
+
+	tests_req(sb, PROTO_T_HASH, &hr, sizeof(hr), &h, sizeof(h));
+	return h;
+}
+
+struct proto_ticks_resp tests_ticks(struct snapbox *sb)
+{
+	struct proto_ticks_resp t;
+
+	tests_req(sb, PROTO_T_TICKS, NULL, 0, &t, sizeof(t));
+	return t;
+}
+
+void tests_snapshot_ok(struct snapbox *sb, const char *dir, bool no_sync)
+{
+	struct snapbox_snapshot_opts o = { .no_sync = no_sync };
+	int ret = snapbox_snapshot(sb, dir, &o, NULL);
+
+	cr_assert_eq(ret, 0, "snapshot into %s failed: %s", dir, strerror(-ret));
+}
+
+struct snapbox *tests_restore_ok(const char *dir, enum snapbox_restore_mode mode,
+				 const char *cache_dir, bool resume)
+{
+	struct snapbox_restore_opts o = {
+		.mode = mode, .resume = resume, .console_fd = -1, .cache_dir = cache_dir,
+	};
+	struct snapbox *sb = NULL;
+	int ret = snapbox_restore(dir, &o, &sb, NULL);
+
+	cr_assert_eq(ret, 0, "%s restore of %s failed: %s", tests_mode_name(mode), dir,
+		     strerror(-ret));
+	cr_assert_not_null(sb);
+	if (resume)
+		cr_assert_eq(snapbox_ping(sb, TS_MS), 0, "%s restore: PING failed: %s",
+			     tests_mode_name(mode), snapbox_stop_reason(sb));
+	return sb;
+}
+
+uint64_t tests_make_snapshot(const char *dir)
+{
+	struct snapbox *sb = tests_boot_probe_mem(TS_MEM);
+	uint64_t h;
+
+	tests_fill(sb, TS_FILL_MIB, TS_SEED);
+	h = tests_hash(sb, PROTO_FILL_BASE, (uint64_t)TS_FILL_MIB << 20);
+	tests_snapshot_ok(sb, dir, true);
+	snapbox_destroy(sb);
+	return h;
+}
