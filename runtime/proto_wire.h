@@ -39,10 +39,124 @@ _Static_assert(sizeof(struct proto_hdr) == PROTO_HDR_SIZE, "proto_hdr is 16 byte
 #define PROTO_T_TICKS      0x0023   /* -> struct proto_ticks_resp */
 #define PROTO_T_SPIN       0x0024   /* u32 ms -> u64 spun ns */
 #define PROTO_T_FAULT      0x0025   /* struct proto_fault_req -> u64 value (if it returns) */
+#define PROTO_T_CONSOLE    0x0026   /* bytes written to COM1 (the console) -> empty */
+/* Linux agent only (guest/agent); payloads are explicit LE fields and counted strings, below. */
+#define PROTO_T_EXEC       0x0030   /* exec request -> exec reply */
+#define PROTO_T_WRITE_FILE 0x0031   /* mode, flags, path, data -> empty */
+#define PROTO_T_READ_FILE  0x0032   /* max_bytes, flags, path -> file bytes */
 
 /* Payload caps. The host never allocates more than PROTO_MAX_PAYLOAD for a frame. */
 #define PROTO_MAX_PAYLOAD  (1u << 20)
 #define PROTO_PROBE_MAX_PAYLOAD  (64u << 10)
+
+/*
+ * Agent request limits. The host refuses to send anything beyond them and the
+ * agent re-checks every one. A counted string is a u32 length and that many
+ * bytes, with no NUL inside and none at the end.
+ */
+#define PROTO_PATH_MAX            4095u                  /* bytes of an absolute path */
+#define PROTO_EXEC_MAX_ARGS       4096u                  /* argv entries (at least 1) */
+#define PROTO_EXEC_MAX_ENV        4096u                  /* KEY=VALUE entries */
+#define PROTO_EXEC_MAX_STR        (128u << 10)           /* one argv or env string */
+#define PROTO_EXEC_MAX_TIMEOUT_MS 86400000u              /* one day */
+#define PROTO_EXEC_RESP_SIZE      32u                    /* fixed part of the exec reply */
+#define PROTO_EXEC_MAX_OUTPUT     (PROTO_MAX_PAYLOAD - PROTO_EXEC_RESP_SIZE) /* stdout + stderr caps */
+#define PROTO_FILE_MAX            (PROTO_MAX_PAYLOAD - 8192u) /* WRITE_FILE / READ_FILE data */
+
+/* exec reply: status */
+#define PROTO_EXEC_EXITED         0u   /* code is the exit status, 0..255 */
+#define PROTO_EXEC_SIGNALED       1u   /* code is the signal number, 1..64 */
+/* exec reply: flags */
+#define PROTO_EXEC_F_TIMED_OUT    0x1u /* the deadline passed; the process group was killed */
+#define PROTO_EXEC_F_STDOUT_TRUNC 0x2u /* stdout exceeded its cap; the rest was discarded */
+#define PROTO_EXEC_F_STDERR_TRUNC 0x4u
+
+/* Little-endian field access for the agent payloads (freestanding-safe). */
+static inline void proto_put_le32(uint8_t *b, uint32_t v)
+{
+	b[0] = (uint8_t)v;
+	b[1] = (uint8_t)(v >> 8);
+	b[2] = (uint8_t)(v >> 16);
+	b[3] = (uint8_t)(v >> 24);
+}
+
+static inline void proto_put_le64(uint8_t *b, uint64_t v)
+{
+	proto_put_le32(b, (uint32_t)v);
+	proto_put_le32(b + 4, (uint32_t)(v >> 32));
+}
+
+static inline uint32_t proto_get_le32(const uint8_t *b)
+{
+	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+static inline uint64_t proto_get_le64(const uint8_t *b)
+{
+	return (uint64_t)proto_get_le32(b) | (uint64_t)proto_get_le32(b + 4) << 32;
+}
+
+/*
+ * A bounds-checked reader over an untrusted payload. Once a read fails, `bad`
+ * stays set and every later read yields 0 / NULL, so a decoder can read all
+ * fields and check `bad` once.
+ */
+struct proto_cursor {
+	const uint8_t *p;
+	uint32_t left;
+	int bad;
+};
+
+static inline uint32_t proto_cur_u32(struct proto_cursor *c)
+{
+	uint32_t v;
+
+	if (c->bad || c->left < 4) {
+		c->bad = 1;
+		return 0;
+	}
+	v = proto_get_le32(c->p);
+	c->p += 4;
+	c->left -= 4;
+	return v;
+}
+
+static inline const uint8_t *proto_cur_bytes(struct proto_cursor *c, uint32_t n)
+{
+	const uint8_t *r = c->p;
+
+	if (c->bad || c->left < n) {
+		c->bad = 1;
+		return 0;
+	}
+	c->p += n;
+	c->left -= n;
+	return r;
+}
+
+/*
+ * A counted string of at most max bytes. With no_nul, a NUL inside it is an
+ * error (argv, env, paths); data strings (stdin, file bytes) allow any byte.
+ */
+static inline const uint8_t *proto_cur_str(struct proto_cursor *c, uint32_t max, int no_nul,
+					   uint32_t *len)
+{
+	uint32_t n = proto_cur_u32(c);
+	const uint8_t *s;
+
+	*len = 0;
+	if (c->bad || n > max) {
+		c->bad = 1;
+		return 0;
+	}
+	s = proto_cur_bytes(c, n);
+	if (s && no_nul && n && __builtin_memchr(s, 0, n)) {
+		c->bad = 1;
+		return 0;
+	}
+	*len = n;
+	return s;
+}
 
 /* FILL/VERIFY work on [PROTO_FILL_BASE, PROTO_FILL_BASE + mib MiB) of guest RAM. */
 #define PROTO_FILL_BASE    (4ull << 20)

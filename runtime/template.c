@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,14 @@ err:
 	return ret;
 }
 
+/*
+ * Builders in this process take turns, so concurrent restores of one snapshot
+ * decode it once: the others wait, then find the template. Other processes
+ * may still build in parallel; their temporary names differ (pid) and the
+ * last rename wins with identical contents.
+ */
+static pthread_mutex_t template_lock = PTHREAD_MUTEX_INITIALIZER;
+
 int template_get(const struct memfile_reader *mem, const char *cache_dir, unsigned threads,
 		 bool *created)
 {
@@ -81,13 +90,22 @@ int template_get(const struct memfile_reader *mem, const char *cache_dir, unsign
 	fd = template_open_existing(path, mem->raw_size);
 	if (fd >= 0)
 		return fd;
+	pthread_mutex_lock(&template_lock);
+	/* Someone may have finished it while we waited. */
+	fd = template_open_existing(path, mem->raw_size);
+	if (fd >= 0)
+		goto out;
 	snprintf(tmp, sizeof(tmp), "%s.tmp-%d", path, (int)getpid());
 	ret = template_build(mem, path, tmp, threads);
-	if (ret)
-		return ret;
+	if (ret) {
+		fd = ret;
+		goto out;
+	}
 	*created = true;
 	fd = template_open_existing(path, mem->raw_size);
 	if (fd < 0)
 		fprintf(stderr, "snapbox: memory template %s vanished: %s\n", path, strerror(-fd));
+out:
+	pthread_mutex_unlock(&template_lock);
 	return fd;
 }
