@@ -7,7 +7,7 @@ SAN     ?=
 
 CFLAGS  := -std=gnu11 -Wall -Wextra -Werror -O2 -g -MMD -MP -I. -Iinclude -D_GNU_SOURCE $(SAN)
 LDFLAGS := $(SAN)
-LIBS    := -lelf -llz4 -lxxhash -lpthread
+LIBS    := -lelf -llz4 -lxxhash -lseccomp -lpthread
 
 LIB_SRCS   := $(sort $(wildcard kvm/*.c snapshot/*.c runtime/*.c))
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
@@ -24,6 +24,14 @@ BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 PROBE      := $(BUILD)/guest/probe.elf
 PROBE_SRCS := $(sort $(wildcard guest/probe/*.c guest/probe/*.S))
 PROBE_OBJS := $(patsubst guest/probe/%,$(BUILD)/guest/probe/%.o,$(PROBE_SRCS))
+# The guest agent (PID 1 of the Linux guest) links the host's frame parser too.
+AGENT      := $(BUILD)/guest/agent
+AGENT_SRCS := $(sort $(wildcard guest/agent/*.c))
+AGENT_OBJS := $(patsubst guest/agent/%,$(BUILD)/guest/agent-obj/%.o,$(AGENT_SRCS)) \
+	$(BUILD)/guest/agent-obj/proto.c.o
+MKINITRAMFS := $(BUILD)/mkinitramfs
+INITRAMFS  := $(BUILD)/guest/initramfs.cpio.gz
+BUSYBOX    ?= /bin/busybox
 
 # The probe is freestanding: no libc, no red zone (interrupts share the stack),
 # no SSE (CR4.OSFXSR is not ours to assume), fixed link address.
@@ -32,13 +40,22 @@ PROBE_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -O2 -g -I. -ffreestanding -fno-
 	-fcf-protection=none -MMD -MP
 PROBE_LDFLAGS := -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-T,guest/probe/probe.ld
 
-.PHONY: all deps test check unit kvmtest bench demo asan clean install probe
-all: $(LIB) $(CLI) $(PROBE) $(UNIT_BIN) $(KVMT_BIN) $(BENCH_BINS)
+# The agent is static (it is /init of an initramfs with no libc) and never
+# sanitized: the guest has no sanitizer runtime, and the unit tests run it as
+# a child process.
+AGENT_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -O2 -g -MMD -MP -I. -D_GNU_SOURCE
+
+.PHONY: all deps test check unit kvmtest bench demo asan clean install probe agent initramfs \
+	guest guest-deps guest-path lab lab-deps
+all: $(LIB) $(CLI) $(PROBE) $(AGENT) $(MKINITRAMFS) $(UNIT_BIN) $(KVMT_BIN) $(BENCH_BINS)
 
 probe: $(PROBE)
+agent: $(AGENT)
+initramfs: $(INITRAMFS)
 
 # Debian packages the project needs; no prompt, skipped when already present.
-DEB_PKGS := build-essential pkg-config libelf-dev liblz4-dev libxxhash-dev libcriterion-dev
+DEB_PKGS := build-essential pkg-config libelf-dev liblz4-dev libxxhash-dev libcriterion-dev libseccomp-dev \
+	busybox-static cpio
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
@@ -72,6 +89,28 @@ $(BUILD)/guest/probe/%.S.o: guest/probe/%.S
 $(PROBE): $(PROBE_OBJS) guest/probe/probe.ld
 	$(CC) $(PROBE_CFLAGS) $(PROBE_LDFLAGS) $(PROBE_OBJS) -o $@
 
+$(BUILD)/guest/agent-obj/%.c.o: guest/agent/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(AGENT_CFLAGS) -c $< -o $@
+
+$(BUILD)/guest/agent-obj/proto.c.o: runtime/proto.c
+	@mkdir -p $(dir $@)
+	$(CC) $(AGENT_CFLAGS) -c $< -o $@
+
+$(AGENT): $(AGENT_OBJS)
+	$(CC) -static $(AGENT_OBJS) -o $@
+
+$(MKINITRAMFS): $(BUILD)/tools/mkinitramfs.o
+	$(CC) $(LDFLAGS) $^ -o $@
+
+# The guest's initramfs: /init = the agent, busybox and its applet links;
+# reproducible (same inputs, same bytes).
+$(INITRAMFS): $(MKINITRAMFS) $(AGENT) $(BUSYBOX)
+	$(MKINITRAMFS) --init $(AGENT) --busybox $(BUSYBOX) --compress gzip -o $@
+
+$(BUSYBOX):
+	@echo "$(BUSYBOX) is missing: run 'make deps' (Debian package busybox-static)" >&2; exit 1
+
 $(UNIT_BIN): $(UNIT_SRCS:%.c=$(BUILD)/%.o) $(TEST_COMMON:%.c=$(BUILD)/%.o) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LIBS) -lcriterion -o $@
@@ -85,13 +124,14 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BENCH_COMMON:%.c=$(BUILD)/%.o) $(LIB)
 
 # The test suite: unit tests (no KVM) and probe-guest KVM tests (skipped, with
 # the reason printed, when /dev/kvm is unusable).
-test: $(UNIT_BIN) $(KVMT_BIN) $(PROBE)
-	$(UNIT_BIN) --jobs 1
+UNIT_ENV := SNAPBOX_AGENT=$(AGENT) SNAPBOX_MKINITRAMFS=$(MKINITRAMFS)
+test: $(UNIT_BIN) $(KVMT_BIN) $(PROBE) $(AGENT) $(MKINITRAMFS)
+	$(UNIT_ENV) $(UNIT_BIN) --jobs 1
 	SNAPBOX_PROBE=$(PROBE) $(KVMT_BIN) --jobs 1
 check: test
 
-unit: $(UNIT_BIN)
-	$(UNIT_BIN) --jobs 1
+unit: $(UNIT_BIN) $(AGENT) $(MKINITRAMFS)
+	$(UNIT_ENV) $(UNIT_BIN) --jobs 1
 
 kvmtest: $(KVMT_BIN) $(PROBE)
 	SNAPBOX_PROBE=$(PROBE) $(KVMT_BIN) --jobs 1
@@ -99,8 +139,50 @@ kvmtest: $(KVMT_BIN) $(PROBE)
 BENCH_RUNS ?= 50
 bench: $(BENCH_BINS) $(PROBE)
 	$(BUILD)/bench/coldboot --kernel $(PROBE) --runs $(BENCH_RUNS) --json $(BUILD)/bench-coldboot.json
-	$(BUILD)/bench/restore --kernel $(PROBE) --runs $(BENCH_RUNS) --json $(BUILD)/bench-restore.json
+	$(BUILD)/bench/restore --kernel $(PROBE) --runs $(BENCH_RUNS) --samples --json $(BUILD)/bench-restore.json
 	$(BUILD)/bench/snapshot --kernel $(PROBE) --runs 3 --json $(BUILD)/bench-snapshot.json
+
+# The QEMU peer comparison and the plots (docs/benchmarks.md). Their Debian
+# packages are optional and never part of `make deps`.
+PEER_PKGS  := qemu-system-x86
+PLOT_PKGS  := gnuplot-nox
+PEER_ITERS ?= 20
+# $(call apt_install,packages): install what is missing, no prompt.
+apt_install = @missing=""; for p in $(1); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		echo "installing:$$missing"; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "all present:$(1)"; fi
+
+.PHONY: peer-deps plot-deps peer peer-check plots
+peer-deps:
+	$(call apt_install,$(PEER_PKGS))
+plot-deps:
+	$(call apt_install,$(PLOT_PKGS))
+
+# Full peer run: QEMU -M microvm vs snapbox on the probe guest, interleaved.
+peer: $(CLI) $(PROBE) $(BUILD)/bench/restore
+	BUILD=$(BUILD) python3 bench/peer-qemu --iterations $(PEER_ITERS) --json $(BUILD)/bench-peer.json
+
+# Short peer run (2 pairs): asserts both sides reach PONG and produce numbers, no timing.
+peer-check: $(CLI) $(PROBE) $(BUILD)/bench/restore
+	@if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then \
+		echo "SKIP: peer-check: qemu-system-x86_64 is not installed (make peer-deps)"; \
+	elif [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then \
+		echo "SKIP: peer-check: /dev/kvm is not usable"; \
+	else \
+		BUILD=$(BUILD) python3 bench/peer-qemu --iterations 2 --warmup 0 --pool-runs 2 \
+			--json $(BUILD)/bench-peer-check.json; \
+	fi
+
+# PNGs for docs/benchmarks.md from the JSON of `make bench` (restore with --samples) and `make peer`.
+plots:
+	python3 bench/plot.py --restore $(BUILD)/bench-restore.json --peer $(BUILD)/bench-peer.json \
+		--out docs/img
 
 # The main demo: cold boot, snapshot, restore, PING, short restore bench.
 demo: $(CLI) $(PROBE) $(BENCH_BINS)
@@ -109,6 +191,28 @@ demo: $(CLI) $(PROBE) $(BENCH_BINS)
 # ASan + UBSan build of everything into build-asan/, then the test suite there.
 asan:
 	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
+
+# The guest kernel (guest/linux): tinyconfig + guest/linux/snapbox.config from
+# Debian's linux-source-6.1, cached outside the work tree by guest/linux/build.sh
+# (about 8 minutes on 2 cores, once per config). `make guest-path` prints the
+# cached vmlinux, or fails when it is not built.
+GUEST_DEB_PKGS := build-essential bc bison flex libssl-dev libelf-dev xz-utils linux-source-6.1
+guest-deps:
+	$(call apt_install,$(GUEST_DEB_PKGS))
+guest:
+	@sh guest/linux/build.sh
+guest-path:
+	@sh guest/linux/build.sh --path
+
+# The nested KVM lab (tests/lab): Debian's cloud kernel under QEMU/TCG with an
+# emulated SVM CPU runs kvm-amd, and inside it snapbox boots the probe and the
+# Linux guest for real. The script fetches the cloud kernel itself (apt-get
+# download, unpacked into the cache, never installed).
+LAB_DEB_PKGS := qemu-system-x86 busybox-static cpio
+lab-deps:
+	$(call apt_install,$(LAB_DEB_PKGS))
+lab: $(CLI) $(PROBE) $(KVMT_BIN) $(INITRAMFS) guest
+	BUILD=$(BUILD) sh tests/lab/lab.sh
 
 install: $(CLI) $(LIB) $(PROBE)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/snapbox

@@ -1,6 +1,8 @@
 /* vcpu_run.c - the vCPU thread: KVM_RUN loop, exit dispatch, and pause/resume/kill via immediate_exit plus a signal. */
 #include "kvm/vcpu.h"
 
+#include "kvm/confine.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -194,6 +196,11 @@ static void *vcpu_thread(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, vcpu_kick_signal());
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	/* Before the first guest instruction: from here on every byte we handle is the guest's. */
+	if (confine_thread(CONFINE_VCPU)) {
+		vcpu_exit_for_good(v, VCPU_STOP_ERROR);
+		return NULL;
+	}
 
 	for (;;) {
 		enum vcpu_stop why;

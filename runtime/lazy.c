@@ -1,6 +1,8 @@
 /* lazy.c - userfaultfd-driven, chunk-at-a-time decoding of guest memory for lazy restores. */
 #include "runtime/lazy.h"
 
+#include "kvm/confine.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -67,6 +69,8 @@ static void *lazy_thread(void *arg)
 	struct lazy *l = arg;
 	struct pollfd pf[2] = { { .fd = l->uffd, .events = POLLIN }, { .fd = l->stop_fd, .events = POLLIN } };
 
+	/* A failed confinement is logged; the handler still serves faults so the guest is not stuck. */
+	confine_thread(CONFINE_UFFD);
 	for (;;) {
 		struct uffd_msg msg;
 		uint64_t off;
