@@ -314,42 +314,6 @@ err_vm:
 	return ret;
 }
 
-static void *kvmsys_close_thread(void *arg)
-{
-	int *fds = arg;
-
-	close(fds[0]);
-	close(fds[1]);
-	free(fds);
-	return NULL;
-}
-
-/*
- * Close the scratch vCPU and VM. Destroying a VM that has an in-kernel
- * irqchip takes ~15 ms here (KVM-PVM, measured), so a detached thread pays
- * for it instead of the caller; synchronously if no thread can be had.
- */
-static void kvmsys_close_scratch(int vm, int vcpu)
-{
-	int *fds = malloc(2 * sizeof(*fds));
-	pthread_attr_t attr;
-	pthread_t t;
-	bool started = false;
-
-	if (fds && pthread_attr_init(&attr) == 0) {
-		fds[0] = vcpu;
-		fds[1] = vm;
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		started = pthread_create(&t, &attr, kvmsys_close_thread, fds) == 0;
-		pthread_attr_destroy(&attr);
-	}
-	if (started)
-		return;
-	free(fds);
-	close(vcpu);
-	close(vm);
-}
-
 /* Gather, probe and sort; fills the cache. Called with the cache lock held. */
 static int kvmsys_msr_probe_locked(struct kvmsys *s)
 {
@@ -410,9 +374,14 @@ static int kvmsys_msr_probe_locked(struct kvmsys *s)
 	kvmsys_msr_cache.tsc_khz = khz > 0 ? (uint32_t)khz : 0;
 	kvmsys_msr_cache.done = true;
 out:
+	/*
+	 * Closed here, synchronously, although destroying a VM with an in-kernel
+	 * irqchip takes ~15 ms on KVM-PVM: once per process, and a caller must
+	 * never see file descriptors that close behind its back.
+	 */
 	if (vcpu >= 0)
-		kvmsys_close_scratch(vm, vcpu);
-	else if (vm >= 0)
+		close(vcpu);
+	if (vm >= 0)
 		close(vm);
 	free(buf);
 	free(ents);
