@@ -75,7 +75,7 @@ $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(CLI): $(BUILD)/tools/snapbox.o $(LIB)
+$(CLI): $(BUILD)/tools/snapbox.o $(BUILD)/tools/snapbox_run.o $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
 
 $(BUILD)/guest/probe/%.c.o: guest/probe/%.c
@@ -124,13 +124,13 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BENCH_COMMON:%.c=$(BUILD)/%.o) $(LIB)
 
 # The test suite: unit tests (no KVM) and probe-guest KVM tests (skipped, with
 # the reason printed, when /dev/kvm is unusable).
-UNIT_ENV := SNAPBOX_AGENT=$(AGENT) SNAPBOX_MKINITRAMFS=$(MKINITRAMFS)
-test: $(UNIT_BIN) $(KVMT_BIN) $(PROBE) $(AGENT) $(MKINITRAMFS)
+UNIT_ENV := SNAPBOX_AGENT=$(AGENT) SNAPBOX_MKINITRAMFS=$(MKINITRAMFS) SNAPBOX_CLI=$(CLI)
+test: $(UNIT_BIN) $(KVMT_BIN) $(PROBE) $(AGENT) $(MKINITRAMFS) $(CLI)
 	$(UNIT_ENV) $(UNIT_BIN) --jobs 1
 	SNAPBOX_PROBE=$(PROBE) $(KVMT_BIN) --jobs 1
 check: test
 
-unit: $(UNIT_BIN) $(AGENT) $(MKINITRAMFS)
+unit: $(UNIT_BIN) $(AGENT) $(MKINITRAMFS) $(CLI)
 	$(UNIT_ENV) $(UNIT_BIN) --jobs 1
 
 kvmtest: $(KVMT_BIN) $(PROBE)
@@ -192,11 +192,76 @@ demo: $(CLI) $(PROBE) $(BENCH_BINS)
 asan:
 	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
+# libFuzzer targets (tests/fuzz/fuzz_*.c, docs in tests/fuzz/README.md), built by
+# clang with ASan and UBSan into build-fuzz/ from the library sources they need.
+# `make fuzz` replays each target's committed corpus (tests/fuzz/corpus/<target>/);
+# `make fuzz FUZZ_SECONDS=N` fuzzes each target for N seconds: new inputs go to
+# build-fuzz/corpus/<target>/, never into the committed corpus, and crashes to
+# build-fuzz/artifacts/<target>/. clang is not part of `make deps`: `make fuzz-deps`.
+FUZZ_PKGS    := clang libclang-rt-14-dev
+FUZZ_BUILD   := build-fuzz
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 0
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -std=gnu11 -Wall -Wextra -Werror -O1 -g -MMD -MP -I. -Iinclude -D_GNU_SOURCE $(FUZZ_SAN)
+FUZZ_TARGETS := $(sort $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
+FUZZ_LIB     := $(FUZZ_BUILD)/libsnapbox-fuzz.a
+FUZZ_LIB_SRCS := kvm/bootparams.c kvm/bus.c kvm/devices.c kvm/gmem.c kvm/i8042.c kvm/kvmsys.c \
+	kvm/loader_bzimage.c kvm/loader_elf.c kvm/sbuf.c kvm/uart.c kvm/vcpu_state.c \
+	kvm/vcpu_state_codec.c kvm/vm_state.c runtime/profile.c runtime/proto.c runtime/snapconf.c \
+	snapshot/memfile.c snapshot/vmstate.c
+# -close_fd_mask=2 silences the library's one-line rejections; libFuzzer and the
+# sanitizers still report on the original stderr.
+FUZZ_LIBS    := -lelf -llz4 -lxxhash -lpthread
+FUZZ_OPTS    := -timeout=10 -rss_limit_mb=2048 -close_fd_mask=2
+
+.PHONY: fuzz fuzz-deps fuzz-cc
+fuzz-deps:
+	$(call apt_install,$(FUZZ_PKGS))
+
+fuzz-cc:
+	@command -v $(FUZZ_CC) >/dev/null 2>&1 || \
+		{ echo "$(FUZZ_CC) is missing: run 'make fuzz-deps'" >&2; exit 1; }
+
+$(FUZZ_BUILD)/lib/%.o: %.c | fuzz-cc
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_LIB): $(FUZZ_LIB_SRCS:%.c=$(FUZZ_BUILD)/lib/%.o)
+	rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_BUILD)/obj/%.o: tests/fuzz/%.c | fuzz-cc
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -c $< -o $@
+
+.SECONDARY: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/obj/%.o)
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz_%.o $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer $^ $(FUZZ_LIBS) -o $@
+
+fuzz: $(FUZZ_BINS)
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_BUILD)/artifacts/$$t $(FUZZ_BUILD)/corpus/$$t; \
+		if [ "$(FUZZ_SECONDS)" = 0 ]; then \
+			echo "fuzz: $$t: replaying tests/fuzz/corpus/$$t"; \
+			$(FUZZ_BUILD)/$$t $(FUZZ_OPTS) -runs=0 -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t/ \
+				tests/fuzz/corpus/$$t || failed="$$failed $$t"; \
+		else \
+			echo "fuzz: $$t: fuzzing for $(FUZZ_SECONDS) s"; \
+			$(FUZZ_BUILD)/$$t $(FUZZ_OPTS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+				-artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t/ \
+				$(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t || failed="$$failed $$t"; \
+		fi; \
+	done; \
+	n=$$(echo $(FUZZ_TARGETS) | wc -w); f=$$(echo $$failed | wc -w); \
+	echo "fuzz: $$((n - f)) passed, $$f failed$${failed:+ (}$${failed# }$${failed:+)}"; \
+	[ -z "$$failed" ]
+
 # The guest kernel (guest/linux): tinyconfig + guest/linux/snapbox.config from
 # Debian's linux-source-6.1, cached outside the work tree by guest/linux/build.sh
 # (about 8 minutes on 2 cores, once per config). `make guest-path` prints the
 # cached vmlinux, or fails when it is not built.
-GUEST_DEB_PKGS := build-essential bc bison flex libssl-dev libelf-dev xz-utils linux-source-6.1
+GUEST_DEB_PKGS := build-essential bc bison flex libelf-dev xz-utils linux-source-6.1
 guest-deps:
 	$(call apt_install,$(GUEST_DEB_PKGS))
 guest:
@@ -222,6 +287,7 @@ install: $(CLI) $(LIB) $(PROBE)
 	install -m 0644 $(PROBE) $(DESTDIR)$(PREFIX)/share/snapbox/probe.elf
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(FUZZ_BUILD) -name '*.d' 2>/dev/null)

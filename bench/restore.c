@@ -33,6 +33,21 @@ static const struct restore_mode restore_modes[] = {
 	{ "pool_cow", SNAPBOX_RESTORE_COW, true },
 };
 
+/* With --samples: every run's restore_to_ready and total_with_resume go into the JSON too. */
+static bool restore_samples;
+
+/* Append `, "samples_ns": {...}` (one array per field, run order) to json. */
+static void restore_json_samples(FILE *json, const struct snapbox_restore_profile *s, long runs)
+{
+	fputs(", \"samples_ns\": {\"restore_to_ready\": [", json);
+	for (long i = 0; i < runs; i++)
+		fprintf(json, "%s%llu", i ? ", " : "", (unsigned long long)s[i].restore_to_ready);
+	fputs("], \"total_with_resume\": [", json);
+	for (long i = 0; i < runs; i++)
+		fprintf(json, "%s%llu", i ? ", " : "", (unsigned long long)s[i].total_with_resume);
+	fputs("]}", json);
+}
+
 /* Private anonymous memory of this process (kB), from /proc/self/status. */
 static long restore_rss_anon_kb(void)
 {
@@ -84,6 +99,8 @@ static int restore_one_mode(const char *dir, const struct restore_mode *m, long 
 	if (json)
 		fprintf(json, "\"%s\": {", m->name);
 	bench_report(json, s, sizeof(*s), (size_t)runs, restore_phases, NPHASES);
+	if (json && restore_samples)
+		restore_json_samples(json, s, runs);
 	if (pool) {
 		struct snapbox_pool_stats st;
 
@@ -168,6 +185,7 @@ int main(int argc, char **argv)
 		{ "fill", required_argument, NULL, 'f' },
 		{ "mode", required_argument, NULL, 'M' },
 		{ "json", required_argument, NULL, 'j' },
+		{ "samples", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -189,9 +207,11 @@ int main(int argc, char **argv)
 		case 'f': fill = strtol(optarg, NULL, 10); break;
 		case 'M': only = optarg; break;
 		case 'j': json_path = optarg; break;
+		case 'S': restore_samples = true; break;
 		default:
 			printf("usage: restore [--snapshot DIR | --kernel F --mem MiB --fill MiB] [--runs N]\n"
-			       "               [--warmup N] [--mode eager|cow|lazy|pool_cow] [--json FILE]\n");
+			       "               [--warmup N] [--mode eager|cow|lazy|pool_cow] [--json FILE]\n"
+			       "               [--samples]   (per-run restore_to_ready and total_with_resume in the JSON)\n");
 			return c == 'h' ? 0 : 2;
 		}
 	}

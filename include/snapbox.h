@@ -106,6 +106,77 @@ int snapbox_request(struct snapbox *sb, uint16_t type, const void *payload,
 /* PING round trip. Returns 0 or as snapbox_request. */
 int snapbox_ping(struct snapbox *sb, unsigned timeout_ms);
 
+/*
+ * Running commands and moving files through the Linux guest's agent
+ * (guest/agent; docs/agent-protocol.md, EXEC / WRITE_FILE / READ_FILE).
+ * Every call has a deadline: a guest that stops answering gives -ETIMEDOUT
+ * (or -ESHUTDOWN once it has stopped) and the sandbox can then be destroyed.
+ * Each failure is logged once on stderr, the guest's own reason included.
+ */
+#define SNAPBOX_FILE_MAX             1040384u      /* bytes of one WRITE_FILE / READ_FILE */
+#define SNAPBOX_EXEC_MAX_OUTPUT      1048544u      /* stdout_cap + stderr_cap at most */
+#define SNAPBOX_EXEC_DEFAULT_STDOUT  (768u << 10)
+#define SNAPBOX_EXEC_DEFAULT_STDERR  (255u << 10)
+
+struct snapbox_exec_opts {
+	const char *const *argv;     /* NULL-terminated; argv[0] is searched in the guest's PATH */
+	const char *const *env;      /* NULL-terminated KEY=VALUE list, or NULL: the command gets
+					exactly these, plus PATH=<default> when none is given */
+	const char *cwd;             /* absolute; NULL: "/" */
+	const void *stdin_data;      /* written to the command's stdin, then EOF */
+	size_t stdin_len;
+	unsigned timeout_ms;         /* run-time limit, enforced by the guest; 0: 30000 */
+	uint32_t stdout_cap;         /* bytes of stdout kept; 0: SNAPBOX_EXEC_DEFAULT_STDOUT */
+	uint32_t stderr_cap;         /* 0: SNAPBOX_EXEC_DEFAULT_STDERR */
+	unsigned grace_ms;           /* the host waits timeout_ms + grace_ms for the reply;
+					0: 5000 + 1000 per 64 KiB of caps and stdin */
+};
+
+struct snapbox_exec_result {
+	bool signaled;               /* killed by a signal (then `signal` is set) */
+	int exit_code;               /* 0..255 when !signaled */
+	int signal;                  /* the signal number when signaled */
+	bool timed_out;              /* the time limit passed and the command's process group
+					was killed (then usually signaled with SIGKILL) */
+	uint8_t *out, *err;          /* stdout, stderr: malloc'd, NUL-terminated after *_len */
+	size_t out_len, err_len;
+	bool out_truncated, err_truncated;  /* more output came than the cap; the rest was dropped */
+	uint64_t guest_ns;           /* fork to reap, guest clock */
+};
+
+/*
+ * Run a command in the guest: in its own session and process group, with
+ * argv, env, cwd and stdin from o, stdout and stderr captured separately up
+ * to their caps. Returns 0 with r filled (free it with
+ * snapbox_exec_result_free) whatever the command's own status, or a negative
+ * errno with r empty: -EINVAL / -E2BIG for a request the protocol cannot
+ * carry; -ENOENT, -EACCES, ... when the guest could not start the command
+ * (missing program or cwd); -EPROTO for a malformed reply; -ETIMEDOUT,
+ * -ESHUTDOWN.
+ */
+int snapbox_exec(struct snapbox *sb, const struct snapbox_exec_opts *o,
+		 struct snapbox_exec_result *r);
+void snapbox_exec_result_free(struct snapbox_exec_result *r);
+
+/*
+ * Write len (<= SNAPBOX_FILE_MAX) bytes to the absolute guest path, creating
+ * or truncating it, then set its permission bits to mode (<= 07777). The
+ * guest refuses a path with a symlink anywhere in it (-ELOOP), "..", or a
+ * non-regular file. Returns 0 or a negative errno (-ENOENT: a directory is
+ * missing; -EFBIG: too large; -ETIMEDOUT ...).
+ */
+int snapbox_write_file(struct snapbox *sb, const char *path, uint32_t mode, const void *data,
+		       size_t len, unsigned timeout_ms);
+
+/*
+ * Read a whole regular file of at most max bytes (0: SNAPBOX_FILE_MAX) from
+ * the absolute guest path, with the same symlink rules. On success *data is
+ * malloc'd (NUL-terminated after *len bytes). -ENOENT when it does not
+ * exist, -EFBIG when it is larger than max, -EISDIR, -ELOOP, -ETIMEDOUT ...
+ */
+int snapbox_read_file(struct snapbox *sb, const char *path, size_t max, void **data,
+		      size_t *len, unsigned timeout_ms);
+
 /* Why the guest stopped ("running" while it runs), with detail when known. */
 const char *snapbox_stop_reason(struct snapbox *sb);
 

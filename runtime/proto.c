@@ -116,6 +116,19 @@ void proto_parser_feed(struct proto_parser *p, const uint8_t *buf, size_t n)
 	}
 }
 
+void proto_parser_reset(struct proto_parser *p)
+{
+	p->skipped_bytes += p->hdr_have + p->payload_have;
+	p->in_payload = 0;
+	p->hdr_have = 0;
+	p->payload_have = 0;
+}
+
+int proto_parser_busy(const struct proto_parser *p)
+{
+	return p->in_payload || p->hdr_have > 0;
+}
+
 long proto_encode(uint8_t *out, size_t cap, uint16_t type, uint16_t flags,
 		  uint32_t id, const void *payload, uint32_t len)
 {

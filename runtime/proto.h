@@ -45,6 +45,16 @@ void proto_parser_fini(struct proto_parser *p);
 void proto_parser_feed(struct proto_parser *p, const uint8_t *buf, size_t n);
 
 /*
+ * Drop a partly received frame (header bytes or payload) and wait for a new
+ * header. For receivers that give up on a frame that stalled mid-way (the
+ * agent does, after a quiet period). Counts the dropped bytes as skipped.
+ */
+void proto_parser_reset(struct proto_parser *p);
+
+/* True while part of a frame has been received. */
+int proto_parser_busy(const struct proto_parser *p);
+
+/*
  * Encode a frame into out (capacity cap). Returns the frame length, or
  * -EMSGSIZE when it does not fit or len exceeds PROTO_MAX_PAYLOAD.
  */

@@ -210,6 +210,32 @@ static int sandbox_check_config(const struct snapbox_config *cfg)
 	return 0;
 }
 
+/*
+ * The one KVM-PVM warning. PVM emulates guest ring-0 code (~1-2.5 us an
+ * instruction), so an unmodified Linux kernel crawls through early boot and
+ * fails on instructions the emulator lacks; say so once per process, before
+ * the wait, and name the bounded time after which the boot gives up. A
+ * bzImage is always Linux; an ELF is Linux when it carries the kernel banner
+ * (the probe guest does not).
+ */
+static void sandbox_warn_linux_on_pvm(const struct snapbox *sb, const struct loader_kernel *k,
+				      const uint8_t *img, size_t len, unsigned timeout_ms)
+{
+	static atomic_bool warned;
+
+	if (!sb->sys.is_pvm)
+		return;
+	if (k->kind != LOADER_BZIMAGE && !memmem(img, len, "Linux version ", 14))
+		return;
+	if (atomic_exchange(&warned, true))
+		return;
+	fprintf(stderr, "snapbox: warning: /dev/kvm is KVM-PVM here (no vmx/svm in /proc/cpuinfo): "
+		"a Linux guest cannot run at useful speed on it (its kernel code is emulated), so this "
+		"boot will most likely give up after the %u ms boot timeout. Use a host with hardware "
+		"virtualisation or the nested lab (make lab); the probe guest runs natively here.\n",
+		timeout_ms);
+}
+
 /* Steps up to a configured, not yet running VM; each one timed into cp. */
 static int sandbox_build(struct snapbox *sb, const struct snapbox_config *cfg,
 			 struct snapbox_create_profile *cp)
@@ -263,6 +289,9 @@ static int sandbox_build(struct snapbox *sb, const struct snapbox_config *cfg,
 	cp->kernel_elf_load = sandbox_elapsed(&t);
 	if (ret)
 		goto out;
+	sandbox_warn_linux_on_pvm(sb, &k, kimg, klen,
+				  cfg->boot_timeout_ms ? cfg->boot_timeout_ms : SANDBOX_DEFAULT_TIMEOUT);
+	t = chan_now_ns();   /* the check's time belongs to misc, not to a phase */
 	if (iimg) {
 		ret = loader_load_initrd(&sb->mem, &k, iimg, ilen, &initrd_gpa);
 		cp->rootfs_write = sandbox_elapsed(&t);

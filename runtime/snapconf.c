@@ -46,13 +46,15 @@ void snapconf_encode(const struct snapconf *c, struct sbuf *out)
 
 int snapconf_decode(struct sbuf_reader *in, struct snapconf *c)
 {
+	uint8_t has_initrd;
 	int ret;
 
 	memset(c, 0, sizeof(*c));
 	c->mem_bytes = sbuf_get_u64(in);
 	c->vcpus = sbuf_get_u32(in);
 	c->backend = sbuf_get_u8(in);
-	c->has_initrd = sbuf_get_u8(in) != 0;
+	has_initrd = sbuf_get_u8(in);
+	c->has_initrd = has_initrd != 0;
 	c->kernel_hash[0] = sbuf_get_u64(in);
 	c->kernel_hash[1] = sbuf_get_u64(in);
 	c->initrd_hash[0] = sbuf_get_u64(in);
@@ -63,7 +65,7 @@ int snapconf_decode(struct sbuf_reader *in, struct snapconf *c)
 		ret = snapconf_get_str(in, c->kernel_path, sizeof(c->kernel_path));
 	if (!ret)
 		ret = snapconf_get_str(in, c->version, sizeof(c->version));
-	if (ret || in->err || sbuf_remaining(in) != 0 || c->backend > 1) {
+	if (ret || in->err || sbuf_remaining(in) != 0 || c->backend > 1 || has_initrd > 1) {
 		fprintf(stderr, "snapbox: snapshot CONF section is malformed\n");
 		return -EPROTO;
 	}

@@ -35,7 +35,7 @@ struct snapconf_memf {
 
 /* Append the CONF payload (docs/snapshot-sections.md); errors stay in out->err. */
 void snapconf_encode(const struct snapconf *c, struct sbuf *out);
-/* Parse a CONF payload; -EPROTO (logged) on a bad version, truncation, over-long strings, trailing bytes. */
+/* Parse a CONF payload; -EPROTO (logged) on truncation, over-long strings, a backend or has_initrd byte other than 0/1, trailing bytes. */
 int snapconf_decode(struct sbuf_reader *in, struct snapconf *c);
 
 void snapconf_memf_encode(const struct snapconf_memf *m, struct sbuf *out);

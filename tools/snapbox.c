@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "snapbox.h"
+#include "tools/snapbox_cli.h"
 
 static const char snapbox_usage[] =
 	"usage: snapbox <command> [options]\n"
@@ -16,6 +17,8 @@ static const char snapbox_usage[] =
 	"  snapshot   cold-boot, then snapshot the ready VM into a directory\n"
 	"  restore    rebuild a VM from a snapshot and print RestoreProfile\n"
 	"  inspect    describe a snapshot directory, optionally verifying every checksum\n"
+	"  run        boot (or restore) a Linux sandbox, run one command in it, exit with its\n"
+	"             status (its own exit codes: 'snapbox run --help')\n"
 	"\n"
 	"Run 'snapbox <command> --help' for the command's options.\n"
 	"\n"
@@ -62,8 +65,7 @@ static const char snapbox_boot_usage[] =
 	"  --json            print one JSON object instead of readable lines\n"
 	"  -h, --help        this text\n";
 
-/* "256M", "1G", "4096K", "1048576B" or a plain number of MiB. */
-static int snapbox_parse_size(const char *s, uint64_t *out)
+int snapbox_parse_size(const char *s, uint64_t *out)
 {
 	char *end;
 	unsigned long long v;
@@ -433,6 +435,8 @@ int main(int argc, char **argv)
 		return snapbox_cmd_restore(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "inspect"))
 		return snapbox_cmd_inspect(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "run"))
+		return snapbox_cmd_run(argc - 1, argv + 1);
 	fprintf(stderr, "snapbox: unknown command '%s'\n", argv[1]);
 	fputs(snapbox_usage, stderr);
 	return SNAPBOX_EXIT_USAGE;

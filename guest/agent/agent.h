@@ -1,0 +1,65 @@
+/* agent.h - the guest agent (PID 1 of the Linux guest): shared state and the handlers' entry points. */
+#ifndef SNAPBOX_GUEST_AGENT_H
+#define SNAPBOX_GUEST_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "runtime/proto.h"
+
+#define AGENT_DEFAULT_DEV   "/dev/ttyS1"
+#define AGENT_DEFAULT_PATH  "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define AGENT_STALL_MS      2000   /* a frame that stops arriving mid-way is dropped after this */
+#define AGENT_NSTAGES       6
+
+struct agent {
+	int fd;                  /* the channel: /dev/ttyS1 (raw) or an inherited socket/pty */
+	int sigfd;               /* signalfd for SIGCHLD */
+	bool init_mode;          /* PID 1: mount, never exit; otherwise a test process */
+	unsigned stall_ms;
+	struct proto_parser parser;
+	uint64_t stage_ns[AGENT_NSTAGES];
+	/* the one command being run by EXEC, so the reaper can hand its status over */
+	pid_t exec_pid;
+	bool exec_reaped;
+	int exec_status;
+	/* statistics */
+	uint64_t stalled_frames;
+	uint64_t send_errors;
+};
+
+/* CLOCK_MONOTONIC in ns. */
+uint64_t agent_now_ns(void);
+
+/*
+ * Send one frame made of the payload pieces iov[0..n). Writes everything or
+ * fails: returns 0 or -errno (counted, logged once per kind of failure).
+ */
+int agent_send(struct agent *a, uint16_t type, uint16_t flags, uint32_t id,
+	       const struct iovec *iov, int n);
+
+/* Reply with the payload buf (len bytes). */
+int agent_reply(struct agent *a, const struct proto_hdr *req, const void *buf, size_t len);
+
+/* Error reply "<err> <reason>" (err a positive errno; the reason printf-style). */
+int agent_reply_err(struct agent *a, const struct proto_hdr *req, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Reap every exited child (WNOHANG); the EXEC child's status is kept in a. */
+void agent_reap(struct agent *a);
+
+/* Drain the signalfd, then reap. */
+void agent_on_sigchld(struct agent *a);
+
+/* Request handlers: each sends exactly one reply (or error reply). */
+void agent_exec(struct agent *a, const struct proto_hdr *h, const uint8_t *payload);
+void agent_write_file(struct agent *a, const struct proto_hdr *h, const uint8_t *payload);
+void agent_read_file(struct agent *a, const struct proto_hdr *h, const uint8_t *payload);
+
+/* Log one line to stderr (the console when PID 1). */
+void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
