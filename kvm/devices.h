@@ -9,6 +9,9 @@
 #include "kvm/sbuf.h"
 #include "kvm/uart.h"
 
+/* Version of the DEVS section that devices_save writes. */
+#define DEVICES_STATE_VERSION 1u
+
 /* PCI configuration mechanism #1 with no devices: 0xcf8 latch, data reads all-ones. */
 struct pcistub {
 	uint32_t addr;

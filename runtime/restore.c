@@ -30,27 +30,27 @@ int restore_snap_open(struct restore_snap *s, const char *dir)
 	ret = snapopen_open(&s->so, dir);
 	if (ret)
 		return ret;
-	ret = snapopen_section(&s->so, VMSTATE_TAG_HOST, &r);
+	ret = snapopen_section(&s->so, VMSTATE_TAG_HOST, VCPU_STATE_HOST_VERSION, &r);
 	if (!ret)
 		ret = vcpu_state_host_decode(&r, &s->host);
 	if (!ret)
-		ret = snapopen_section(&s->so, VMSTATE_TAG_VCPU, &r);
+		ret = snapopen_section(&s->so, VMSTATE_TAG_VCPU, VCPU_STATE_VERSION, &r);
 	if (!ret)
 		ret = vcpu_state_decode(&r, &s->vst);
 	if (!ret)
-		ret = snapopen_section(&s->so, VMSTATE_TAG_CLCK, &r);
+		ret = snapopen_section(&s->so, VMSTATE_TAG_CLCK, VM_STATE_CLOCK_VERSION, &r);
 	if (!ret)
 		ret = vm_state_clock_decode(&r, &s->vmst);
 	if (!ret)
-		ret = snapopen_section(&s->so, VMSTATE_TAG_IRQC, &r);
+		ret = snapopen_section(&s->so, VMSTATE_TAG_IRQC, VM_STATE_IRQCHIP_VERSION, &r);
 	if (!ret)
 		ret = vm_state_irqchip_decode(&r, &s->vmst);
 	if (!ret)
-		ret = snapopen_section(&s->so, VMSTATE_TAG_PIT2, &r);
+		ret = snapopen_section(&s->so, VMSTATE_TAG_PIT2, VM_STATE_PIT_VERSION, &r);
 	if (!ret)
 		ret = vm_state_pit_decode(&r, &s->vmst);
 	if (!ret)
-		ret = snapopen_section(&s->so, VMSTATE_TAG_DEVS, &s->devs);
+		ret = snapopen_section(&s->so, VMSTATE_TAG_DEVS, DEVICES_STATE_VERSION, &s->devs);
 	if (ret)
 		restore_snap_close(s);
 	return ret;

@@ -9,14 +9,21 @@
 
 #include "snapshot/snapdir.h"
 
-int snapopen_section(const struct snapopen *so, uint32_t tag, struct sbuf_reader *r)
+int snapopen_section(const struct snapopen *so, uint32_t tag, uint16_t version,
+		     struct sbuf_reader *r)
 {
 	const struct vmstate_section *s = vmstate_find(&so->vs, tag, 0);
 	char name[5];
 
+	vmstate_tag_str(tag, name);
 	if (!s || vmstate_count(&so->vs, tag) != 1) {
-		vmstate_tag_str(tag, name);
 		fprintf(stderr, "snapbox: snapshot has %s %s section\n", s ? "more than one" : "no", name);
+		return -EPROTO;
+	}
+	/* A section version this build does not know means a layout it cannot read. */
+	if (s->version != version) {
+		fprintf(stderr, "snapbox: snapshot %s section is version %u; this snapbox reads version %u\n",
+			name, s->version, version);
 		return -EPROTO;
 	}
 	sbuf_reader_init(r, s->payload, s->length);
@@ -64,11 +71,11 @@ int snapopen_open(struct snapopen *so, const char *dir)
 	close(fd);
 	if (ret)
 		goto err_dir;
-	ret = snapopen_section(so, VMSTATE_TAG_CONF, &r);
+	ret = snapopen_section(so, VMSTATE_TAG_CONF, SNAPCONF_CONF_VERSION, &r);
 	if (!ret)
 		ret = snapconf_decode(&r, &so->conf);
 	if (!ret)
-		ret = snapopen_section(so, VMSTATE_TAG_MEMF, &r);
+		ret = snapopen_section(so, VMSTATE_TAG_MEMF, SNAPCONF_MEMF_VERSION, &r);
 	if (!ret)
 		ret = snapconf_memf_decode(&r, &so->memf);
 	if (ret)

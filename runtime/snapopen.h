@@ -25,7 +25,11 @@ struct snapopen {
 int snapopen_open(struct snapopen *so, const char *dir);
 void snapopen_close(struct snapopen *so);
 
-/* The one section with `tag`, as a reader; -EPROTO (logged) when absent. */
-int snapopen_section(const struct snapopen *so, uint32_t tag, struct sbuf_reader *r);
+/*
+ * The one section with `tag`, as a reader. -EPROTO (logged) when it is
+ * absent, repeated, or of another section version than `version`.
+ */
+int snapopen_section(const struct snapopen *so, uint32_t tag, uint16_t version,
+		     struct sbuf_reader *r);
 
 #endif

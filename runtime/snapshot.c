@@ -117,7 +117,7 @@ static int snapshot_devices(struct snapshot_ctx *c)
 	sbuf_init(&b);
 	if (devices_save(&c->sb->dev, &b) && !b.err)
 		b.err = -EIO;
-	return snapshot_add(c, VMSTATE_TAG_DEVS, 1, &b);
+	return snapshot_add(c, VMSTATE_TAG_DEVS, DEVICES_STATE_VERSION, &b);
 }
 
 /* Memory file first: vmstate's MEMF section records its index hash. */

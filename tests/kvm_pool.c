@@ -303,3 +303,56 @@ Test(kvm_pool, hundred_restore_destroy_cycles_leak_nothing, .fini = tp_teardown)
 	/* A leak of even one page per cycle would show as 400 KiB; allow allocator slack. */
 	cr_assert_lt(rss1 - rss0, 2048, "anonymous memory grew by %ld KiB over 100 cycles", rss1 - rss0);
 }
+
+/* Rewrite vmstate with one section's version bumped; payloads and checksums stay valid. */
+static void tp_bump_version(const char *snapdir, uint32_t tag)
+{
+	char *path = tests_path("%s/vmstate", snapdir);
+	struct vmstate_reader r;
+	struct vmstate_writer w;
+	int fd = open(path, O_RDONLY);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(vmstate_read_fd(&r, fd, NULL, 0), 0);
+	close(fd);
+	vmstate_writer_init(&w);
+	for (size_t i = 0; i < r.nsecs; i++) {
+		const struct vmstate_section *s = &r.secs[i];
+		uint16_t v = s->tag == tag ? (uint16_t)(s->version + 1) : s->version;
+
+		cr_assert_eq(vmstate_add(&w, s->tag, v, s->flags, s->payload, s->length), 0);
+	}
+	vmstate_reader_fini(&r);
+	unlink(path);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(vmstate_write_fd(&w, fd), 0);
+	close(fd);
+	vmstate_writer_fini(&w);
+	free(path);
+}
+
+Test(kvm_pool, unknown_section_versions_are_refused, .fini = tp_teardown)
+{
+	static const uint32_t tags[] = {
+		VMSTATE_TAG_CONF, VMSTATE_TAG_MEMF, VMSTATE_TAG_HOST, VMSTATE_TAG_VCPU,
+		VMSTATE_TAG_CLCK, VMSTATE_TAG_IRQC, VMSTATE_TAG_PIT2, VMSTATE_TAG_DEVS,
+	};
+	struct snapbox_restore_opts ro = { .console_fd = -1 };
+	char *copy;
+
+	TESTS_REQUIRE_KVM();
+	tp_setup();
+	copy = tests_path("%s/copy", tp_dir);
+	for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]); i++) {
+		struct snapbox *sb = NULL;
+		char cmd[512];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s' && cp -r '%s' '%s'", copy, tp_snap, copy);
+		cr_assert_eq(system(cmd), 0);
+		tp_bump_version(copy, tags[i]);
+		cr_assert_eq(snapbox_restore(copy, &ro, &sb, NULL), -EPROTO, "section %zu accepted", i);
+		cr_assert_null(sb);
+	}
+	free(copy);
+}
