@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -82,31 +85,79 @@ static void *tagent_reader(void *opaque)
 	return NULL;
 }
 
-static pid_t tagent_spawn(const char *path, bool pty, int child_fd, const char *dev,
+/* PID 1 of fresh PID and mount namespaces; it dies with its parent (pdeathsig). */
+static void tagent_exec_pid1(const char *path, const char *stall)
+{
+	pid_t pid;
+	int st;
+
+	if (unshare(CLONE_NEWPID | CLONE_NEWNS) < 0 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		_exit(126);
+	pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execl(path, path, "--fd", "3", "--stall-ms", stall, (char *)NULL);
+		_exit(127);
+	}
+	while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	_exit(0);
+}
+
+static pid_t tagent_spawn(const char *path, enum tagent_mode mode, int child_fd, const char *dev,
 			  unsigned stall_ms)
 {
-	char stall[16], fdarg[16];
+	char stall[16];
 	pid_t pid;
 
 	snprintf(stall, sizeof(stall), "%u", stall_ms);
-	snprintf(fdarg, sizeof(fdarg), "%d", 3);
 	pid = fork();
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDWR);
 
 		dup2(null, 0);
-		if (!pty) {
+		if (mode != TAGENT_PTY)
 			dup2(child_fd, 3);
-			execl(path, path, "--test", "--fd", fdarg, "--stall-ms", stall, (char *)NULL);
-		} else {
+		if (mode == TAGENT_PID1)
+			tagent_exec_pid1(path, stall);
+		else if (mode == TAGENT_PTY)
 			execl(path, path, "--test", "--dev", dev, "--stall-ms", stall, (char *)NULL);
-		}
+		else
+			execl(path, path, "--test", "--fd", "3", "--stall-ms", stall, (char *)NULL);
 		_exit(127);
 	}
 	return pid;
 }
 
-void tagent_start(struct tagent *t, bool pty, unsigned stall_ms)
+/* The one child of pid (the namespaced agent), or 0. */
+static pid_t tagent_child_of(pid_t parent)
+{
+	char path[64], buf[4096];
+	FILE *f;
+	pid_t child = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)parent, (int)parent);
+	f = fopen(path, "r");
+	if (f && fgets(buf, sizeof(buf), f))
+		child = (pid_t)atoi(buf);
+	if (f)
+		fclose(f);
+	return child;
+}
+
+/* Can this host give us new PID and mount namespaces? */
+static bool tagent_can_unshare(void)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0)
+		_exit(unshare(CLONE_NEWPID | CLONE_NEWNS) == 0 ? 0 : 1);
+	return pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+void tagent_start(struct tagent *t, enum tagent_mode mode, unsigned stall_ms)
 {
 	const char *path = tagent_path();
 	char dev[128] = "";
@@ -119,7 +170,9 @@ void tagent_start(struct tagent *t, bool pty, unsigned stall_ms)
 			cr_skip_test("agent binary %s not built (make agent)", path);
 		cr_assert_fail("agent binary %s: %s", path, strerror(errno));
 	}
-	if (pty) {
+	if (mode == TAGENT_PID1 && !tagent_can_unshare())
+		cr_skip_test("no PID/mount namespaces here (unshare: not permitted)");
+	if (mode == TAGENT_PTY) {
 		int slave;
 
 		cr_assert_eq(openpty(&sv[0], &slave, dev, NULL, NULL), 0, "openpty: %s", strerror(errno));
@@ -129,10 +182,11 @@ void tagent_start(struct tagent *t, bool pty, unsigned stall_ms)
 		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	}
 	t->fd = sv[0];
-	t->pid = tagent_spawn(path, pty, sv[1], dev, stall_ms);
+	t->pid = tagent_spawn(path, mode, sv[1], dev, stall_ms);
 	if (sv[1] >= 0)
 		close(sv[1]);
 	cr_assert_gt(t->pid, 0, "fork failed");
+	t->agent_pid = t->pid;
 	cr_assert_eq(uart_init(&t->uart, UART_COM2_BASE, UART_COM2_IRQ,
 			       PROTO_MAX_PAYLOAD + PROTO_HDR_SIZE, NULL, NULL, NULL, NULL), 0);
 	cr_assert_eq(chan_init(&t->chan, &t->uart), 0);
@@ -148,6 +202,10 @@ void tagent_start(struct tagent *t, bool pty, unsigned stall_ms)
 		cr_assert(t->chan.stage_valid[i], "BOOT_TIME stage %d missing", i);
 	cr_assert_eq(t->chan.bad_boot_time, 0);
 	pthread_mutex_unlock(&t->chan.lock);
+	if (mode == TAGENT_PID1) {
+		t->agent_pid = tagent_child_of(t->pid);
+		cr_assert_gt(t->agent_pid, 0, "the namespaced agent is not a child of %d", t->pid);
+	}
 }
 
 void tagent_stop(struct tagent *t)
@@ -155,8 +213,12 @@ void tagent_stop(struct tagent *t)
 	if (!t->started)
 		return;
 	t->started = false;
-	kill(t->pid, SIGKILL);
-	waitpid(t->pid, NULL, 0);
+	/* PID1 mode: the namespace's parent reaps the agent, then exits by itself. */
+	kill(t->agent_pid, SIGKILL);
+	if (t->agent_pid != t->pid && waitpid(t->pid, NULL, 0) != t->pid)
+		kill(t->pid, SIGKILL);
+	if (t->agent_pid == t->pid)
+		waitpid(t->pid, NULL, 0);
 	atomic_store(&t->stop, true);
 	pthread_join(t->pump, NULL);
 	pthread_join(t->reader, NULL);

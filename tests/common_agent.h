@@ -19,8 +19,15 @@
  * thread drains that queue through the data register onto the socket (or
  * pty master), and a reader thread feeds the agent's bytes to chan_rx.
  */
+enum tagent_mode {
+	TAGENT_SOCKET,    /* test mode on a socketpair */
+	TAGENT_PTY,       /* test mode on a pty, which the agent makes raw */
+	TAGENT_PID1,      /* init mode: PID 1 of new PID and mount namespaces, on a socketpair */
+};
+
 struct tagent {
-	pid_t pid;
+	pid_t pid;                    /* the agent; for TAGENT_PID1 the namespace's parent */
+	pid_t agent_pid;              /* the agent as the host sees it */
 	int fd;                       /* our end: socket or pty master */
 	struct uart uart;
 	struct chan chan;
@@ -34,12 +41,12 @@ struct tagent {
 const char *tagent_path(void);
 
 /*
- * Start the agent on a socketpair (pty=false) or a pty it opens by path
- * (pty=true), wait for READY (asserting it arrives within 5 s, with all six
- * BOOT_TIME stages). stall_ms is passed as --stall-ms. Skips the test when
- * the binary is missing and $SNAPBOX_AGENT is unset.
+ * Start the agent in `mode`, wait for READY (asserting it arrives within 5 s,
+ * with all six BOOT_TIME stages). stall_ms is passed as --stall-ms. Skips the
+ * test when the binary is missing and $SNAPBOX_AGENT is unset, or (PID1) when
+ * this host refuses new namespaces.
  */
-void tagent_start(struct tagent *t, bool pty, unsigned stall_ms);
+void tagent_start(struct tagent *t, enum tagent_mode mode, unsigned stall_ms);
 
 /* Kill the agent (SIGKILL), join the threads, free the channel. Safe to call twice. */
 void tagent_stop(struct tagent *t);

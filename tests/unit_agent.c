@@ -30,7 +30,7 @@ TestSuite(agent, .fini = fini, .timeout = 60);
 
 Test(agent, ping_and_boot_stages)
 {
-	tagent_start(&T, false, 300);
+	tagent_start(&T, TAGENT_SOCKET, 300);
 	cr_assert_eq(tagent_ping(&T, 2000), 0);
 	cr_assert_eq(tagent_ping(&T, 2000), 0);
 }
@@ -40,7 +40,7 @@ Test(agent, exit_code_and_separate_streams)
 	static const char *const argv[] = { "sh", "-c", "echo out; echo err >&2; exit 3", NULL };
 	struct snapbox_exec_result r;
 
-	tagent_start(&T, false, 300);
+	tagent_start(&T, TAGENT_SOCKET, 300);
 	run(argv, &r);
 	cr_assert(!r.signaled);
 	cr_assert_eq(r.exit_code, 3);
@@ -57,7 +57,7 @@ Test(agent, signal_is_reported_and_agent_survives)
 	static const char *const argv[] = { "sh", "-c", "echo before; kill -SEGV $$", NULL };
 	struct snapbox_exec_result r;
 
-	tagent_start(&T, false, 300);
+	tagent_start(&T, TAGENT_SOCKET, 300);
 	run(argv, &r);
 	cr_assert(r.signaled);
 	cr_assert_eq(r.signal, SIGSEGV);
@@ -73,7 +73,7 @@ Test(agent, missing_program_and_missing_cwd)
 	struct snapbox_exec_opts o = { .argv = argv, .timeout_ms = 5000 };
 	struct snapbox_exec_result r;
 
-	tagent_start(&T, false, 300);
+	tagent_start(&T, TAGENT_SOCKET, 300);
 	cr_assert_eq(agentreq_exec(&T.chan, &o, &r), -ENOENT);
 	o.argv = pwd;
 	o.cwd = "/no/such/dir";
@@ -90,7 +90,7 @@ Test(agent, truncation_keeps_the_cap_and_drains_the_rest)
 				       .stderr_cap = 200 };
 	struct snapbox_exec_result r;
 
-	tagent_start(&T, false, 300);
+	tagent_start(&T, TAGENT_SOCKET, 300);
 	cr_assert_eq(agentreq_exec(&T.chan, &o, &r), 0);
 	/* The writer is never blocked by the cap: it ran to completion (exit 0, no SIGPIPE). */
 	cr_assert(!r.signaled);
@@ -111,7 +111,7 @@ Test(agent, stdin_bytes_round_trip)
 	size_t big = 600u << 10, i;
 	uint8_t *buf = malloc(big);
 
-	tagent_start(&T, false, 300);
+	tagent_start(&T, TAGENT_SOCKET, 300);
 	cr_assert_eq(agentreq_exec(&T.chan, &o, &r), 0);
 	cr_assert_eq(r.out_len, sizeof(small));
 	cr_assert_eq(memcmp(r.out, small, sizeof(small)), 0);
@@ -138,7 +138,7 @@ Test(agent, env_is_exact_plus_default_path)
 	struct snapbox_exec_opts o = { .argv = argv, .env = env, .timeout_ms = 5000 };
 	struct snapbox_exec_result r;
 
-	tagent_start(&T, false, 300);
+	tagent_start(&T, TAGENT_SOCKET, 300);
 	cr_assert_eq(agentreq_exec(&T.chan, &o, &r), 0);
 	cr_assert_str_eq((char *)r.out, "FOO=bar baz\nEMPTY=\n"
 			 "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
@@ -155,7 +155,7 @@ Test(agent, cwd_is_honoured)
 	struct snapbox_exec_opts o = { .argv = argv, .cwd = "/usr/bin", .timeout_ms = 5000 };
 	struct snapbox_exec_result r;
 
-	tagent_start(&T, false, 300);
+	tagent_start(&T, TAGENT_SOCKET, 300);
 	cr_assert_eq(agentreq_exec(&T.chan, &o, &r), 0);
 	cr_assert_str_eq((char *)r.out, "/usr/bin\n");
 	snapbox_exec_result_free(&r);
@@ -174,7 +174,7 @@ Test(agent, timeout_kills_the_whole_process_group)
 	uint64_t t0 = chan_now_ns();
 	pid_t grandchild;
 
-	tagent_start(&T, false, 300);
+	tagent_start(&T, TAGENT_SOCKET, 300);
 	cr_assert_eq(agentreq_exec(&T.chan, &o, &r), 0);
 	cr_assert(r.timed_out);
 	cr_assert(r.signaled);
@@ -193,12 +193,12 @@ Test(agent, orphans_are_reaped)
 	static const char *const argv[] = { "sh", "-c", "for i in 1 2 3; do sleep 0.1 & done", NULL };
 	struct snapbox_exec_result r;
 
-	tagent_start(&T, false, 300);
+	tagent_start(&T, TAGENT_SOCKET, 300);
 	run(argv, &r);
 	cr_assert_eq(r.exit_code, 0);
 	snapbox_exec_result_free(&r);
 	usleep(600000);
-	cr_assert_eq(tagent_zombies(T.pid), 0, "zombies left under the agent");
+	cr_assert_eq(tagent_zombies(T.agent_pid), 0, "zombies left under the agent");
 	cr_assert_eq(tagent_ping(&T, 2000), 0);
 }
 
@@ -208,7 +208,7 @@ Test(agent, ten_commands_in_a_row)
 	char arg[16], want[16];
 	int i;
 
-	tagent_start(&T, false, 300);
+	tagent_start(&T, TAGENT_SOCKET, 300);
 	for (i = 0; i < 10; i++) {
 		const char *argv[] = { "echo", arg, NULL };
 
@@ -227,7 +227,7 @@ Test(agent, stopped_guest_times_out_then_recovers)
 	struct snapbox_exec_result r;
 	uint64_t t0;
 
-	tagent_start(&T, false, 300);
+	tagent_start(&T, TAGENT_SOCKET, 300);
 	kill(T.pid, SIGSTOP);
 	t0 = chan_now_ns();
 	cr_assert_eq(agentreq_exec(&T.chan, &o, &r), -ETIMEDOUT);
@@ -251,10 +251,42 @@ Test(agent, pty_channel_is_raw_and_8bit_clean)
 
 	for (i = 0; i < 256; i++)
 		all[i] = (uint8_t)i;
-	tagent_start(&T, true, 300);
+	tagent_start(&T, TAGENT_PTY, 300);
 	cr_assert_eq(tagent_ping(&T, 2000), 0);
 	cr_assert_eq(agentreq_exec(&T.chan, &o, &r), 0);
 	cr_assert_eq(r.out_len, sizeof(all));
 	cr_assert_eq(memcmp(r.out, all, sizeof(all)), 0, "bytes changed on the pty");
 	snapbox_exec_result_free(&r);
+}
+
+Test(agent, as_pid1_it_mounts_cannot_be_killed_and_reaps)
+{
+	static const char *const look[] = {
+		"sh", "-c", "cat /proc/1/comm; ls -A /tmp | wc -l; echo $$", NULL };
+	static const char *const kill1[] = {
+		"sh", "-c", "kill -KILL 1; kill -TERM 1; kill -INT 1; kill -HUP 1; echo alive", NULL };
+	static const char *const orphans[] = {
+		"sh", "-c", "for i in 1 2 3; do sleep 0.1 & done", NULL };
+	struct snapbox_exec_result r;
+	char comm[64];
+	int files, pid;
+
+	tagent_start(&T, TAGENT_PID1, 300);
+	/* Its own /proc (PID 1 is the agent) and a fresh, empty tmpfs on /tmp. */
+	run(look, &r);
+	cr_assert_eq(sscanf((char *)r.out, "%63s %d %d", comm, &files, &pid), 3, "%s", (char *)r.out);
+	cr_assert_str_eq(comm, "agent");
+	cr_assert_eq(files, 0);
+	cr_assert_gt(pid, 1);
+	snapbox_exec_result_free(&r);
+	/* Signals from inside the guest cannot take PID 1 down. */
+	run(kill1, &r);
+	cr_assert_str_eq((char *)r.out, "alive\n");
+	snapbox_exec_result_free(&r);
+	cr_assert_eq(tagent_ping(&T, 2000), 0);
+	run(orphans, &r);
+	snapbox_exec_result_free(&r);
+	usleep(600000);
+	cr_assert_eq(tagent_zombies(T.agent_pid), 0, "zombies left under PID 1");
+	cr_assert_eq(tagent_ping(&T, 2000), 0);
 }

@@ -72,7 +72,7 @@ Test(agent_files, round_trip_with_nul_and_newline_and_mode)
 	void *got;
 
 	setup_dir();
-	tagent_start(&T, false, 300);
+	tagent_start(&T, TAGENT_SOCKET, 300);
 	cr_assert_eq(agentreq_write_file(&T.chan, at("f"), 0640, data, sizeof(data), 3000), 0);
 	cr_assert_eq(stat(at("f"), &st), 0);
 	cr_assert_eq(st.st_mode & 07777, 0640);
@@ -103,7 +103,7 @@ Test(agent_files, large_file_then_exec_output_of_it)
 	setup_dir();
 	for (i = 0; i < n; i++)
 		buf[i] = (uint8_t)((i * 0x9e3779b1u) >> 11);
-	tagent_start(&T, false, 300);
+	tagent_start(&T, TAGENT_SOCKET, 300);
 	cr_assert_eq(agentreq_write_file(&T.chan, at("big"), 0644, buf, n, 5000), 0);
 	cr_assert_eq(agentreq_read_file(&T.chan, at("big"), n, &got, &len, 5000), 0);
 	cr_assert_eq(len, n);
@@ -125,7 +125,7 @@ Test(agent_files, size_caps)
 	void *got;
 
 	setup_dir();
-	tagent_start(&T, false, 300);
+	tagent_start(&T, TAGENT_SOCKET, 300);
 	cr_assert_eq(agentreq_write_file(&T.chan, at("s"), 0644, text, 10, 3000), 0);
 	cr_assert_eq(agentreq_read_file(&T.chan, at("s"), 9, &got, &len, 3000), -EFBIG);
 	cr_assert_null(got);
@@ -151,7 +151,7 @@ Test(agent_files, symlinks_anywhere_are_refused)
 	cr_assert_eq(mkdir(at("real"), 0755), 0);
 	cr_assert_eq(symlink(target, at("dirlink")), 0);
 	cr_assert_eq(symlink("real/secret", at("filelink")), 0);
-	tagent_start(&T, false, 300);
+	tagent_start(&T, TAGENT_SOCKET, 300);
 	cr_assert_eq(agentreq_write_file(&T.chan, at("real/secret"), 0600, "s", 1, 3000), 0);
 	/* a directory component that is a symlink */
 	cr_assert_eq(agentreq_write_file(&T.chan, at("dirlink/new"), 0644, "x", 1, 3000), -ELOOP);
@@ -177,7 +177,7 @@ Test(agent_files, guest_rechecks_every_length)
 	uint8_t *p = calloc(1, PROTO_MAX_PAYLOAD);
 	char text[256];
 
-	tagent_start(&T, false, 300);
+	tagent_start(&T, TAGENT_SOCKET, 300);
 	/* EXEC: output caps beyond one frame */
 	proto_put_le32(p + 4, 1000);
 	proto_put_le32(p + 8, PROTO_EXEC_MAX_OUTPUT);
@@ -234,7 +234,7 @@ Test(agent_files, garbage_and_huge_lengths_then_resync)
 	uint8_t junk[100000], hdr[PROTO_HDR_SIZE];
 	size_t i;
 
-	tagent_start(&T, false, 200);
+	tagent_start(&T, TAGENT_SOCKET, 200);
 	/* Bytes >= 0x80 never form the magic: all dropped. */
 	for (i = 0; i < sizeof(junk); i++)
 		junk[i] = (uint8_t)(0x80 | (i * 131));
