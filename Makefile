@@ -146,7 +146,7 @@ bench: $(BENCH_BINS) $(PROBE)
 # packages are optional and never part of `make deps`.
 PEER_PKGS  := qemu-system-x86
 PLOT_PKGS  := gnuplot-nox
-PEER_ITERS ?= 20
+PEER_ITERS ?= 30
 # $(call apt_install,packages): install what is missing, no prompt.
 apt_install = @missing=""; for p in $(1); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
