@@ -18,6 +18,9 @@ KVMT_SRCS  := $(sort $(wildcard tests/kvm_*.c))
 TEST_COMMON:= $(sort $(wildcard tests/common_*.c))
 UNIT_BIN   := $(BUILD)/tests/unit
 KVMT_BIN   := $(BUILD)/tests/kvm
+# Linux end-to-end tests: run inside the nested lab (tests/lab), on our guest kernel.
+LINUX_SRCS := $(sort $(wildcard tests/linux_*.c))
+LINUX_BIN  := $(BUILD)/tests/linux
 BENCH_SRCS := $(sort $(filter-out bench/bench_%.c,$(wildcard bench/*.c)))
 BENCH_COMMON := $(sort $(wildcard bench/bench_*.c))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
@@ -47,15 +50,17 @@ AGENT_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -O2 -g -MMD -MP -I. -D_GNU_SOUR
 
 .PHONY: all deps test check unit kvmtest bench demo asan clean install probe agent initramfs \
 	guest guest-deps guest-path lab lab-deps
-all: $(LIB) $(CLI) $(PROBE) $(AGENT) $(MKINITRAMFS) $(UNIT_BIN) $(KVMT_BIN) $(BENCH_BINS)
+all: $(LIB) $(CLI) $(PROBE) $(AGENT) $(MKINITRAMFS) $(UNIT_BIN) $(KVMT_BIN) $(LINUX_BIN) $(BENCH_BINS)
 
 probe: $(PROBE)
 agent: $(AGENT)
 initramfs: $(INITRAMFS)
 
 # Debian packages the project needs; no prompt, skipped when already present.
-DEB_PKGS := build-essential pkg-config libelf-dev liblz4-dev libxxhash-dev libcriterion-dev libseccomp-dev \
-	busybox-static cpio
+# The guest kernel's build (make guest) and the nested lab (make lab) are part
+# of the test suite, so their packages are here too.
+DEB_PKGS = build-essential pkg-config libelf-dev liblz4-dev libxxhash-dev libcriterion-dev libseccomp-dev libjson-c-dev \
+	busybox-static cpio $(GUEST_DEB_PKGS) $(LAB_DEB_PKGS)
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
@@ -66,6 +71,10 @@ deps:
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "deps: all present"; fi
+	@# The lab's L1 kernel: Debian's linux-image-cloud-amd64, fetched and unpacked
+	@# into the cache rather than installed (installing it would pull systemd and
+	@# udev upgrades and run update-initramfs on this machine).
+	@sh tests/lab/lab.sh --fetch
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -75,7 +84,9 @@ $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(CLI): $(BUILD)/tools/snapbox.o $(BUILD)/tools/snapbox_run.o $(LIB)
+# `snapbox bench` shares the measuring loops and reports of bench/.
+$(CLI): $(BUILD)/tools/snapbox.o $(BUILD)/tools/snapbox_run.o $(BUILD)/tools/snapbox_bench.o \
+		$(BENCH_COMMON:%.c=$(BUILD)/%.o) $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
 
 $(BUILD)/guest/probe/%.c.o: guest/probe/%.c
@@ -111,24 +122,34 @@ $(INITRAMFS): $(MKINITRAMFS) $(AGENT) $(BUSYBOX)
 $(BUSYBOX):
 	@echo "$(BUSYBOX) is missing: run 'make deps' (Debian package busybox-static)" >&2; exit 1
 
-$(UNIT_BIN): $(UNIT_SRCS:%.c=$(BUILD)/%.o) $(TEST_COMMON:%.c=$(BUILD)/%.o) $(LIB)
+$(UNIT_BIN): $(UNIT_SRCS:%.c=$(BUILD)/%.o) $(TEST_COMMON:%.c=$(BUILD)/%.o) $(BENCH_COMMON:%.c=$(BUILD)/%.o) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LIBS) -lcriterion -o $@
 
+# json-c (tests only): tests/kvm_bench.c parses `snapbox bench --json`.
 $(KVMT_BIN): $(KVMT_SRCS:%.c=$(BUILD)/%.o) $(TEST_COMMON:%.c=$(BUILD)/%.o) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LIBS) -lcriterion -ljson-c -o $@
+
+$(LINUX_BIN): $(LINUX_SRCS:%.c=$(BUILD)/%.o) $(TEST_COMMON:%.c=$(BUILD)/%.o) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LIBS) -lcriterion -o $@
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BENCH_COMMON:%.c=$(BUILD)/%.o) $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LIBS) -lm -o $@
 
-# The test suite: unit tests (no KVM) and probe-guest KVM tests (skipped, with
-# the reason printed, when /dev/kvm is unusable).
+# The test suite. `make check`: unit tests (no KVM) and the probe-guest KVM
+# tests (skipped, with the reason printed, when /dev/kvm is unusable), for
+# day-to-day work. `make test` (the README's and CI's command): check, then the
+# nested lab, where the Linux guest runs end to end on real kvm-amd.
 UNIT_ENV := SNAPBOX_AGENT=$(AGENT) SNAPBOX_MKINITRAMFS=$(MKINITRAMFS) SNAPBOX_CLI=$(CLI)
-test: $(UNIT_BIN) $(KVMT_BIN) $(PROBE) $(AGENT) $(MKINITRAMFS) $(CLI)
+# Why the order: check first, so a broken build fails in seconds, not after
+# the kernel build and the lab.
+test: check
+	$(MAKE) --no-print-directory lab
+check: $(UNIT_BIN) $(KVMT_BIN) $(PROBE) $(AGENT) $(MKINITRAMFS) $(CLI)
 	$(UNIT_ENV) $(UNIT_BIN) --jobs 1
 	SNAPBOX_PROBE=$(PROBE) $(KVMT_BIN) --jobs 1
-check: test
 
 unit: $(UNIT_BIN) $(AGENT) $(MKINITRAMFS) $(CLI)
 	$(UNIT_ENV) $(UNIT_BIN) --jobs 1
@@ -190,7 +211,7 @@ demo: $(CLI) $(PROBE) $(BENCH_BINS)
 
 # ASan + UBSan build of everything into build-asan/, then the test suite there.
 asan:
-	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
+	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" check
 
 # libFuzzer targets (tests/fuzz/fuzz_*.c, docs in tests/fuzz/README.md), built by
 # clang with ASan and UBSan into build-fuzz/ from the library sources they need.
@@ -276,7 +297,8 @@ guest-path:
 LAB_DEB_PKGS := qemu-system-x86 busybox-static cpio
 lab-deps:
 	$(call apt_install,$(LAB_DEB_PKGS))
-lab: $(CLI) $(PROBE) $(KVMT_BIN) $(INITRAMFS) guest
+	@sh tests/lab/lab.sh --fetch
+lab: $(CLI) $(PROBE) $(KVMT_BIN) $(LINUX_BIN) $(INITRAMFS) guest
 	BUILD=$(BUILD) sh tests/lab/lab.sh
 
 install: $(CLI) $(LIB) $(PROBE)

@@ -1,11 +1,14 @@
-/* bench_stats.c - percentile tables and JSON for the benchmarks. */
+/* bench_stats.c - percentiles, phase tables and JSON, host facts and terminal progress for the benchmarks. */
 #include "bench/bench_stats.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "snapbox.h"
 
 uint64_t bench_now_ns(void)
 {
@@ -32,37 +35,72 @@ static uint64_t bench_pct(const uint64_t *v, size_t n, double p)
 	return v[rank > n ? n - 1 : rank - 1];
 }
 
+void bench_column(const void *samples, size_t sample_size, size_t n, size_t off, uint64_t *v)
+{
+	for (size_t j = 0; j < n; j++)
+		memcpy(&v[j], (const char *)samples + j * sample_size + off, sizeof(v[j]));
+}
+
+void bench_dist_of(uint64_t *v, size_t n, struct bench_dist *d)
+{
+	qsort(v, n, sizeof(*v), bench_cmp);
+	d->min = v[0];
+	d->p50 = bench_pct(v, n, 50);
+	d->p90 = bench_pct(v, n, 90);
+	d->p99 = bench_pct(v, n, 99);
+	d->max = v[n - 1];
+}
+
+int bench_table(FILE *out, const void *samples, size_t sample_size, size_t n,
+		const struct bench_phase *phases, size_t nphases)
+{
+	uint64_t *v = n ? malloc(n * sizeof(*v)) : NULL;
+	struct bench_dist d;
+
+	if (!v)
+		return n ? -ENOMEM : -EINVAL;
+	fprintf(out, "%-28s %9s %9s %9s %9s %9s   (ms, %zu runs)\n", "phase", "min", "p50", "p90",
+		"p99", "max", n);
+	for (size_t i = 0; i < nphases; i++) {
+		bench_column(samples, sample_size, n, phases[i].off, v);
+		bench_dist_of(v, n, &d);
+		fprintf(out, "%-28s %9.3f %9.3f %9.3f %9.3f %9.3f\n", phases[i].name, (double)d.min / 1e6,
+			(double)d.p50 / 1e6, (double)d.p90 / 1e6, (double)d.p99 / 1e6,
+			(double)d.max / 1e6);
+	}
+	free(v);
+	return 0;
+}
+
+int bench_json_phases(FILE *json, const void *samples, size_t sample_size, size_t n,
+		      const struct bench_phase *phases, size_t nphases)
+{
+	uint64_t *v = n ? malloc(n * sizeof(*v)) : NULL;
+	struct bench_dist d;
+
+	if (!v)
+		return n ? -ENOMEM : -EINVAL;
+	fputs("\"phases_ns\": {", json);
+	for (size_t i = 0; i < nphases; i++) {
+		bench_column(samples, sample_size, n, phases[i].off, v);
+		bench_dist_of(v, n, &d);
+		fprintf(json, "%s\"%s\": {\"min\": %llu, \"p50\": %llu, \"p90\": %llu, \"p99\": %llu, "
+			"\"max\": %llu}", i ? ", " : "", phases[i].name, (unsigned long long)d.min,
+			(unsigned long long)d.p50, (unsigned long long)d.p90,
+			(unsigned long long)d.p99, (unsigned long long)d.max);
+	}
+	fputc('}', json);
+	free(v);
+	return 0;
+}
+
 void bench_report(FILE *json, const void *samples, size_t sample_size, size_t n,
 		  const struct bench_phase *phases, size_t nphases)
 {
-	uint64_t *v = malloc(n * sizeof(*v));
-	size_t i, j;
-
-	if (!v || n == 0) {
-		free(v);
+	if (bench_table(stdout, samples, sample_size, n, phases, nphases))
 		return;
-	}
-	printf("%-28s %9s %9s %9s %9s %9s   (ms, %zu runs)\n", "phase", "min", "p50", "p90", "p99",
-	       "max", n);
 	if (json)
-		fputs("\"phases_ns\": {", json);
-	for (i = 0; i < nphases; i++) {
-		for (j = 0; j < n; j++)
-			memcpy(&v[j], (const char *)samples + j * sample_size + phases[i].off, 8);
-		qsort(v, n, sizeof(*v), bench_cmp);
-		printf("%-28s %9.3f %9.3f %9.3f %9.3f %9.3f\n", phases[i].name, (double)v[0] / 1e6,
-		       (double)bench_pct(v, n, 50) / 1e6, (double)bench_pct(v, n, 90) / 1e6,
-		       (double)bench_pct(v, n, 99) / 1e6, (double)v[n - 1] / 1e6);
-		if (json)
-			fprintf(json, "%s\"%s\": {\"min\": %llu, \"p50\": %llu, \"p90\": %llu, "
-				"\"p99\": %llu, \"max\": %llu}", i ? ", " : "", phases[i].name,
-				(unsigned long long)v[0], (unsigned long long)bench_pct(v, n, 50),
-				(unsigned long long)bench_pct(v, n, 90),
-				(unsigned long long)bench_pct(v, n, 99), (unsigned long long)v[n - 1]);
-	}
-	if (json)
-		fputc('}', json);
-	free(v);
+		bench_json_phases(json, samples, sample_size, n, phases, nphases);
 }
 
 static void bench_cpu_model(char *out, size_t cap)
@@ -85,31 +123,68 @@ static void bench_cpu_model(char *out, size_t cap)
 	fclose(f);
 }
 
-void bench_json_host(FILE *json)
+void bench_host_get(struct bench_host *h)
 {
 	struct utsname u;
-	char cpu[256];
-	FILE *f = fopen("/proc/cpuinfo", "r");
-	char line[4096];
-	int hw = 0;
 
-	uname(&u);
-	bench_cpu_model(cpu, sizeof(cpu));
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "flags", 5) && (strstr(line, " vmx") || strstr(line, " svm")))
-			hw = 1;
-	if (f)
-		fclose(f);
-	fprintf(json, "\"host\": {\"kernel\": \"%s %s\", \"cpu\": \"%s\", \"cpus\": %ld, "
-		"\"kvm_backend\": \"%s\"}", u.sysname, u.release, cpu, sysconf(_SC_NPROCESSORS_ONLN),
-		hw ? "hardware" : "pvm");
+	memset(h, 0, sizeof(*h));
+	bench_cpu_model(h->cpu, sizeof(h->cpu));
+	h->cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	if (uname(&u) == 0) {
+		snprintf(h->sysname, sizeof(h->sysname), "%s", u.sysname);
+		snprintf(h->release, sizeof(h->release), "%s", u.release);
+		snprintf(h->machine, sizeof(h->machine), "%s", u.machine);
+	}
+	h->kvm_backend = snapbox_kvm_backend();
+	if (getloadavg(h->loadavg, 3) != 3)
+		h->loadavg[0] = h->loadavg[1] = h->loadavg[2] = -1;
 }
+
+void bench_json_host(FILE *json)
+{
+	struct bench_host h;
+
+	bench_host_get(&h);
+	fprintf(json, "\"host\": {\"kernel\": \"%s %s\", \"cpu\": \"%s\", \"cpus\": %ld, "
+		"\"kvm_backend\": \"%s\"}", h.sysname, h.release, h.cpu, h.cpus, h.kvm_backend);
+}
+
+void bench_json_str(FILE *json, const char *s)
+{
+	if (!s) {
+		fputs("null", json);
+		return;
+	}
+	fputc('"', json);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(json, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(json, "\\u%04x", c);
+		else
+			fputc(c, json);
+	}
+	fputc('"', json);
+}
+
+/* A progress line is on the terminal without its newline yet. */
+static bool bench_progress_open;
 
 void bench_progress(const char *what, long i, long n)
 {
 	if (!isatty(STDERR_FILENO))
 		return;
-	fprintf(stderr, "\r%s %ld/%ld", what, i, n);
+	fprintf(stderr, "\r%s [%ld/%ld]", what, i, n);
+	bench_progress_open = i != n;
 	if (i == n)
 		fputc('\n', stderr);
+}
+
+void bench_progress_break(void)
+{
+	if (bench_progress_open)
+		fputc('\n', stderr);
+	bench_progress_open = false;
 }

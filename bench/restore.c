@@ -1,24 +1,12 @@
 /* restore.c - restore benchmark: eager, cow and pooled restores of one snapshot to the first PONG, per-phase percentiles, JSON. */
 #include <errno.h>
 #include <getopt.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "bench/bench_stats.h"
+#include "bench/bench_run.h"
 #include "snapbox.h"
-
-#define RP(f) { #f, offsetof(struct snapbox_restore_profile, f) }
-
-static const struct bench_phase restore_phases[] = {
-	RP(snapshot_open), RP(kvm_fd_open), RP(kvm_create_vm), RP(vm_arch_setup),
-	RP(guest_memory_mmap), RP(kvm_set_user_memory_region), RP(vcpu_creation), RP(cpuid_config),
-	RP(memory_state_write), RP(vcpu_state_restore), RP(device_state_restore), RP(resume_kvm_run),
-	RP(total_without_resume), RP(total_with_resume), RP(restore_to_ready),
-};
-#define NPHASES (sizeof(restore_phases) / sizeof(restore_phases[0]))
 
 struct restore_mode {
 	const char *name;
@@ -66,45 +54,23 @@ static long restore_rss_anon_kb(void)
 static int restore_one_mode(const char *dir, const struct restore_mode *m, long runs, long warmup,
 			    const char *cache, FILE *json)
 {
-	struct snapbox_restore_opts ro = { .mode = m->mode, .resume = true, .ping = true,
-					   .console_fd = -1, .cache_dir = cache };
-	struct snapbox_pool_opts po = { .size = 2, .mode = m->mode, .cache_dir = cache };
+	struct bench_restore_how how = { .mode = m->mode, .pooled = m->pooled, .cache_dir = cache };
 	struct snapbox_restore_profile *s = calloc((size_t)runs, sizeof(*s));
-	struct snapbox_pool *pool = NULL;
-	int ret = 0;
+	struct snapbox_pool_stats st;
+	int ret;
 
 	if (!s)
 		return -ENOMEM;
-	if (m->pooled && (ret = snapbox_pool_create(dir, &po, &pool)))
-		goto out;
 	printf("\n== %s ==\n", m->name);
-	for (long i = -warmup; i < runs; i++) {
-		struct snapbox_restore_profile p;
-		struct snapbox *sb;
-
-		/* Give the refill thread time to top the pool up, as between real requests. */
-		if (pool)
-			usleep(30000);
-		ret = pool ? snapbox_pool_restore(pool, &ro, &sb, &p) : snapbox_restore(dir, &ro, &sb, &p);
-		if (ret) {
-			fprintf(stderr, "restore: %s run %ld failed: %s\n", m->name, i, strerror(-ret));
-			goto out;
-		}
-		snapbox_destroy(sb);
-		if (i >= 0) {
-			s[i] = p;
-			bench_progress(m->name, i + 1, runs);
-		}
-	}
+	ret = bench_restore_loop(dir, &how, runs, warmup, m->name, s, &st);
+	if (ret)
+		goto out;
 	if (json)
 		fprintf(json, "\"%s\": {", m->name);
-	bench_report(json, s, sizeof(*s), (size_t)runs, restore_phases, NPHASES);
+	bench_report(json, s, sizeof(*s), (size_t)runs, bench_restore_phases, bench_restore_nphases);
 	if (json && restore_samples)
 		restore_json_samples(json, s, runs);
-	if (pool) {
-		struct snapbox_pool_stats st;
-
-		snapbox_pool_get_stats(pool, &st);
+	if (m->pooled) {
 		printf("pool: %llu hits, %llu misses, %llu refills\n", (unsigned long long)st.hits,
 		       (unsigned long long)st.misses, (unsigned long long)st.refills);
 		if (json)
@@ -115,7 +81,6 @@ static int restore_one_mode(const char *dir, const struct restore_mode *m, long 
 	if (json)
 		fputc('}', json);
 out:
-	snapbox_pool_destroy(pool);
 	free(s);
 	return ret;
 }
@@ -139,39 +104,6 @@ static long restore_clone_cost_kb(const char *dir, const char *cache, int clones
 	for (i = 0; i < n; i++)
 		snapbox_destroy(sb[i]);
 	return n ? (after - before) / n : -1;
-}
-
-/* Without --snapshot: boot the probe, fill it, snapshot into a temporary directory. */
-static int restore_make_snapshot(const char *kernel, uint64_t mem, uint32_t fill, char *dir, size_t cap)
-{
-	struct snapbox_config cfg = { .kernel = kernel, .mem_bytes = mem, .console_fd = -1 };
-	struct snapbox_snapshot_opts so = { .no_sync = true };
-	struct snapbox *sb;
-	int ret;
-
-	snprintf(dir, cap, "/tmp/snapbox-bench-XXXXXX");
-	if (!mkdtemp(dir))
-		return -errno;
-	strncat(dir, "/snap", cap - strlen(dir) - 1);
-	ret = snapbox_boot(&cfg, &sb, NULL, NULL);
-	if (ret)
-		return ret;
-	if (fill)
-		ret = snapbox_probe_fill(sb, fill, 1, 60000);
-	if (!ret)
-		ret = snapbox_snapshot(sb, dir, &so, NULL);
-	snapbox_destroy(sb);
-	return ret;
-}
-
-/* Remove a directory this benchmark created (snapshot or template cache). */
-static void restore_rmrf(const char *path)
-{
-	char cmd[512];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", path);
-	if (system(cmd) != 0)
-		fprintf(stderr, "restore: could not remove %s\n", path);
 }
 
 int main(int argc, char **argv)
@@ -224,9 +156,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (!snap) {
-		ret = restore_make_snapshot(kernel, mem, (uint32_t)fill, dir, sizeof(dir));
+		struct bench_guest g = { .cfg = { .kernel = kernel, .mem_bytes = mem, .console_fd = -1 },
+					 .fill_mib = (uint32_t)fill, .fill_seed = 1 };
+
+		ret = bench_make_snapshot(&g, dir, sizeof(dir), NULL);
 		if (ret) {
-			fprintf(stderr, "restore: cannot make the snapshot: %s\n", strerror(-ret));
+			bench_rmtree(cache);
 			return 1;
 		}
 		snap = dir;
@@ -253,10 +188,10 @@ int main(int argc, char **argv)
 		printf("JSON written to %s\n", json_path);
 	}
 	/* The cow templates of this run live in its private cache directory. */
-	restore_rmrf(cache);
+	bench_rmtree(cache);
 	if (snap == dir) {
 		*strrchr(dir, '/') = '\0';
-		restore_rmrf(dir);
+		bench_rmtree(dir);
 	}
 	return ret ? 1 : 0;
 }

@@ -1,87 +1,57 @@
 /* snapshot.c - snapshot benchmark: probe guests of several sizes and fill levels, per-phase percentiles and throughput, JSON. */
 #include <errno.h>
 #include <getopt.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "bench/bench_stats.h"
+#include "bench/bench_run.h"
 #include "snapbox.h"
-
-#define SP(f) { #f, offsetof(struct snapbox_snapshot_profile, f) }
-
-static const struct bench_phase snapshot_phases[] = {
-	SP(pause), SP(vcpu_capture), SP(device_capture), SP(memory_compress), SP(write), SP(fsync),
-	SP(total),
-};
-#define NPHASES (sizeof(snapshot_phases) / sizeof(snapshot_phases[0]))
 
 /* One configuration: boot once, fill, then snapshot `runs` times (the guest resumes between). */
 static int snapshot_case(const char *kernel, uint64_t mib, unsigned fill_pct, long runs, bool sync,
 			 const char *dir, FILE *json, bool first)
 {
-	struct snapbox_config cfg = { .kernel = kernel, .mem_bytes = mib << 20, .console_fd = -1 };
+	struct bench_guest g = { .cfg = { .kernel = kernel, .mem_bytes = mib << 20, .console_fd = -1 },
+				 .fill_mib = bench_fill_mib(mib << 20, fill_pct), .fill_seed = 7 };
 	struct snapbox_snapshot_opts so = { .no_sync = !sync };
 	struct snapbox_snapshot_profile *s = calloc((size_t)runs, sizeof(*s));
-	/* The probe fills from 4 MiB up; keep 8 MiB for its own image and tables. */
-	uint32_t fill = (uint32_t)((mib - 8) * fill_pct / 100);
-	uint64_t nonzero = 0, out = 0, p50_total;
-	struct snapbox *sb = NULL;
-	int ret;
+	uint64_t *t = malloc((size_t)runs * sizeof(*t));
+	uint64_t nonzero, out;
+	struct bench_dist d;
+	double mbs;
+	int ret = -ENOMEM;
 
-	if (!s)
-		return -ENOMEM;
-	ret = snapbox_boot(&cfg, &sb, NULL, NULL);
-	if (!ret && fill)
-		ret = snapbox_probe_fill(sb, fill, 7, 120000);
-	for (long i = 0; !ret && i < runs; i++) {
-		ret = snapbox_snapshot(sb, dir, &so, &s[i]);
-		bench_progress("snapshot", i + 1, runs);
-	}
-	snapbox_destroy(sb);
-	if (ret) {
-		fprintf(stderr, "snapshot: %llu MiB %u%%: %s\n", (unsigned long long)mib, fill_pct,
-			strerror(-ret));
-		free(s);
-		return ret;
-	}
+	if (!s || !t)
+		goto out;
+	ret = bench_snapshot_loop(&g, &so, dir, runs, 0, "snapshot", s);
+	if (ret)
+		goto out;
 	/* Non-zero bytes: what the memory file did not store as zero chunks. */
-	nonzero = s[0].bytes_in - (uint64_t)s[0].zero_chunks * (256u << 10);
+	nonzero = s[0].bytes_in - (uint64_t)s[0].zero_chunks * BENCH_CHUNK_BYTES;
 	out = s[0].bytes_out;
-	printf("\n== %llu MiB, %u%% filled (%u MiB), %s ==\n", (unsigned long long)mib, fill_pct, fill,
-	       sync ? "fsync" : "no fsync");
+	printf("\n== %llu MiB, %u%% filled (%u MiB), %s ==\n", (unsigned long long)mib, fill_pct,
+	       g.fill_mib, sync ? "fsync" : "no fsync");
 	if (json)
 		fprintf(json, "%s{\"mem_mib\": %llu, \"fill_pct\": %u, \"fsync\": %s, \"bytes_out\": %llu, ",
 			first ? "" : ", ", (unsigned long long)mib, fill_pct, sync ? "true" : "false",
 			(unsigned long long)out);
-	bench_report(json, s, sizeof(*s), (size_t)runs, snapshot_phases, NPHASES);
-	{
-		uint64_t *t = malloc((size_t)runs * sizeof(*t));
-
-		for (long i = 0; t && i < runs; i++)
-			t[i] = s[i].memory_compress + s[i].write;
-		/* A rough median for the throughput line: sort by insertion. */
-		for (long i = 1; t && i < runs; i++)
-			for (long j = i; j > 0 && t[j - 1] > t[j]; j--) {
-				uint64_t x = t[j];
-				t[j] = t[j - 1];
-				t[j - 1] = x;
-			}
-		p50_total = t ? t[runs / 2] : 0;
-		free(t);
-	}
+	bench_report(json, s, sizeof(*s), (size_t)runs, bench_snapshot_phases, bench_snapshot_nphases);
+	/* Throughput: non-zero memory over the p50 of compress + write. */
+	for (long i = 0; i < runs; i++)
+		t[i] = s[i].memory_compress + s[i].write;
+	bench_dist_of(t, (size_t)runs, &d);
+	mbs = d.p50 ? (double)nonzero / ((double)d.p50 / 1e9) / 1e6 : 0.0;
 	printf("non-zero memory %.1f MiB, file %.1f MiB (ratio %.2f), %.0f MB/s of non-zero memory (p50 compress+write)\n",
 	       (double)nonzero / 1048576.0, (double)out / 1048576.0,
-	       out ? (double)s[0].bytes_in / (double)out : 0.0,
-	       p50_total ? (double)nonzero / ((double)p50_total / 1e9) / 1e6 : 0.0);
+	       out ? (double)s[0].bytes_in / (double)out : 0.0, mbs);
 	if (json)
 		fprintf(json, ", \"nonzero_bytes\": %llu, \"nonzero_mb_per_s\": %.1f}",
-			(unsigned long long)nonzero,
-			p50_total ? (double)nonzero / ((double)p50_total / 1e9) / 1e6 : 0.0);
+			(unsigned long long)nonzero, mbs);
+out:
+	free(t);
 	free(s);
-	return 0;
+	return ret;
 }
 
 int main(int argc, char **argv)
@@ -145,13 +115,7 @@ int main(int argc, char **argv)
 		fclose(json);
 		printf("JSON written to %s\n", json_path);
 	}
-	{
-		char cmd[128];
-
-		snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "snapshot: could not remove %s\n", dir);
-	}
+	bench_rmtree(dir);
 	free(sizes);
 	free(fills);
 	return ret ? 1 : 0;

@@ -113,8 +113,8 @@ int snapbox_ping(struct snapbox *sb, unsigned timeout_ms);
  * (or -ESHUTDOWN once it has stopped) and the sandbox can then be destroyed.
  * Each failure is logged once on stderr, the guest's own reason included.
  */
-#define SNAPBOX_FILE_MAX             1040384u      /* bytes of one WRITE_FILE / READ_FILE */
-#define SNAPBOX_EXEC_MAX_OUTPUT      1048544u      /* stdout_cap + stderr_cap at most */
+#define SNAPBOX_FILE_MAX             4186112u      /* bytes of one WRITE_FILE / READ_FILE */
+#define SNAPBOX_EXEC_MAX_OUTPUT      4194272u      /* stdout_cap + stderr_cap at most */
 #define SNAPBOX_EXEC_DEFAULT_STDOUT  (768u << 10)
 #define SNAPBOX_EXEC_DEFAULT_STDERR  (255u << 10)
 
@@ -354,6 +354,24 @@ void snapbox_destroy(struct snapbox *sb);
 
 /* Which snapbox_exit a negative errno from this API maps to. */
 int snapbox_exit_code(int err);
+
+/*
+ * The KVM backend of this host as the library sees it (and records in every
+ * snapshot): "pvm" when the CPU flags show neither vmx nor svm (KVM-PVM or
+ * similar), else "hardware". For reports; needs no /dev/kvm, never fails.
+ */
+const char *snapbox_kvm_backend(void);
+
+/*
+ * Drop, for the whole process and for good, the privileges a VMM does not
+ * need: no_new_privs, and every capability (bounding, permitted, effective,
+ * inheritable, ambient). Opening /dev/kvm needs only file permission, so
+ * boots, snapshots and restores keep working. With keep_lazy, CAP_SYS_PTRACE
+ * is kept when the host's vm.unprivileged_userfaultfd is 0, since lazy
+ * restores need it. Call it early, before reading untrusted input; the CLI
+ * does. Returns 0 or -errno (one line on stderr).
+ */
+int snapbox_drop_privileges(bool keep_lazy);
 
 /* Profiles as readable "[create-vm-profile] name: 1.234 ms" lines. */
 void snapbox_print_create_profile(FILE *f, const struct snapbox_create_profile *p);

@@ -2,6 +2,8 @@
 #ifndef SNAPBOX_KVM_CONFINE_H
 #define SNAPBOX_KVM_CONFINE_H
 
+#include <stdbool.h>
+
 enum confine_role {
 	CONFINE_VCPU = 0,   /* KVM_RUN loop: device emulation, console writes, channel parsing */
 	CONFINE_UFFD,       /* lazy-restore fault handler: read the memory file, UFFDIO_* */
@@ -14,5 +16,16 @@ enum confine_role {
  * skips it (for strace/valgrind sessions). Returns 0 or -errno (logged once).
  */
 int confine_thread(enum confine_role role);
+
+/*
+ * Drop, for the whole process, what a VMM never needs once it can open
+ * /dev/kvm (plain file permission, no capability): sets no_new_privs, clears
+ * the ambient and inheritable sets, drops every capability from the bounding,
+ * permitted and effective sets. With keep_uffd, CAP_SYS_PTRACE stays when
+ * /proc/sys/vm/unprivileged_userfaultfd is 0, because lazy restores need it
+ * for userfaultfd to see KVM's faults. Irreversible. Returns 0 or -errno
+ * (logged once).
+ */
+int confine_process(bool keep_uffd);
 
 #endif

@@ -46,6 +46,11 @@ static bool kvmsys_host_has_hw_virt(void)
 	return found;
 }
 
+bool kvmsys_host_is_pvm(void)
+{
+	return !kvmsys_host_has_hw_virt();
+}
+
 int kvmsys_init(struct kvmsys *s, const char *path)
 {
 	char missing[512] = "";
@@ -90,7 +95,7 @@ int kvmsys_init(struct kvmsys *s, const char *path)
 		ret = -ENOTSUP;
 		goto err_close;
 	}
-	s->is_pvm = !kvmsys_host_has_hw_virt();
+	s->is_pvm = kvmsys_host_is_pvm();
 	/* The XSAVE2 size follows the process's permitted xfeatures, the same for
 	 * the system fd and every VM fd of this process, so it is asked once. */
 	ret = ioctl(s->fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);

@@ -50,6 +50,13 @@ const struct kvm_cpuid2 *kvmsys_supported_cpuid(struct kvmsys *s);
  */
 int kvmsys_probe_msrs(struct kvmsys *s);
 
+/*
+ * True when the host CPU flags (/proc/cpuinfo) show neither vmx nor svm, so
+ * /dev/kvm is KVM-PVM or similar; false when they do or cannot be read.
+ * Needs no /dev/kvm. kvmsys_init records the same answer in is_pvm.
+ */
+bool kvmsys_host_is_pvm(void);
+
 /* "pvm" or "hardware", from /proc/cpuinfo; for reports and the PVM warning. */
 const char *kvmsys_backend_name(const struct kvmsys *s);
 

@@ -1,8 +1,9 @@
-/* profile.c - CreateVmProfile and BootProfile: derived fields, readable lines, JSON, BOOT_TIME parsing. */
+/* profile.c - CreateVmProfile and BootProfile: derived fields, readable lines, JSON, BOOT_TIME parsing; the KVM backend for reports. */
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
 
+#include "kvm/kvmsys.h"
 #include "snapbox.h"
 
 struct profile_field {
@@ -273,4 +274,9 @@ void snapbox_json_restore_profile(FILE *f, const struct snapbox_restore_profile 
 	profile_json_fields(f, p, profile_restore_fields, NFIELDS(profile_restore_fields), "_ns",
 			    &first);
 	fputc('}', f);
+}
+
+const char *snapbox_kvm_backend(void)
+{
+	return kvmsys_host_is_pvm() ? "pvm" : "hardware";
 }

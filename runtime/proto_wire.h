@@ -46,7 +46,7 @@ _Static_assert(sizeof(struct proto_hdr) == PROTO_HDR_SIZE, "proto_hdr is 16 byte
 #define PROTO_T_READ_FILE  0x0032   /* max_bytes, flags, path -> file bytes */
 
 /* Payload caps. The host never allocates more than PROTO_MAX_PAYLOAD for a frame. */
-#define PROTO_MAX_PAYLOAD  (1u << 20)
+#define PROTO_MAX_PAYLOAD  (4u << 20)
 #define PROTO_PROBE_MAX_PAYLOAD  (64u << 10)
 
 /*
@@ -201,6 +201,7 @@ struct proto_ticks_resp {
 #define PROTO_FAULT_GARBAGE    6   /* arg = bytes of non-frame garbage sent on COM2, then reply */
 #define PROTO_FAULT_HUGE_FRAME 7   /* send a header claiming len = 0xffffffff, then reply */
 #define PROTO_FAULT_SPIN_FOREVER 8 /* loop in ring 3 forever, never reply */
+#define PROTO_FAULT_FRAME_FLOOD 9  /* arg = frames (0: forever): 4 KiB LOG frames and stale replies; reply = arg */
 
 struct proto_fault_req {
 	uint32_t kind;

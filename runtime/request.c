@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kvm/confine.h"
 #include "runtime/sandbox_internal.h"
 
 const char *snapbox_stop_reason(struct snapbox *sb)
@@ -81,6 +82,11 @@ int snapbox_exit_code(int err)
 	default:
 		return SNAPBOX_EXIT_INPUT;
 	}
+}
+
+int snapbox_drop_privileges(bool keep_lazy)
+{
+	return confine_process(keep_lazy);
 }
 
 int snapbox_read_guest(struct snapbox *sb, uint64_t gpa, void *buf, uint64_t len)

@@ -63,9 +63,9 @@ Test(kvm_agent, oversize_requests_are_refused_before_sending)
 	cr_assert_eq(snapbox_exec(sb, &o, &r), -E2BIG);
 	o.stdout_cap = 0;
 	o.stderr_cap = 0;
-	big = calloc(1, 2u << 20);
+	big = calloc(1, 5u << 20);
 	o.stdin_data = big;
-	o.stdin_len = 2u << 20;
+	o.stdin_len = 5u << 20;   /* more than one frame can carry */
 	cr_assert_eq(snapbox_exec(sb, &o, &r), -E2BIG);
 	cr_assert_eq(snapbox_write_file(sb, "/tmp/x", 0644, big, SNAPBOX_FILE_MAX + 1, 1000), -EFBIG);
 	free(big);

@@ -20,6 +20,7 @@
 
 #define RUN_MAX_ENV        4096
 #define RUN_MAX_STDIN      (1u << 20)
+#define RUN_STDERR_CAP     (256u << 10)  /* the rest of SNAPBOX_EXEC_MAX_OUTPUT is stdout */
 #define RUN_CMDLINE        "console=ttyS0 quiet panic=-1"
 #define RUN_CMDLINE_LOUD   "console=ttyS0 panic=-1"
 
@@ -56,7 +57,7 @@ static const char run_usage[] =
 	"  127                 the command was not found in the guest\n"
 	"  128+N               the command was killed by signal N\n"
 	"\n"
-	"Output beyond 768 KiB (stdout) or 255 KiB (stderr) is dropped, with a warning.\n";
+	"Output beyond about 3.75 MiB (stdout) or 256 KiB (stderr) is dropped, with a warning.\n";
 
 struct run_opts {
 	struct snapbox_config cfg;
@@ -226,7 +227,7 @@ static char *run_script_path(const char *script)
  * `make` lays it out), then the installed share/snapbox/NAME, then, for the
  * kernel, the cache path guest/linux/build.sh reports. NULL if none exists.
  */
-static char *run_find_asset(const char *env, const char *name, bool kernel)
+char *snapbox_find_asset(const char *env, const char *name, bool kernel)
 {
 	const char *e = getenv(env);
 	char exe[PATH_MAX], path[PATH_MAX + 64];
@@ -321,7 +322,7 @@ static int run_start(struct run_opts *o, struct snapbox **sb)
 		return snapbox_restore(o->snapshot, &ro, sb, NULL) ? RUN_EXIT_SNAPBOX : 0;
 	}
 	if (!o->cfg.kernel) {
-		kernel = run_find_asset("SNAPBOX_KERNEL", "vmlinux", true);
+		kernel = snapbox_find_asset("SNAPBOX_KERNEL", "vmlinux", true);
 		if (!kernel) {
 			fputs("snapbox run: no guest kernel found: run 'make guest' to build the "
 			      "project's kernel, or pass --kernel FILE (or set SNAPBOX_KERNEL)\n", stderr);
@@ -330,7 +331,7 @@ static int run_start(struct run_opts *o, struct snapbox **sb)
 		o->cfg.kernel = kernel;
 	}
 	if (!o->cfg.initrd) {
-		initrd = run_find_asset("SNAPBOX_INITRD", "initramfs.cpio.gz", false);
+		initrd = snapbox_find_asset("SNAPBOX_INITRD", "initramfs.cpio.gz", false);
 		if (!initrd) {
 			fputs("snapbox run: no agent initramfs found: run 'make guest' and 'make "
 			      "initramfs', or pass --initrd FILE (or set SNAPBOX_INITRD)\n", stderr);
@@ -389,6 +390,9 @@ int snapbox_cmd_run(int argc, char **argv)
 	eo.stdin_data = in;
 	eo.stdin_len = inlen;
 	eo.timeout_ms = o.timeout_ms;
+	/* A CLI user expects the whole output: the largest caps one reply can carry. */
+	eo.stderr_cap = RUN_STDERR_CAP;
+	eo.stdout_cap = SNAPBOX_EXEC_MAX_OUTPUT - RUN_STDERR_CAP;
 	ret = snapbox_exec(sb, &eo, &r);
 	if (ret == -ENOENT) {
 		ret = RUN_EXIT_NOTFOUND;

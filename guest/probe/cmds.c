@@ -205,6 +205,20 @@ static void cmd_fault(const struct proto_hdr *h, const uint8_t *payload)
 		reply_u64(h, 0);
 		break;
 	}
+	case PROTO_FAULT_FRAME_FLOOD: {
+		static uint8_t log[4096];
+		uint64_t i;
+
+		memset(log, 'f', sizeof(log));
+		for (i = 0; req.arg == 0 || i < req.arg; i++) {
+			if (i & 1)
+				probe_tx_frame(PROTO_T_ECHO, PROTO_F_RESP, 0xdeadbeefu, log, 64);
+			else
+				probe_tx_frame(PROTO_T_LOG, 0, 0, log, sizeof(log));
+		}
+		reply_u64(h, req.arg);
+		break;
+	}
 	case PROTO_FAULT_SPIN_FOREVER:
 		probe_tx_flush();
 		for (;;)
