@@ -150,6 +150,8 @@ test: check
 check: $(UNIT_BIN) $(KVMT_BIN) $(PROBE) $(AGENT) $(MKINITRAMFS) $(CLI)
 	$(UNIT_ENV) $(UNIT_BIN) --jobs 1
 	SNAPBOX_PROBE=$(PROBE) $(KVMT_BIN) --jobs 1
+	@# QEMU peer comparison, 2 pairs (~2 s); prints SKIP without qemu or /dev/kvm.
+	@$(MAKE) --no-print-directory peer-check
 
 unit: $(UNIT_BIN) $(AGENT) $(MKINITRAMFS) $(CLI)
 	$(UNIT_ENV) $(UNIT_BIN) --jobs 1
@@ -158,10 +160,15 @@ kvmtest: $(KVMT_BIN) $(PROBE)
 	SNAPBOX_PROBE=$(PROBE) $(KVMT_BIN) --jobs 1
 
 BENCH_RUNS ?= 50
-bench: $(BENCH_BINS) $(PROBE)
+BENCH_CLI_RUNS ?= 20
+bench: $(BENCH_BINS) $(PROBE) $(CLI)
 	$(BUILD)/bench/coldboot --kernel $(PROBE) --runs $(BENCH_RUNS) --json $(BUILD)/bench-coldboot.json
 	$(BUILD)/bench/restore --kernel $(PROBE) --runs $(BENCH_RUNS) --samples --json $(BUILD)/bench-restore.json
 	$(BUILD)/bench/snapshot --kernel $(PROBE) --runs 3 --json $(BUILD)/bench-snapshot.json
+	SNAPBOX_PROBE=$(PROBE) $(CLI) bench cold --iterations $(BENCH_CLI_RUNS)
+	SNAPBOX_PROBE=$(PROBE) $(CLI) bench snapshot --iterations $(BENCH_CLI_RUNS)
+	SNAPBOX_PROBE=$(PROBE) $(CLI) bench restore --mode cow --iterations $(BENCH_CLI_RUNS)
+	SNAPBOX_PROBE=$(PROBE) $(CLI) bench restore --mode cow --pooled --iterations $(BENCH_CLI_RUNS)
 
 # The QEMU peer comparison and the plots (docs/benchmarks.md). Their Debian
 # packages are optional and never part of `make deps`.

@@ -77,7 +77,7 @@ void bench_hist_print(FILE *out, const struct bench_hist *h, unsigned width)
 		bench_hist_bar(out, h->count[i], fullest, width);
 	}
 	if (h->over) {
-		fprintf(out, "  %11s> %9.3f | ", "", (double)h->hi / 1e6);
+		fprintf(out, "  %10s> %9.3f | ", "", (double)h->hi / 1e6);
 		bench_hist_bar(out, h->over, fullest, width);
 	}
 }

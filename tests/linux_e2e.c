@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -67,6 +68,8 @@ Test(linux_e2e, cold_boot_records_every_boot_stage)
 	int i;
 
 	cr_assert_gt(bp.ready, 0);
+	fprintf(stderr, "linux_e2e: cold boot to READY %.1f ms (%llu exits)\n", bp.ready / 1e6,
+		(unsigned long long)bp.exits);
 	for (i = 0; i < SNAPBOX_STAGE_COUNT; i++)
 		cr_assert(bp.stage_valid[i], "BOOT_TIME stage %d missing", i);
 	/* The stages are in boot order on the guest's clock. */
@@ -221,9 +224,16 @@ Test(linux_e2e, ten_commands_in_a_row_on_one_vm)
 	int i;
 
 	for (i = 0; i < 10; i++) {
+		struct timespec t0, t1;
+
 		snprintf(cmd, sizeof(cmd), "echo $((%d * 7)); exit %d", i, i);
 		snprintf(want, sizeof(want), "%d\n", i * 7);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		e2e_exec(sb, argv, NULL, NULL, 0, &r);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		/* Reported, never asserted: lab timings mean nothing. */
+		fprintf(stderr, "linux_e2e: exec round trip %d: %.3f ms (guest fork to reap %.3f ms)\n", i,
+			(t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6, r.guest_ns / 1e6);
 		cr_assert_eq(r.exit_code, i, "command %d", i);
 		cr_assert_str_eq((char *)r.out, want, "command %d", i);
 		snapbox_exec_result_free(&r);
