@@ -255,12 +255,12 @@ struct snapbox_restore_profile {
 	uint64_t vm_arch_setup;
 	uint64_t guest_memory_mmap;
 	uint64_t kvm_set_user_memory_region;
-	uint64_t vcpu_creation;
+	uint64_t vcpu_creation;      /* KVM_CREATE_VCPU, then its run thread started, confined, parked */
 	uint64_t cpuid_config;
 	uint64_t memory_state_write;
 	uint64_t vcpu_state_restore;
 	uint64_t device_state_restore; /* irqchips, PIT, clock, then the device table */
-	uint64_t resume_kvm_run;     /* vCPU thread started until it entered KVM_RUN (0: not resumed) */
+	uint64_t resume_kvm_run;     /* parked vCPU thread resumed until it entered KVM_RUN (0: not resumed) */
 	uint64_t total_without_resume;
 	uint64_t total_with_resume;
 	uint64_t restore_to_ready;   /* restore start until the guest answered PING (0: not asked) */

@@ -93,6 +93,16 @@ int vcpu_start(struct vcpu *v, struct bus *pio, struct bus *mmio,
 	       vcpu_stop_fn stop_fn, void *opaque);
 
 /*
+ * vcpu_start, but the thread confines itself and parks before its first
+ * KVM_RUN; returns once it is parked (state VCPU_PAUSED). vcpu_resume then
+ * starts the guest with no thread creation or seccomp load on that path, and
+ * until then the vCPU's state may still be set from other threads. Returns 0,
+ * -EPERM when the thread could not confine itself, or -errno.
+ */
+int vcpu_start_parked(struct vcpu *v, struct bus *pio, struct bus *mmio,
+		      vcpu_stop_fn stop_fn, void *opaque);
+
+/*
  * Pause from another thread: the vCPU finishes the exit it is handling,
  * completes any pending I/O inside KVM (so its state is consistent for
  * capture), and parks. Returns 0 when paused, -ESRCH if the guest already

@@ -201,6 +201,10 @@ static void *vcpu_thread(void *arg)
 		vcpu_exit_for_good(v, VCPU_STOP_ERROR);
 		return NULL;
 	}
+	/* Started parked (vcpu_start_parked): wait, confined, without ever
+	 * entering KVM_RUN, so the vCPU's state can still be loaded. */
+	if (atomic_load(&v->pause_req))
+		vcpu_park(v);
 
 	for (;;) {
 		enum vcpu_stop why;
@@ -270,6 +274,26 @@ int vcpu_start(struct vcpu *v, struct bus *pio, struct bus *mmio,
 	}
 	v->thread_started = true;
 	return 0;
+}
+
+int vcpu_start_parked(struct vcpu *v, struct bus *pio, struct bus *mmio,
+		      vcpu_stop_fn stop_fn, void *opaque)
+{
+	int ret;
+
+	/* Set before the thread exists, so its first look sees it. */
+	atomic_store(&v->pause_req, true);
+	ret = vcpu_start(v, pio, mmio, stop_fn, opaque);
+	if (ret) {
+		atomic_store(&v->pause_req, false);
+		return ret;
+	}
+	pthread_mutex_lock(&v->lock);
+	while (v->state == VCPU_RUNNING)
+		pthread_cond_wait(&v->cond, &v->lock);
+	ret = v->state == VCPU_PAUSED ? 0 : -EPERM;   /* EXITED: it could not confine itself */
+	pthread_mutex_unlock(&v->lock);
+	return ret;
 }
 
 /* Make KVM_RUN return now: immediate_exit covers a thread about to enter, the signal one inside. */

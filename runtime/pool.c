@@ -46,11 +46,13 @@ static struct snapbox *pool_build_shell(struct snapbox_pool *p)
 static void *pool_refill(void *arg)
 {
 	struct snapbox_pool *p = arg;
-	struct sched_param sp = { .sched_priority = 0 };
 
-	/* Refilling is background work: it must never take a CPU from a request. */
-	pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
-
+	/*
+	 * Normal scheduling, not SCHED_IDLE: each shell's vCPU thread is created
+	 * here, parked, and inherits this policy, and an unprivileged process
+	 * cannot lift a thread out of SCHED_IDLE. Requests are protected
+	 * instead by when refills start (pool_wake_refill).
+	 */
 	pthread_mutex_lock(&p->lock);
 	while (!p->stop) {
 		struct snapbox *sb;
@@ -64,8 +66,10 @@ static void *pool_refill(void *arg)
 		pthread_mutex_lock(&p->lock);
 		if (!sb) {
 			p->stats.refill_failures++;
-			/* Do not spin on a host that keeps failing: wait for the next request. */
-			pthread_cond_wait(&p->cond, &p->lock);
+			/* Do not spin on a host that keeps failing: wait for the next
+			 * request. Not if stopping: that broadcast came while we built. */
+			if (!p->stop)
+				pthread_cond_wait(&p->cond, &p->lock);
 			continue;
 		}
 		if (p->stop || p->nready >= p->opts.size) {
@@ -144,6 +148,20 @@ err:
 	return ret;
 }
 
+/*
+ * Tell the refill thread a shell was taken. Why only once the restored
+ * sandbox runs: building a shell is milliseconds of kernel work (VM, memslot) in
+ * ioctls that do not yield, and begun while the request's vCPU thread is
+ * being woken it can hold the core that thread needs (measured: resume p50
+ * 0.02 ms -> 0.46 ms).
+ */
+static void pool_wake_refill(struct snapbox_pool *pool)
+{
+	pthread_mutex_lock(&pool->lock);
+	pthread_cond_signal(&pool->cond);
+	pthread_mutex_unlock(&pool->lock);
+}
+
 int snapbox_pool_restore(struct snapbox_pool *pool, const struct snapbox_restore_opts *opts,
 			 struct snapbox **out, struct snapbox_restore_profile *prof)
 {
@@ -163,8 +181,6 @@ int snapbox_pool_restore(struct snapbox_pool *pool, const struct snapbox_restore
 	} else {
 		pool->stats.misses++;
 	}
-	/* Wake the refill thread: one shell fewer. */
-	pthread_cond_signal(&pool->cond);
 	pthread_mutex_unlock(&pool->lock);
 	if (!sb) {
 		sb = calloc(1, sizeof(*sb));
@@ -182,11 +198,13 @@ int snapbox_pool_restore(struct snapbox_pool *pool, const struct snapbox_restore
 		ret = restore_resume(sb, o, t0, &pl);
 	if (ret)
 		goto err;
+	pool_wake_refill(pool);
 	if (prof)
 		*prof = pl;
 	*out = sb;
 	return 0;
 err:
+	pool_wake_refill(pool);
 	sandbox_free(sb);
 	return ret;
 }

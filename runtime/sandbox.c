@@ -154,6 +154,11 @@ int sandbox_start(struct snapbox *sb)
 	return vcpu_start(&sb->vcpu, &sb->pio, &sb->mmio, sandbox_stopped, sb);
 }
 
+int sandbox_start_parked(struct snapbox *sb)
+{
+	return vcpu_start_parked(&sb->vcpu, &sb->pio, &sb->mmio, sandbox_stopped, sb);
+}
+
 /* KVM-level failures all map to -ENODEV so callers can tell them from bad input. */
 static int sandbox_kvm_err(int ret)
 {

@@ -50,5 +50,7 @@ int sandbox_setup_devices(struct snapbox *sb);
 
 /* Start the vCPU thread, wired to wake the channel when the guest stops. */
 int sandbox_start(struct snapbox *sb);
+/* The same, parked before its first KVM_RUN (vcpu_start_parked); snapbox_resume starts it. */
+int sandbox_start_parked(struct snapbox *sb);
 
 #endif
