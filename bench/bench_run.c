@@ -52,9 +52,12 @@ uint32_t bench_fill_mib(uint64_t mem_bytes, unsigned pct)
 
 int bench_guest_boot(const struct bench_guest *g, struct snapbox **out)
 {
+	struct snapbox_config cfg = g->cfg;
 	struct snapbox *sb;
-	int ret = snapbox_boot(&g->cfg, &sb, NULL, NULL);
+	int ret;
 
+	cfg.prepare_snapshot = true;   /* every caller snapshots what it boots */
+	ret = snapbox_boot(&cfg, &sb, NULL, NULL);
 	if (ret)
 		return ret;
 	/* A FILL of 1 GiB takes a few seconds: give it a minute per GiB and more. */

@@ -64,6 +64,9 @@ struct snapbox_config {
 	unsigned vcpus;              /* default 1; only 1 is supported today */
 	int console_fd;              /* COM1 output goes here; -1 discards it */
 	unsigned boot_timeout_ms;    /* default 10000 */
+	bool prepare_snapshot;       /* while the guest boots, probe which MSRs this host can save
+					(done once per process, before the first snapshot; a
+					scratch VM whose teardown takes ~15 ms on KVM-PVM) */
 	const char *kvm_path;        /* default /dev/kvm */
 };
 

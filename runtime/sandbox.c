@@ -425,6 +425,11 @@ int snapbox_boot(const struct snapbox_config *cfg, struct snapbox **out,
 	ret = sandbox_start(sb);
 	if (ret)
 		goto err;
+	/* Here, after the start: the probe's wait overlaps the guest's boot
+	 * instead of adding to the snapshot. A failure is only noted: the
+	 * snapshot probes again and reports it there. */
+	if (cfg->prepare_snapshot)
+		(void)kvmsys_probe_msrs(&sb->sys);
 	ret = chan_wait_ready(&sb->chan, sb->wait_t0 + (uint64_t)timeout * 1000000ull);
 	cpl.boot_wait = chan_now_ns() - sb->wait_t0;
 	if (ret == -ETIMEDOUT)

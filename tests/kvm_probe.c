@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "runtime/proto_wire.h"
+#include "runtime/sandbox_internal.h"
 #include "tests/common_kvm.h"
 
 #define T_MS 5000
@@ -162,4 +163,27 @@ Test(kvm_probe, unknown_request_gets_error_reply)
 	free(r);
 	cr_assert_eq(snapbox_ping(sb, T_MS), 0);
 	snapbox_destroy(sb);
+}
+
+/* Criterion runs each test in a fresh process, so the process-wide MSR cache starts empty. */
+Test(kvm_probe, prepare_snapshot_probes_the_msr_set_during_boot)
+{
+	struct snapbox_config cfg = { .kernel = tests_probe_path(), .console_fd = -1,
+				      .mem_bytes = 128ull << 20 };
+	struct snapbox *plain, *prepared;
+	int fds;
+
+	TESTS_REQUIRE_KVM();
+	fds = tests_count_fds();
+	cr_assert_eq(snapbox_boot(&cfg, &plain, NULL, NULL), 0);
+	cr_assert_null(plain->sys.msrs, "a plain boot probed the MSRs");
+	cfg.prepare_snapshot = true;
+	cr_assert_eq(snapbox_boot(&cfg, &prepared, NULL, NULL), 0);
+	cr_assert_not_null(prepared->sys.msrs);
+	cr_assert_gt(prepared->sys.nmsrs, 0);
+	cr_assert_eq(snapbox_ping(prepared, 5000), 0);
+	snapbox_destroy(prepared);
+	snapbox_destroy(plain);
+	/* The probe's scratch VM is gone by the time boot returns. */
+	cr_assert_eq(tests_count_fds(), fds);
 }

@@ -274,6 +274,7 @@ static int snapbox_cmd_snapshot(int argc, char **argv)
 
 	if (ret >= 0)
 		return ret;
+	b.cfg.prepare_snapshot = true;
 	ret = snapbox_boot(&b.cfg, &sb, &cp, &bp);
 	if (ret)
 		return snapbox_exit_code(ret);
