@@ -216,6 +216,8 @@ struct snapbox_snapshot_opts {
 	uint32_t chunk_size;         /* memory chunk size; 0: the default */
 	unsigned threads;            /* compression threads; 0: one per online CPU */
 	bool leave_paused;           /* do not resume the guest afterwards */
+	bool no_compress;            /* store non-zero memory uncompressed (RAW chunks): faster to
+					write and to restore, larger files */
 };
 
 /*

@@ -133,6 +133,7 @@ static int snapshot_memory(struct snapshot_ctx *c, struct snapdir *d,
 		 * restore's hold chunks not yet decoded (reading faults them in).
 		 */
 		.untouched_is_zero = c->sb->mem.untouched_zero && !c->sb->lazy,
+		.no_compress = o->no_compress,
 	};
 	struct snapconf_memf mf = { .name = SNAPDIR_MEMORY };
 	struct memfile_stats st;

@@ -72,6 +72,8 @@ struct memfile_write_opts {
 	 * Ignored (everything is scanned) when pagemap cannot be read.
 	 */
 	bool untouched_is_zero;
+	/* Store every non-zero chunk RAW, without trying lz4: bigger files, less CPU on both sides. */
+	bool no_compress;
 };
 
 /* What a write did. Times are CLOCK_MONOTONIC nanoseconds. */

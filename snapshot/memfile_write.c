@@ -40,6 +40,7 @@ struct memfile_wctx {
 	uint32_t chunk_size, count;
 	uint64_t zero_full, zero_tail;   /* xxh3 of a zero chunk and of a zero last chunk */
 	uint8_t *untouched;              /* per chunk: never touched (untouched_is_zero), or NULL */
+	bool no_compress;                /* RAW for every non-zero chunk */
 	struct memfile_chunk *index;
 	uint64_t off;                    /* where the next payload goes */
 	struct memfile_stats st;
@@ -145,7 +146,8 @@ static void memfile_encode(const struct memfile_wctx *w, uint32_t i, struct memf
 	}
 	s->ent.xxh3 = XXH3_64bits(p, len);
 	/* Capacity len - 1: lz4 gives up (returns 0) as soon as the output would not be smaller. */
-	n = LZ4_compress_fast_extState(s->lz4, (const char *)p, (char *)s->buf, (int)len, (int)len - 1,
+	n = w->no_compress ? 0 :
+	    LZ4_compress_fast_extState(s->lz4, (const char *)p, (char *)s->buf, (int)len, (int)len - 1,
 				       MEMFILE_LZ4_ACCEL);
 	if (n > 0) {
 		s->ent.kind = MEMFILE_KIND_LZ4;
@@ -390,6 +392,7 @@ int memfile_write(int fd, const void *ram, uint64_t size, const struct memfile_w
 		return -EINVAL;
 	}
 	w.chunk_size = chunk_size;
+	w.no_compress = opts && opts->no_compress;
 	w.count = (uint32_t)((size - 1) / chunk_size + 1);
 	w.zero_full = memfile_zero_xxh3(chunk_size);
 	w.zero_tail = memfile_zero_xxh3(memfile_chunk_len(size, chunk_size, w.count - 1));

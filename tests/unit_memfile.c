@@ -479,6 +479,34 @@ Test(memfile, incompressible_data_stored_raw)
 	free(ram);
 }
 
+Test(memfile, no_compress_stores_every_nonzero_chunk_raw)
+{
+	size_t size = 16u << 20;
+	uint8_t *ram = make_mix(size), *out = calloc(1, size);
+	struct memfile_write_opts o = { .chunk_size = 256 << 10, .threads = 2, .no_compress = true };
+	struct memfile_stats st, lz;
+	struct memfile_reader r;
+	int fd = memfd_create("memory", 0), fd2;
+
+	cr_assert(fd >= 0);
+	cr_assert_eq(memfile_write(fd, ram, size, &o, &st), 0);
+	cr_assert_eq(st.lz4_chunks, 0);
+	cr_assert_gt(st.raw_chunks, 0);
+	/* Zero chunks stay free; every other chunk is RAW where lz4 would have shrunk some. */
+	fd2 = write_mem(ram, size, 256 << 10, 2, &lz);
+	cr_assert_gt(lz.lz4_chunks, 0);
+	cr_assert_eq(st.zero_chunks, lz.zero_chunks);
+	cr_assert_eq(st.raw_chunks, lz.raw_chunks + lz.lz4_chunks);
+	cr_assert_eq(memfile_open(&r, fd), 0);
+	cr_assert_eq(memfile_read_all(&r, out, size, 2), 0);
+	cr_assert(!memcmp(out, ram, size));
+	memfile_close(&r);
+	close(fd2);
+	close(fd);
+	free(out);
+	free(ram);
+}
+
 Test(memfile, zero_chunks_cost_nothing_and_are_skipped)
 {
 	size_t size = (16u << 20) + 1;        /* a one-byte last chunk */

@@ -49,6 +49,7 @@ static const char snapbox_snapshot_usage[] =
 	"  --chunk-size SZ   memory file chunk size, power of two, 64K..16M (default 256K)\n"
 	"  --threads N       compression threads (default: online CPUs)\n"
 	"  --no-sync         skip fsync (faster; a crash may lose the snapshot)\n"
+	"  --no-compress     store guest memory uncompressed (faster to write and restore, larger)\n"
 	"  --console         copy the guest console to stderr\n"
 	"  --json            one JSON object instead of readable lines\n";
 
@@ -103,7 +104,7 @@ struct cli_boot {
 };
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_MEM, OPT_CMDLINE, OPT_TIMEOUT, OPT_CONSOLE, OPT_JSON,
-       OPT_OUT, OPT_NOSYNC, OPT_FILL, OPT_CHUNK, OPT_THREADS };
+       OPT_OUT, OPT_NOSYNC, OPT_NOCOMPRESS, OPT_FILL, OPT_CHUNK, OPT_THREADS };
 
 static const struct option cli_boot_opts[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -115,6 +116,7 @@ static const struct option cli_boot_opts[] = {
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "out", required_argument, NULL, OPT_OUT },
 	{ "no-sync", no_argument, NULL, OPT_NOSYNC },
+	{ "no-compress", no_argument, NULL, OPT_NOCOMPRESS },
 	{ "fill", required_argument, NULL, OPT_FILL },
 	{ "chunk-size", required_argument, NULL, OPT_CHUNK },
 	{ "threads", required_argument, NULL, OPT_THREADS },
@@ -160,6 +162,7 @@ static int cli_parse_boot(const char *cmd, const char *usage, bool snapshot_opts
 		case OPT_JSON: b->json = true; break;
 		case OPT_OUT: b->out = optarg; break;
 		case OPT_NOSYNC: b->snap.no_sync = true; break;
+		case OPT_NOCOMPRESS: b->snap.no_compress = true; break;
 		case OPT_MEM:
 			if (snapbox_parse_size(optarg, &b->cfg.mem_bytes)) {
 				fprintf(stderr, "snapbox %s: bad --mem '%s' (try 256M or 1G)\n", cmd, optarg);
