@@ -58,9 +58,10 @@ initramfs: $(INITRAMFS)
 
 # Debian packages the project needs; no prompt, skipped when already present.
 # The guest kernel's build (make guest) and the nested lab (make lab) are part
-# of the test suite, so their packages are here too.
+# of the test suite, so their packages are here too; python3 runs bench/peer-qemu,
+# which `make check` runs (peer-check).
 DEB_PKGS = build-essential pkg-config libelf-dev liblz4-dev libxxhash-dev libcriterion-dev libseccomp-dev libjson-c-dev \
-	busybox-static cpio $(GUEST_DEB_PKGS) $(LAB_DEB_PKGS)
+	busybox-static cpio python3 $(GUEST_DEB_PKGS) $(LAB_DEB_PKGS)
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
