@@ -75,7 +75,7 @@ deps:
 	@# The lab's L1 kernel: Debian's linux-image-cloud-amd64, fetched and unpacked
 	@# into the cache rather than installed (installing it would pull systemd and
 	@# udev upgrades and run update-initramfs on this machine).
-	@sh tests/lab/lab.sh --fetch
+	@$(LAB_FETCH)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -303,9 +303,14 @@ guest-path:
 # Linux guest for real. The script fetches the cloud kernel itself (apt-get
 # download, unpacked into the cache, never installed).
 LAB_DEB_PKGS := qemu-system-x86 busybox-static cpio
+# Fetch the L1 kernel; with stale apt lists (a kernel ABI bump) refresh them
+# and try once more. Not fatal: only the lab needs it, and `make lab` says why.
+LAB_FETCH = sh tests/lab/lab.sh --fetch || { S=""; [ "$$(id -u)" = 0 ] || S=sudo; \
+	$$S apt-get update -qq && sh tests/lab/lab.sh --fetch; } || \
+	echo "deps: warning: could not fetch the lab's L1 kernel (linux-image-cloud-amd64); make lab needs it" >&2
 lab-deps:
 	$(call apt_install,$(LAB_DEB_PKGS))
-	@sh tests/lab/lab.sh --fetch
+	@$(LAB_FETCH)
 lab: $(CLI) $(PROBE) $(KVMT_BIN) $(LINUX_BIN) $(INITRAMFS) guest
 	BUILD=$(BUILD) sh tests/lab/lab.sh
 

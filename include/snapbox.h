@@ -66,7 +66,8 @@ struct snapbox_config {
 	unsigned boot_timeout_ms;    /* default 10000 */
 	bool prepare_snapshot;       /* while the guest boots, probe which MSRs this host can save
 					(done once per process, before the first snapshot; a
-					scratch VM whose teardown takes ~15 ms on KVM-PVM) */
+					scratch VM whose teardown takes ~15 ms on KVM-PVM). A
+					guest READY sooner waits for it: boot_wait includes it */
 	const char *kvm_path;        /* default /dev/kvm */
 };
 
@@ -373,8 +374,11 @@ const char *snapbox_kvm_backend(void);
  * inheritable, ambient). Opening /dev/kvm needs only file permission, so
  * boots, snapshots and restores keep working. With keep_lazy, CAP_SYS_PTRACE
  * is kept when the host's vm.unprivileged_userfaultfd is 0, since lazy
- * restores need it. Call it early, before reading untrusted input; the CLI
- * does. Returns 0 or -errno (one line on stderr).
+ * restores need it. Call it first, while the process has a single thread
+ * (before any sandbox or pool exists): -EBUSY otherwise. The uid does not
+ * change: a process running as root keeps what uid 0 owns (its files);
+ * run it as a user in the kvm group to drop that too. The CLI calls it
+ * first. Returns 0 or -errno (one line on stderr).
  */
 int snapbox_drop_privileges(bool keep_lazy);
 

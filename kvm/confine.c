@@ -1,6 +1,7 @@
 /* confine.c - the seccomp allow-lists, written for the syscalls each thread actually makes. */
 #include "kvm/confine.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <linux/capability.h>
 #include <linux/kvm.h>
@@ -116,6 +117,21 @@ static int confine_last_cap(void)
 	return last;
 }
 
+/* Entries of /proc/self/task: this process's threads (0 when unreadable). */
+static int confine_count_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
 /* True when userfaultfd needs CAP_SYS_PTRACE to handle kernel-mode (KVM) faults. */
 static bool confine_uffd_needs_ptrace(void)
 {
@@ -139,6 +155,13 @@ int confine_process(bool keep_uffd)
 	const char *what;
 	bool setpcap;
 
+	/* Capabilities and no_new_privs are per thread: threads that already
+	 * exist would keep theirs, and hand them to the threads they create. */
+	if (confine_count_threads() != 1) {
+		fprintf(stderr, "snapbox: cannot drop privileges: the process has other threads "
+			"already (drop them first, before any sandbox or pool exists)\n");
+		return -EBUSY;
+	}
 	what = "PR_SET_NO_NEW_PRIVS";
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
 		goto fail;

@@ -23,8 +23,9 @@ int confine_thread(enum confine_role role);
  * the ambient and inheritable sets, drops every capability from the bounding,
  * permitted and effective sets. With keep_uffd, CAP_SYS_PTRACE stays when
  * /proc/sys/vm/unprivileged_userfaultfd is 0, because lazy restores need it
- * for userfaultfd to see KVM's faults. Irreversible. Returns 0 or -errno
- * (logged once).
+ * for userfaultfd to see KVM's faults. These are per-thread attributes, so
+ * it must run while the process has one thread: -EBUSY otherwise. The uid
+ * does not change. Irreversible. Returns 0 or -errno (logged once).
  */
 int confine_process(bool keep_uffd);
 

@@ -129,9 +129,9 @@ int restore_shell(struct snapbox *sb, struct restore_snap *s, enum snapbox_resto
 	if (ret)
 		return ret;
 	/* The run thread now, parked and confined: a pooled shell then resumes
-	 * without thread creation or a seccomp load, and a one-shot restore
-	 * creates it on the other core while this one loads the state. After
-	 * the devices, because its exits are dispatched to their buses. */
+	 * without thread creation or a seccomp load on the request's path (a
+	 * one-shot restore pays the same either way). After the devices,
+	 * because its exits are dispatched to their buses. */
 	ret = sandbox_start_parked(sb);
 	p->vcpu_creation += restore_lap(&t);
 	return ret ? -ENODEV : 0;

@@ -10,6 +10,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -83,31 +84,63 @@ Test(confine, fault_handler_thread_is_refused_what_it_never_needs)
 	confine_check(CONFINE_UFFD);
 }
 
-/* Criterion runs each test in its own process, so dropping for good is fine here. */
-Test(confine, dropped_process_has_no_capabilities_and_no_new_privs)
+/*
+ * Run check in a child forked from this test: it has a single thread (the
+ * Criterion worker does not), which confine_process requires. check returns
+ * 0 or the line of the first failed expectation; that is asserted here.
+ */
+static void confine_in_child(int (*check)(void))
+{
+	int status;
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int line = check();
+
+		_exit(line ? line % 250 + 1 : 0);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status));
+	cr_assert_eq(WEXITSTATUS(status), 0, "expectation failed in the child (code %d; see the test)",
+		     WEXITSTATUS(status));
+}
+
+#define EXPECT(cond) do { if (!(cond)) return __LINE__; } while (0)
+
+static int confine_check_drop(void)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
 	struct __user_cap_data_struct d[2];
 	char path[] = "/tmp/snapbox-confine-XXXXXX";
 	int fd = mkstemp(path);
 
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(confine_process(false), 0);
-	cr_assert_eq(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0), 1);
-	cr_assert_eq(syscall(SYS_capget, &hdr, d), 0);
-	cr_assert_eq(d[0].effective | d[1].effective | d[0].permitted | d[1].permitted, 0);
-	cr_assert_eq(d[0].inheritable | d[1].inheritable, 0);
-	cr_assert_eq(prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, CAP_SYS_ADMIN, 0, 0), 0);
+	EXPECT(fd >= 0);
+	EXPECT(confine_process(false) == 0);
+	EXPECT(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1);
+	EXPECT(syscall(SYS_capget, &hdr, d) == 0);
+	EXPECT((d[0].effective | d[1].effective | d[0].permitted | d[1].permitted) == 0);
+	EXPECT((d[0].inheritable | d[1].inheritable) == 0);
+	EXPECT(prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, CAP_SYS_ADMIN, 0, 0) == 0);
+	/* Root could drop the bounding set, so it did: no exec can bring a capability back. */
+	if (geteuid() == 0)
+		for (int cap = 0; cap <= CAP_LAST_CAP; cap++)
+			EXPECT(prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 1);
 	/* What root could do only by capability is refused now (CAP_CHOWN) ... */
-	cr_assert_eq(fchown(fd, 12345, 12345), -1);
-	cr_assert_eq(errno, EPERM);
+	EXPECT(fchown(fd, 12345, 12345) == -1 && errno == EPERM);
 	/* ... while the owner's plain file access still works (/dev/kvm needs no more). */
-	cr_assert_eq(write(fd, "x", 1), 1);
+	EXPECT(write(fd, "x", 1) == 1);
 	close(fd);
-	cr_assert_eq(unlink(path), 0);
+	EXPECT(unlink(path) == 0);
+	return 0;
 }
 
-Test(confine, lazy_keeps_only_sys_ptrace_and_only_when_userfaultfd_needs_it)
+Test(confine, dropped_process_has_no_capabilities_and_no_new_privs)
+{
+	confine_in_child(confine_check_drop);
+}
+
+static int confine_check_lazy(void)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
 	struct __user_cap_data_struct d[2], before[2];
@@ -116,14 +149,47 @@ Test(confine, lazy_keeps_only_sys_ptrace_and_only_when_userfaultfd_needs_it)
 	uint32_t want;
 
 	if (f) {
-		cr_assert_eq(fscanf(f, "%d", &unpriv), 1);
+		EXPECT(fscanf(f, "%d", &unpriv) == 1);
 		fclose(f);
 	}
-	cr_assert_eq(syscall(SYS_capget, &hdr, before), 0);
-	cr_assert_eq(confine_process(true), 0);
-	cr_assert_eq(syscall(SYS_capget, &hdr, d), 0);
+	EXPECT(syscall(SYS_capget, &hdr, before) == 0);
+	EXPECT(confine_process(true) == 0);
+	EXPECT(syscall(SYS_capget, &hdr, d) == 0);
 	want = !unpriv && (before[0].permitted & (1u << CAP_SYS_PTRACE)) ? 1u << CAP_SYS_PTRACE : 0;
-	cr_assert_eq(d[0].effective, want);
-	cr_assert_eq(d[0].permitted, want);
-	cr_assert_eq(d[1].effective | d[1].permitted, 0);
+	EXPECT(d[0].effective == want && d[0].permitted == want);
+	EXPECT((d[1].effective | d[1].permitted) == 0);
+	return 0;
+}
+
+Test(confine, lazy_keeps_only_sys_ptrace_and_only_when_userfaultfd_needs_it)
+{
+	confine_in_child(confine_check_lazy);
+}
+
+static void *confine_idle_thread(void *arg)
+{
+	int *fd = arg;
+	char c;
+
+	return read(*fd, &c, 1) < 0 ? NULL : NULL;
+}
+
+Test(confine, drop_refuses_a_process_that_already_has_threads)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct before[2], after[2];
+	int fds[2];
+	pthread_t t;
+
+	cr_assert_eq(pipe(fds), 0);
+	cr_assert_eq(syscall(SYS_capget, &hdr, before), 0);
+	cr_assert_eq(pthread_create(&t, NULL, confine_idle_thread, &fds[0]), 0);
+	cr_assert_eq(confine_process(false), -EBUSY);
+	/* Nothing was half-dropped. */
+	cr_assert_eq(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0), 0);
+	cr_assert_eq(syscall(SYS_capget, &hdr, after), 0);
+	cr_assert_eq(after[0].effective, before[0].effective);
+	cr_assert_eq(close(fds[1]), 0);
+	pthread_join(t, NULL);
+	close(fds[0]);
 }

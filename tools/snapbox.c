@@ -423,6 +423,16 @@ static int snapbox_cmd_restore(int argc, char **argv)
 	return SNAPBOX_EXIT_OK;
 }
 
+/* Whether the command line asks for a lazy restore (--mode lazy or --mode=lazy). */
+static bool snapbox_wants_lazy(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if ((!strcmp(argv[i], "--mode") && i + 1 < argc && !strcmp(argv[i + 1], "lazy")) ||
+		    !strcmp(argv[i], "--mode=lazy"))
+			return true;
+	return false;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -436,7 +446,7 @@ int main(int argc, char **argv)
 	/* Before any option or input file is read: the process never needs a
 	 * capability (opening /dev/kvm is file permission), except
 	 * CAP_SYS_PTRACE for lazy restores on hosts where userfaultfd needs it. */
-	if (snapbox_drop_privileges(true))
+	if (snapbox_drop_privileges(snapbox_wants_lazy(argc, argv)))
 		return SNAPBOX_EXIT_KVM;
 	if (!strcmp(argv[1], "boot"))
 		return snapbox_cmd_boot(argc - 1, argv + 1);

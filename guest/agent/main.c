@@ -212,7 +212,7 @@ static void agent_boot_frames(struct agent *a)
 		v = (struct iovec){ text, (size_t)n };
 		agent_send(a, PROTO_T_BOOT_TIME, 0, 0, &v, 1);
 	}
-	v = (struct iovec){ (void *)"snapbox-agent 1", 15 };
+	v = (struct iovec){ (void *)"snapbox-agent 2", 15 };
 	agent_send(a, PROTO_T_READY, 0, 0, &v, 1);
 }
 

@@ -26,7 +26,11 @@ frame() {
 	# shellcheck disable=SC2059 # the format is built from \x escapes on purpose
 	$bb printf "SBX1$(le16 "$1")$(le16 "$2")$id$(le32 ${#4})%s" "$4" >&3
 }
-boot_time() { frame 2 0 "00 00 00 00" "BOOT_TIME:$1:$(($($bb cut -d' ' -f1 /proc/uptime | $bb tr -d .) * 10000000))"; }
+# Uptime "S.CC" as ns; leading zeros stripped, or "0.08" would read as octal.
+boot_time() {
+	cs=$($bb cut -d' ' -f1 /proc/uptime | $bb tr -d . | $bb sed 's/^0*//')
+	frame 2 0 "00 00 00 00" "BOOT_TIME:$1:$((${cs:-0} * 10000000))"
+}
 
 echo "lab-l2-init: hello from the L2 guest: Linux $($bb uname -r), $($bb grep -c ^processor /proc/cpuinfo) cpu, $($bb grep MemTotal /proc/meminfo | $bb tr -s ' ')"
 echo "lab-l2-init: cmdline: $($bb cat /proc/cmdline)"
