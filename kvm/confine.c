@@ -4,13 +4,17 @@
 #include <dirent.h>
 #include <errno.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
 #include <linux/kvm.h>
+#include <linux/seccomp.h>
+#include <limits.h>
 #include <linux/userfaultfd.h>
 #include <pthread.h>
 #include <seccomp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -36,11 +40,52 @@ static const int confine_uffd_extra[] = {
 	SCMP_SYS(poll), SCMP_SYS(ppoll), SCMP_SYS(read), SCMP_SYS(pread64),
 };
 
-static scmp_filter_ctx confine_ctx[2];
+/* Each role's filter, compiled once to BPF: immutable, so threads install it concurrently. */
+static struct sock_fprog confine_prog[2];
 static int confine_err[2];
 static pthread_once_t confine_once[2] = { PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT };
 
-static int confine_build(enum confine_role role, scmp_filter_ctx *out)
+/*
+ * The filter as a BPF program in memory (libseccomp 2.5 exports only to a
+ * file descriptor). Why not seccomp_load per thread: it regenerates the
+ * program from the shared context each time, and two vCPU threads doing that
+ * at once corrupt it (seen: both spinning inside libseccomp forever).
+ */
+static int confine_export(scmp_filter_ctx ctx, struct sock_fprog *out)
+{
+	int fd = memfd_create("snapbox-seccomp", MFD_CLOEXEC);
+	struct sock_filter *f = NULL;
+	off_t len;
+	int ret;
+
+	if (fd < 0)
+		return -errno;
+	ret = seccomp_export_bpf(ctx, fd);
+	if (ret)
+		goto out;
+	len = lseek(fd, 0, SEEK_END);
+	if (len <= 0 || len % (off_t)sizeof(*f) || len / (off_t)sizeof(*f) > USHRT_MAX) {
+		ret = -EINVAL;
+		goto out;
+	}
+	f = malloc((size_t)len);
+	if (!f) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (pread(fd, f, (size_t)len, 0) != len) {
+		ret = -EIO;
+		free(f);
+		goto out;
+	}
+	out->filter = f;
+	out->len = (unsigned short)(len / (off_t)sizeof(*f));
+out:
+	close(fd);
+	return ret;
+}
+
+static int confine_build(enum confine_role role, struct sock_fprog *out)
 {
 	const unsigned long *ioc = role == CONFINE_VCPU ? confine_vcpu_ioctls : confine_uffd_ioctls;
 	size_t nioc = role == CONFINE_VCPU ? sizeof(confine_vcpu_ioctls) / sizeof(ioc[0]) :
@@ -60,22 +105,20 @@ static int confine_build(enum confine_role role, scmp_filter_ctx *out)
 	for (i = 0; !ret && role == CONFINE_UFFD &&
 		    i < sizeof(confine_uffd_extra) / sizeof(confine_uffd_extra[0]); i++)
 		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, confine_uffd_extra[i], 0);
-	if (ret) {
-		seccomp_release(ctx);
-		return ret;
-	}
-	*out = ctx;
-	return 0;
+	if (!ret)
+		ret = confine_export(ctx, out);
+	seccomp_release(ctx);
+	return ret;
 }
 
 static void confine_build_vcpu(void)
 {
-	confine_err[CONFINE_VCPU] = confine_build(CONFINE_VCPU, &confine_ctx[CONFINE_VCPU]);
+	confine_err[CONFINE_VCPU] = confine_build(CONFINE_VCPU, &confine_prog[CONFINE_VCPU]);
 }
 
 static void confine_build_uffd(void)
 {
-	confine_err[CONFINE_UFFD] = confine_build(CONFINE_UFFD, &confine_ctx[CONFINE_UFFD]);
+	confine_err[CONFINE_UFFD] = confine_build(CONFINE_UFFD, &confine_prog[CONFINE_UFFD]);
 }
 
 int confine_thread(enum confine_role role)
@@ -94,9 +137,11 @@ int confine_thread(enum confine_role role)
 #endif
 	pthread_once(&confine_once[role], role == CONFINE_VCPU ? confine_build_vcpu : confine_build_uffd);
 	ret = confine_err[role];
-	/* seccomp_load applies to the calling thread only: no SCMP_FLTATR_CTL_TSYNC. */
-	if (!ret)
-		ret = seccomp_load(confine_ctx[role]);
+	/* no_new_privs first: the kernel refuses an unprivileged filter without
+	 * it. Both apply to the calling thread only (no TSYNC). */
+	if (!ret && (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+		     syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &confine_prog[role])))
+		ret = -errno;
 	if (ret)
 		fprintf(stderr, "snapbox: cannot confine the %s thread with seccomp: %s\n",
 			role == CONFINE_VCPU ? "vCPU" : "fault handler", strerror(-ret));

@@ -49,6 +49,9 @@
 #define UART_MSR_DCD   0x80
 #define UART_MSR_DELTA 0x0f
 
+/* RX FIFO depth the guest sees (a 16550A's); see uart_sync_dr. */
+#define UART_RX_FIFO   16
+
 /* Largest THR burst collected before one tx_fn call; KVM's PIO data never exceeds a page. */
 #define UART_TX_CHUNK  4096
 
@@ -81,10 +84,28 @@ static void uart_update_irq(struct uart *u)
 		u->irq_fn(u->irq_opaque, u->irq, level);
 }
 
-/* Keep LSR.DR equal to "RX queue not empty". Lock held. */
+/*
+ * Keep the guest's FIFO view and LSR.DR in step with the RX queue. Lock held.
+ *
+ * The queue holds whole frames (megabytes), but the guest sees it through a
+ * window of a real 16550's FIFO depth, refilled when the guest has read it
+ * empty. Why: ISA interrupts are edge-triggered at the PIC and IOAPIC, and a
+ * driver reads a bounded number of bytes per interrupt (Linux's 8250: 256).
+ * With the whole queue visible, DR and the line would stay high after such an
+ * interrupt, no new edge would come, and the rest of a large frame would sit
+ * unread. Emptying the window drops DR and the line; the refill raises them
+ * again: a fresh edge for every 16 bytes, as the hardware gives.
+ */
 static void uart_sync_dr(struct uart *u)
 {
-	if (u->rx_len)
+	if (u->rx_window > u->rx_len)
+		u->rx_window = u->rx_len;
+	if (u->rx_window == 0 && u->rx_len) {
+		u->lsr &= (uint8_t)~UART_LSR_DR;
+		uart_update_irq(u);
+		u->rx_window = u->rx_len < UART_RX_FIFO ? u->rx_len : UART_RX_FIFO;
+	}
+	if (u->rx_window)
 		u->lsr |= UART_LSR_DR;
 	else
 		u->lsr &= (uint8_t)~UART_LSR_DR;
@@ -108,6 +129,8 @@ static uint8_t uart_rx_pop(struct uart *u)
 	uint8_t v = u->rx[u->rx_head];
 	u->rx_head = (u->rx_head + 1) % u->rx_cap;
 	u->rx_len--;
+	if (u->rx_window)
+		u->rx_window--;
 	return v;
 }
 
@@ -206,6 +229,7 @@ static void uart_write_reg(struct uart *u, unsigned off, uint8_t v, uint8_t *tx,
 		if (v & UART_FCR_RFR) {
 			u->rx_head = 0;
 			u->rx_len = 0;
+			u->rx_window = 0;
 			u->lsr &= (uint8_t)~(UART_LSR_DR | UART_LSR_BI);
 		}
 		if ((v & UART_FCR_XFR) && (u->ier & UART_IER_THRI))
@@ -447,6 +471,8 @@ int uart_load(struct uart *u, struct sbuf_reader *in)
 	sbuf_get_bytes(in, u->rx, rx_len); /* cannot fail: length checked above */
 	u->rx_head = 0;
 	u->rx_len = rx_len;
+	/* A full window at once: no line change while the irqchips are being restored. */
+	u->rx_window = rx_len < UART_RX_FIFO ? rx_len : UART_RX_FIFO;
 	uart_sync_dr(u);
 	uart_update_irq(u);
 	pthread_mutex_unlock(&u->lock);

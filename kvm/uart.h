@@ -31,6 +31,7 @@ struct uart {
 	 * frame can be queued at once; the guest sees a normal DR/RDA interface. */
 	uint8_t *rx;
 	size_t rx_cap, rx_head, rx_len;
+	size_t rx_window;      /* bytes of the queue in the guest's 16-byte FIFO view (LSR.DR) */
 	int irq_level;         /* last level reported through irq_fn */
 	uart_irq_fn irq_fn;
 	void *irq_opaque;

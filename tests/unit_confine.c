@@ -193,3 +193,37 @@ Test(confine, drop_refuses_a_process_that_already_has_threads)
 	pthread_join(t, NULL);
 	close(fds[0]);
 }
+
+static pthread_barrier_t confine_barrier;
+
+static void *confine_racer(void *arg)
+{
+	int *result = arg;
+
+	pthread_barrier_wait(&confine_barrier);
+	*result = confine_thread(CONFINE_VCPU);
+	if (*result == 0 && open("/etc/hostname", O_RDONLY) >= 0)
+		*result = 1;   /* confined, yet open was allowed */
+	return NULL;
+}
+
+/* Regression: threads confining at the same moment once corrupted a shared libseccomp context and spun forever. */
+Test(confine, many_threads_confine_at_once, .timeout = 60)
+{
+	enum { N = 8 };
+	pthread_t t[N];
+	int result[N];
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	cr_skip_test("sanitizer builds run unconfined (kvm/confine.c)");
+#endif
+	unsetenv("SNAPBOX_SECCOMP");
+	cr_assert_eq(pthread_barrier_init(&confine_barrier, NULL, N), 0);
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(pthread_create(&t[i], NULL, confine_racer, &result[i]), 0);
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_eq(result[i], 0, "thread %d: %d", i, result[i]);
+	}
+	pthread_barrier_destroy(&confine_barrier);
+}

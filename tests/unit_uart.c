@@ -582,3 +582,57 @@ Test(uart, wide_access_with_dlab_sets_divisor_only)
 	cr_assert_eq(ut_rd(&ut, 0), 0x01, "DLL takes the low byte");
 	cr_assert_eq(utf.tx_len, 0, "nothing transmitted while DLAB is set");
 }
+
+/*
+ * A queued frame larger than the FIFO is seen 16 bytes at a time, and every
+ * refill is a fresh low-to-high edge: a driver that reads a bounded number
+ * of bytes per (edge-triggered) interrupt is interrupted again.
+ */
+Test(uart, large_rx_frame_gives_an_edge_per_fifo_refill)
+{
+	uint8_t frame[40], got[40];
+	int n = 0, edges = 0;
+
+	for (int i = 0; i < 40; i++)
+		frame[i] = (uint8_t)(i * 3 + 1);
+	ut_wr(&ut, 1, 0x01);                        /* IER: RX data available only */
+	cr_assert_eq(uart_rx_push(&ut, frame, sizeof(frame)), 0);
+	while ((ut_rd(&ut, 5) & 0x01) && n < 40) {  /* read while LSR.DR, as a driver does */
+		got[n++] = ut_rd(&ut, 0);
+	}
+	cr_assert_eq(n, 40, "the guest saw %d bytes", n);
+	cr_assert_arr_eq(got, frame, sizeof(frame));
+	for (int i = 1; i < utf.nlevels; i++)
+		edges += utf.levels[i - 1] == 0 && utf.levels[i] == 1;
+	edges += utf.nlevels > 0 && utf.levels[0] == 1;
+	cr_assert_eq(edges, 3, "windows of 16 + 16 + 8 bytes, one rising edge each (levels seen: %d)",
+		     utf.nlevels);
+	cr_assert_eq(utf.levels[utf.nlevels - 1], 0, "line low once the queue is empty");
+	cr_assert_eq(ut_rd(&ut, 2) & 0x0f, 0x01, "IIR: no interrupt pending");
+}
+
+/* Bounded reads per interrupt (a driver's budget) never strand queued bytes. */
+Test(uart, bounded_reader_still_drains_a_large_frame)
+{
+	uint8_t frame[60];
+	int read = 0, interrupts = 0, last = 0;
+
+	memset(frame, 0x5a, sizeof(frame));
+	ut_wr(&ut, 1, 0x01);
+	cr_assert_eq(uart_rx_push(&ut, frame, sizeof(frame)), 0);
+	/* Model an edge-triggered controller: one interrupt per rising edge seen. */
+	while (interrupts < 100) {
+		int seen = utf.nlevels, rising = 0;
+
+		for (int i = last; i < seen; i++)
+			rising += utf.levels[i] == 1 && (i == 0 || utf.levels[i - 1] == 0);
+		last = seen;
+		if (!rising)
+			break;
+		interrupts++;
+		/* The handler reads at most 20 bytes while DR is set. */
+		for (int k = 0; k < 20 && (ut_rd(&ut, 5) & 0x01); k++, read++)
+			(void)ut_rd(&ut, 0);
+	}
+	cr_assert_eq(read, 60, "only %d of 60 bytes read before the interrupts stopped", read);
+}
