@@ -149,6 +149,37 @@ Test(kvm_snapshot, snapshot_of_a_restored_sandbox_restores, .fini = ts_teardown)
 	free(snap2);
 }
 
+/*
+ * A sandbox restored without resume has its vCPU thread parked before any
+ * guest instruction: it can be snapshotted as it is (leave_paused keeps it
+ * that way), and both it and the new snapshot then run and hold the fill.
+ */
+Test(kvm_snapshot, never_resumed_restore_snapshots_and_stays_paused, .fini = ts_teardown)
+{
+	struct snapbox_snapshot_opts o = { .no_sync = true, .leave_paused = true };
+	struct snapbox *sb, *again;
+	uint64_t h;
+	char *snap2;
+
+	TESTS_REQUIRE_KVM();
+	ts_setup();
+	snap2 = tests_path("%s/snap2", ts_dir);
+	h = tests_make_snapshot(ts_snap);
+	sb = tests_restore_ok(ts_snap, SNAPBOX_RESTORE_COW, ts_cache, false);
+	cr_assert_eq(snapbox_snapshot(sb, snap2, &o, NULL), 0);
+	/* Still paused: the guest answers nothing until resumed. */
+	cr_assert_eq(snapbox_ping(sb, 300), -ETIMEDOUT);
+	cr_assert_eq(snapbox_resume(sb), 0);
+	cr_assert_eq(snapbox_ping(sb, TS_MS), 0);
+	cr_assert_eq(snapbox_resume(sb), -EINVAL, "resuming a running sandbox");
+	snapbox_destroy(sb);
+	again = tests_restore_ok(snap2, SNAPBOX_RESTORE_EAGER, ts_cache, true);
+	cr_assert_eq(tests_bad_pages(again, TS_FILL_MIB, TS_SEED), 0);
+	cr_assert_eq(tests_hash(again, PROTO_FILL_BASE, (uint64_t)TS_FILL_MIB << 20), h);
+	snapbox_destroy(again);
+	free(snap2);
+}
+
 Test(kvm_snapshot, second_snapshot_replaces_the_first_atomically, .fini = ts_teardown)
 {
 	struct snapbox *sb, *r;
