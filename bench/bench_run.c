@@ -74,6 +74,32 @@ int bench_guest_boot(const struct bench_guest *g, struct snapbox **out)
 	return 0;
 }
 
+volatile sig_atomic_t bench_interrupted;
+
+static void bench_on_signal(int sig)
+{
+	bench_interrupted = 1;
+	signal(sig, SIG_DFL);   /* a second Ctrl-C ends the process at once */
+}
+
+void bench_catch_interrupts(void)
+{
+	struct sigaction sa = { .sa_handler = bench_on_signal };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+/* -EINTR, after ending the progress line, when an interrupt was caught. */
+static int bench_check_interrupt(void)
+{
+	if (!bench_interrupted)
+		return 0;
+	bench_progress_break();
+	return -EINTR;
+}
+
 int bench_cold_loop(const struct snapbox_config *cfg, long runs, long warmup, const char *label,
 		    struct bench_cold_sample *out)
 {
@@ -81,8 +107,10 @@ int bench_cold_loop(const struct snapbox_config *cfg, long runs, long warmup, co
 		struct bench_cold_sample x;
 		struct snapbox *sb;
 		uint64_t t;
-		int ret;
+		int ret = bench_check_interrupt();
 
+		if (ret)
+			return ret;
 		ret = snapbox_boot(cfg, &sb, &x.cp, &x.bp);
 		if (ret) {
 			bench_progress_break();
@@ -120,6 +148,9 @@ int bench_snapshot_loop(const struct bench_guest *g, const struct snapbox_snapsh
 	for (long i = -warmup; !ret && i < runs; i++) {
 		struct snapbox_snapshot_profile p;
 
+		ret = bench_check_interrupt();
+		if (ret)
+			break;
 		ret = snapbox_snapshot(sb, dir, so, &p);
 		if (ret) {
 			bench_progress_break();
@@ -182,6 +213,9 @@ int bench_restore_loop(const char *dir, const struct bench_restore_how *how, lon
 		/* Give the refill thread time to top the pool up, as between real requests. */
 		if (pool)
 			usleep(30000);
+		ret = bench_check_interrupt();
+		if (ret)
+			goto out;
 		ret = pool ? snapbox_pool_restore(pool, &ro, &sb, &p) : snapbox_restore(dir, &ro, &sb, &p);
 		if (ret) {
 			bench_progress_break();

@@ -2,12 +2,23 @@
 #ifndef SNAPBOX_BENCH_RUN_H
 #define SNAPBOX_BENCH_RUN_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "bench/bench_stats.h"
 #include "snapbox.h"
+
+/*
+ * Set by SIGINT/SIGTERM once bench_catch_interrupts ran. The loops check it
+ * between iterations and return -EINTR, so their callers still remove the
+ * temporary snapshots and templates they made.
+ */
+extern volatile sig_atomic_t bench_interrupted;
+
+/* Route SIGINT and SIGTERM to bench_interrupted (a second one kills as usual). */
+void bench_catch_interrupts(void);
 
 /* The memory file's default chunk size (snapbox_snapshot_opts.chunk_size 0): zero chunks cost nothing. */
 #define BENCH_CHUNK_BYTES (256u << 10)

@@ -1,5 +1,8 @@
 /* kvm_bench.c - `snapbox bench` on the probe: its JSON checked against the documented schema (json-c), its readable report. */
 #include <criterion/criterion.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <json-c/json.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -334,4 +337,45 @@ Test(bench, readable_report_has_table_throughput_and_histogram)
 	cr_assert(strstr(tb_out, "| #"), "%s", tb_out);
 	cr_assert(strstr(tb_out, "KVM backend"), "%s", tb_out);
 	cr_assert_null(strchr(tb_err, '\r'), "progress written to a file: %s", tb_err);
+}
+
+/* Entries of dir whose names start with prefix. */
+static int tb_count(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		n += !strncmp(e->d_name, prefix, strlen(prefix));
+	closedir(d);
+	return n;
+}
+
+/* Ctrl-C mid-run: exit 130, and the run's snapshot and template directories are gone. */
+Test(bench, interrupt_removes_temporary_files)
+{
+	int tmp0 = tb_count("/tmp", "snapbox-bench-"), shm0 = tb_count("/dev/shm", "snapbox-bench-");
+	int st;
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		execl(tb_cli(), "snapbox", "bench", "restore", "--iterations", "100000", "--mem", "64M",
+		      "--fill", "5", (char *)NULL);
+		_exit(127);
+	}
+	sleep(2);   /* snapshot taken, restores running (or, at worst, still preparing) */
+	cr_assert_eq(kill(pid, SIGINT), 0);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st), "killed by the signal instead of stopping cleanly");
+	cr_assert_eq(WEXITSTATUS(st), 130);
+	cr_assert_eq(tb_count("/tmp", "snapbox-bench-"), tmp0, "a snapshot directory was left in /tmp");
+	cr_assert_eq(tb_count("/dev/shm", "snapbox-bench-"), shm0, "a template directory was left");
 }

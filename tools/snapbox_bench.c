@@ -345,6 +345,8 @@ int snapbox_cmd_bench(int argc, char **argv)
 	r.cmdline = o.g.cfg.cmdline;
 	r.started = time(NULL);
 	snprintf(label, sizeof(label), "snapbox bench %s", o.op);
+	/* Ctrl-C ends the run between iterations, so its temporary files are removed. */
+	bench_catch_interrupts();
 	if (!strcmp(o.op, "cold"))
 		ret = bench_cold(&o, label, &r);
 	else if (!strcmp(o.op, "snapshot"))
@@ -353,6 +355,11 @@ int snapbox_cmd_bench(int argc, char **argv)
 		ret = bench_restore(&o, label, &r);
 	if (!ret)
 		ret = o.json ? bench_result_json(stdout, &r) : bench_result_print(stdout, &r);
+	if (ret == -EINTR) {
+		fprintf(stderr, "snapbox bench: interrupted; temporary files removed\n");
+		ret = 130;   /* as a shell reports SIGINT */
+		goto out;
+	}
 	ret = snapbox_exit_code(ret);
 out:
 	free((void *)r.samples);
