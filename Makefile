@@ -63,15 +63,7 @@ initramfs: $(INITRAMFS)
 DEB_PKGS = build-essential pkg-config libelf-dev liblz4-dev libxxhash-dev libcriterion-dev libseccomp-dev libjson-c-dev \
 	busybox-static cpio python3 $(GUEST_DEB_PKGS) $(LAB_DEB_PKGS)
 deps:
-	@missing=""; for p in $(DEB_PKGS); do \
-		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-		echo "installing:$$missing"; \
-		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
-	else echo "deps: all present"; fi
+	$(call apt_install,$(sort $(DEB_PKGS)))
 	@# The lab's L1 kernel: Debian's linux-image-cloud-amd64, fetched and unpacked
 	@# into the cache rather than installed (installing it would pull systemd and
 	@# udev upgrades and run update-initramfs on this machine).

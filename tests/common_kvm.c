@@ -51,6 +51,22 @@ struct snapbox *tests_boot_probe(const char *cmdline, struct snapbox_create_prof
 	return sb;
 }
 
+struct snapbox *tests_boot_linux(struct snapbox_boot_profile *bp)
+{
+	const char *k = getenv("SNAPBOX_KERNEL"), *i = getenv("SNAPBOX_INITRD");
+	struct snapbox_config cfg = { .console_fd = -1, .boot_timeout_ms = 300000,
+				      .cmdline = "console=ttyS0 quiet panic=-1" };
+	struct snapbox *sb = NULL;
+
+	TESTS_REQUIRE_KVM();
+	if (!k || !i || access(k, R_OK) || access(i, R_OK))
+		cr_skip_test("Linux test skipped: set SNAPBOX_KERNEL and SNAPBOX_INITRD (the lab does)");
+	cfg.kernel = k;
+	cfg.initrd = i;
+	cr_assert_eq(snapbox_boot(&cfg, &sb, NULL, bp), 0, "cold boot of %s + %s", k, i);
+	return sb;
+}
+
 int tests_count_fds(void)
 {
 	DIR *d = opendir("/proc/self/fd");

@@ -25,6 +25,14 @@ const char *tests_probe_path(void);
 struct snapbox *tests_boot_probe(const char *cmdline, struct snapbox_create_profile *cp,
 				 struct snapbox_boot_profile *bp);
 
+/*
+ * Boot the Linux guest named by the environment, as the nested lab sets it:
+ * SNAPBOX_KERNEL (our vmlinux) and SNAPBOX_INITRD (the agent's initramfs),
+ * quiet console, a 300 s boot limit (the lab is nested TCG). Skips the test
+ * visibly without them or without KVM; asserts the boot.
+ */
+struct snapbox *tests_boot_linux(struct snapbox_boot_profile *bp);
+
 /* Number of open file descriptors of this process. */
 int tests_count_fds(void);
 

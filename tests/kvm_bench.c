@@ -12,37 +12,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/common_cli.h"
 #include "tests/common_kvm.h"
-
-/* The CLI: $SNAPBOX_CLI, else snapbox beside this binary's directory (BUILD/tests/kvm -> BUILD/snapbox). */
-static const char *tb_cli(void)
-{
-	static char path[PATH_MAX];
-	const char *e = getenv("SNAPBOX_CLI");
-	char exe[PATH_MAX - 16];
-	ssize_t n;
-
-	if (e && *e)
-		return e;
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return "build/snapbox";
-	exe[n] = '\0';
-	*strrchr(exe, '/') = '\0';
-	if (strrchr(exe, '/'))
-		*strrchr(exe, '/') = '\0';
-	snprintf(path, sizeof(path), "%s/snapbox", exe);
-	return path;
-}
 
 static void tb_init(void)
 {
 	TESTS_REQUIRE_KVM();
-	if (access(tb_cli(), X_OK) != 0) {
-		if (!getenv("SNAPBOX_CLI"))
-			cr_skip_test("%s not built", tb_cli());
-		cr_assert_fail("%s missing", tb_cli());
-	}
+	tests_require_cli();
 }
 
 TestSuite(bench, .init = tb_init, .timeout = 120);
@@ -85,7 +61,7 @@ static int tb_bench(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(args, sizeof(args), fmt, ap);
 	va_end(ap);
-	snprintf(cmd, sizeof(cmd), "'%s' bench %s 2>'%s' </dev/null", tb_cli(), args, errpath);
+	snprintf(cmd, sizeof(cmd), "'%s' bench %s 2>'%s' </dev/null", tests_cli_path(), args, errpath);
 	free(tb_out);
 	free(tb_err);
 	f = popen(cmd, "r");
@@ -367,7 +343,7 @@ Test(bench, interrupt_removes_temporary_files)
 
 		dup2(null, STDOUT_FILENO);
 		dup2(null, STDERR_FILENO);
-		execl(tb_cli(), "snapbox", "bench", "restore", "--iterations", "100000", "--mem", "64M",
+		execl(tests_cli_path(), "snapbox", "bench", "restore", "--iterations", "100000", "--mem", "64M",
 		      "--fill", "5", (char *)NULL);
 		_exit(127);
 	}

@@ -10,30 +10,8 @@
 
 #include "tests/common_kvm.h"
 
-/*
- * The guest assets come from the environment, as the lab sets them:
- * SNAPBOX_KERNEL (our vmlinux) and SNAPBOX_INITRD (the agent's initramfs).
- * Without them, or without KVM, every test skips visibly. Timeouts are long
- * because the lab is nested TCG: its timings mean nothing.
- */
-#define E2E_BOOT_TIMEOUT_MS 300000u
+/* Commands get long limits: the lab is nested TCG, and its timings mean nothing. */
 #define E2E_CMD_TIMEOUT_MS  120000u
-
-static struct snapbox *e2e_boot(struct snapbox_boot_profile *bp)
-{
-	const char *k = getenv("SNAPBOX_KERNEL"), *i = getenv("SNAPBOX_INITRD");
-	struct snapbox_config cfg = { .console_fd = -1, .boot_timeout_ms = E2E_BOOT_TIMEOUT_MS,
-				      .cmdline = "console=ttyS0 quiet panic=-1" };
-	struct snapbox *sb = NULL;
-
-	TESTS_REQUIRE_KVM();
-	if (!k || !i || access(k, R_OK) || access(i, R_OK))
-		cr_skip_test("Linux e2e skipped: set SNAPBOX_KERNEL and SNAPBOX_INITRD (the lab does)");
-	cfg.kernel = k;
-	cfg.initrd = i;
-	cr_assert_eq(snapbox_boot(&cfg, &sb, NULL, bp), 0, "cold boot of %s + %s", k, i);
-	return sb;
-}
 
 /* Run argv (env may be NULL) with a timeout; asserts the call itself worked. */
 static void e2e_exec(struct snapbox *sb, const char *const *argv, const char *const *env,
@@ -64,7 +42,7 @@ static void e2e_assert_echo(struct snapbox *sb, const char *word)
 Test(linux_e2e, cold_boot_records_every_boot_stage)
 {
 	struct snapbox_boot_profile bp;
-	struct snapbox *sb = e2e_boot(&bp);
+	struct snapbox *sb = tests_boot_linux(&bp);
 	int i;
 
 	cr_assert_gt(bp.ready, 0);
@@ -81,7 +59,7 @@ Test(linux_e2e, cold_boot_records_every_boot_stage)
 
 Test(linux_e2e, echo_hello)
 {
-	struct snapbox *sb = e2e_boot(NULL);
+	struct snapbox *sb = tests_boot_linux(NULL);
 
 	e2e_assert_echo(sb, "hello");
 	snapbox_destroy(sb);
@@ -90,7 +68,7 @@ Test(linux_e2e, echo_hello)
 Test(linux_e2e, stdout_and_stderr_are_separate_and_exit_code_is_reported)
 {
 	const char *const argv[] = { "/bin/sh", "-c", "echo out; echo err >&2; exit 3", NULL };
-	struct snapbox *sb = e2e_boot(NULL);
+	struct snapbox *sb = tests_boot_linux(NULL);
 	struct snapbox_exec_result r;
 
 	e2e_exec(sb, argv, NULL, NULL, 0, &r);
@@ -107,7 +85,7 @@ Test(linux_e2e, killed_command_is_reported_and_agent_survives)
 {
 	const char *const kill9[] = { "/bin/sh", "-c", "kill -9 $$", NULL };
 	const char *const segv[] = { "/bin/sh", "-c", "kill -SEGV $$", NULL };
-	struct snapbox *sb = e2e_boot(NULL);
+	struct snapbox *sb = tests_boot_linux(NULL);
 	struct snapbox_exec_result r;
 
 	e2e_exec(sb, kill9, NULL, NULL, 0, &r);
@@ -126,7 +104,7 @@ Test(linux_e2e, killed_command_is_reported_and_agent_survives)
 Test(linux_e2e, timeout_kills_the_command_and_agent_keeps_working)
 {
 	const char *const argv[] = { "/bin/sleep", "10", NULL };
-	struct snapbox *sb = e2e_boot(NULL);
+	struct snapbox *sb = tests_boot_linux(NULL);
 	struct snapbox_exec_result r;
 
 	e2e_exec(sb, argv, NULL, NULL, 1000, &r);
@@ -142,7 +120,7 @@ Test(linux_e2e, env_and_cwd_are_honoured)
 {
 	const char *const argv[] = { "/bin/sh", "-c", "echo \"$E2E_VAR\"; pwd; echo \"$PATH\"", NULL };
 	const char *const env[] = { "E2E_VAR=lab42", "PATH=/bin:/sbin", NULL };
-	struct snapbox *sb = e2e_boot(NULL);
+	struct snapbox *sb = tests_boot_linux(NULL);
 	struct snapbox_exec_result r;
 
 	e2e_exec(sb, argv, env, "/proc", 0, &r);
@@ -156,7 +134,7 @@ Test(linux_e2e, file_round_trip_keeps_nul_and_newline_bytes)
 {
 	static const uint8_t data[] = { 'a', 0, '\n', 0, 0, 'b', '\n', 0xff, 0x80, '\r', '\n', 0 };
 	const char *const argv[] = { "/bin/sh", "-c", "wc -c < /tmp/e2e.bin", NULL };
-	struct snapbox *sb = e2e_boot(NULL);
+	struct snapbox *sb = tests_boot_linux(NULL);
 	struct snapbox_exec_result r;
 	void *got = NULL;
 	size_t len = 0;
@@ -176,7 +154,7 @@ Test(linux_e2e, file_round_trip_keeps_nul_and_newline_bytes)
 
 Test(linux_e2e, reading_a_missing_file_is_a_clean_not_found)
 {
-	struct snapbox *sb = e2e_boot(NULL);
+	struct snapbox *sb = tests_boot_linux(NULL);
 	void *got = (void *)1;
 	size_t len = 7;
 
@@ -194,7 +172,7 @@ Test(linux_e2e, one_mib_of_output_arrives_intact, .timeout = 1800)
 	const char *const argv[] = { "/bin/sh", "-c", cmd, NULL };
 	struct snapbox_exec_opts o = { .argv = argv, .timeout_ms = 900000,
 				       .stdout_cap = 2u << 20, .stderr_cap = 4096 };
-	struct snapbox *sb = e2e_boot(NULL);
+	struct snapbox *sb = tests_boot_linux(NULL);
 	struct snapbox_exec_result r;
 	char *want = malloc(n);
 	size_t i;
@@ -233,7 +211,7 @@ Test(linux_e2e, one_mib_file_written_into_the_guest_arrives_intact, .timeout = 1
 {
 	const size_t n = 1u << 20;
 	const char *const argv[] = { "crc32", "/tmp/big.bin", NULL };
-	struct snapbox *sb = e2e_boot(NULL);
+	struct snapbox *sb = tests_boot_linux(NULL);
 	struct snapbox_exec_result r;
 	uint8_t *data = malloc(n);
 	char want[64];
@@ -254,7 +232,7 @@ Test(linux_e2e, one_mib_file_written_into_the_guest_arrives_intact, .timeout = 1
 
 Test(linux_e2e, ten_commands_in_a_row_on_one_vm)
 {
-	struct snapbox *sb = e2e_boot(NULL);
+	struct snapbox *sb = tests_boot_linux(NULL);
 	char cmd[64], want[32];
 	const char *const argv[] = { "/bin/sh", "-c", cmd, NULL };
 	struct snapbox_exec_result r;

@@ -9,7 +9,6 @@
 
 #include "tests/common_kvm.h"
 
-#define LR_BOOT_TIMEOUT_MS 300000u
 #define LR_CMD_TIMEOUT_MS  120000u
 #define LR_MARKER          "written before the snapshot\n"
 
@@ -43,18 +42,9 @@ static double lr_uptime(struct snapbox *sb)
  */
 static void lr_make_snapshot(char *dir, size_t dlen, double *up, double *t)
 {
-	const char *k = getenv("SNAPBOX_KERNEL"), *i = getenv("SNAPBOX_INITRD");
-	struct snapbox_config cfg = { .console_fd = -1, .boot_timeout_ms = LR_BOOT_TIMEOUT_MS,
-				      .cmdline = "console=ttyS0 quiet panic=-1" };
-	struct snapbox *sb = NULL;
+	struct snapbox *sb = tests_boot_linux(NULL);
 	char tmpl[] = "/tmp/snapbox-lr-XXXXXX";
 
-	TESTS_REQUIRE_KVM();
-	if (!k || !i || access(k, R_OK) || access(i, R_OK))
-		cr_skip_test("Linux restore skipped: set SNAPBOX_KERNEL and SNAPBOX_INITRD (the lab does)");
-	cfg.kernel = k;
-	cfg.initrd = i;
-	cr_assert_eq(snapbox_boot(&cfg, &sb, NULL, NULL), 0);
 	cr_assert_eq(snapbox_write_file(sb, "/tmp/marker", 0644, LR_MARKER, strlen(LR_MARKER),
 					LR_CMD_TIMEOUT_MS), 0);
 	cr_assert_not_null(mkdtemp(tmpl));

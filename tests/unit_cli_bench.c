@@ -10,48 +10,24 @@
 
 #include "bench/bench_report.h"
 #include "bench/bench_stats.h"
+#include "tests/common_cli.h"
 
 static char out[16384];
-
-static const char *cli(void)
-{
-	const char *p = getenv("SNAPBOX_CLI");
-
-	return p && *p ? p : "build/snapbox";
-}
 
 /* Run `env ENVP <cli> <args>`; both streams in out. Returns the exit status. */
 static int snapbox(const char *envp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int snapbox(const char *envp, const char *fmt, ...)
 {
-	char args[1024], cmd[2048];
-	size_t n;
+	char args[1024];
 	va_list ap;
-	FILE *f;
-	int st;
 
 	va_start(ap, fmt);
 	vsnprintf(args, sizeof(args), fmt, ap);
 	va_end(ap);
-	snprintf(cmd, sizeof(cmd), "env %s %s %s 2>&1", envp ? envp : "", cli(), args);
-	f = popen(cmd, "r");
-	cr_assert_not_null(f);
-	n = fread(out, 1, sizeof(out) - 1, f);
-	out[n] = '\0';
-	st = pclose(f);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return tests_cli_capture(tests_cli_path(), envp, args, out, sizeof(out));
 }
 
-static void need_cli(void)
-{
-	if (access(cli(), X_OK) != 0) {
-		if (!getenv("SNAPBOX_CLI"))
-			cr_skip_test("%s not built", cli());
-		cr_assert_fail("%s missing", cli());
-	}
-}
-
-TestSuite(cli_bench, .init = need_cli, .timeout = 60);
+TestSuite(cli_bench, .init = tests_require_cli, .timeout = 60);
 
 Test(cli_bench, help_names_the_benchmarks_and_options)
 {
