@@ -196,12 +196,44 @@ int sandbox_setup_devices(struct snapbox *sb)
 	return piowin_init(&sb->piowin, &sb->mmio, &sb->pio);
 }
 
+/* An input file that exists, is a regular file and is readable; else a message and its errno. */
+static int sandbox_check_input(const char *what, const char *path)
+{
+	struct stat st;
+	int ret;
+
+	if (stat(path, &st) < 0) {
+		ret = -errno;
+		fprintf(stderr, "snapbox: %s %s: %s\n", what, path, strerror(-ret));
+		return ret;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		fprintf(stderr, "snapbox: %s %s is not a regular file\n", what, path);
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+	}
+	if (access(path, R_OK) < 0) {
+		ret = -errno;
+		fprintf(stderr, "snapbox: %s %s: %s\n", what, path, strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
 static int sandbox_check_config(const struct snapbox_config *cfg)
 {
+	int ret;
+
 	if (!cfg->kernel) {
 		fprintf(stderr, "snapbox: no kernel given\n");
 		return -EINVAL;
 	}
+	/* Why first: a missing input is the user's to fix on any host, so it is
+	 * reported before the absence of KVM, which would hide it. */
+	ret = sandbox_check_input("kernel", cfg->kernel);
+	if (!ret && cfg->initrd)
+		ret = sandbox_check_input("initrd", cfg->initrd);
+	if (ret)
+		return ret;
 	if (cfg->vcpus > 1) {
 		fprintf(stderr, "snapbox: %u vCPUs requested; only 1 is supported\n", cfg->vcpus);
 		return -EINVAL;
