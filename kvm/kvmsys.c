@@ -156,6 +156,8 @@ const char *kvmsys_backend_name(const struct kvmsys *s)
 /* ---- the vCPU MSR set ---------------------------------------------------- */
 
 #define KVMSYS_MSR_MAX 4096u   /* no KVM lists more; bounds every buffer below */
+#define KVMSYS_HV_MSR_FIRST 0x40000000u   /* Hyper-V synthetic MSRs (TLFS), crash MSRs included */
+#define KVMSYS_HV_MSR_LAST  0x400001ffu
 
 /*
  * MSRs probed even when KVM does not list them. The MTRRs are guest-visible
@@ -352,8 +354,15 @@ static int kvmsys_msr_probe_locked(struct kvmsys *s)
 	memcpy(idx + n, kvmsys_msr_extra, sizeof(kvmsys_msr_extra));
 	n += (uint32_t)nextra;
 	qsort(idx, n, sizeof(*idx), kvmsys_cmp_u32);
+	/*
+	 * Hyper-V's synthetic MSRs leave the set: snapbox never offers the guest
+	 * Hyper-V (no 0x40000000 "Microsoft Hv" leaves), so they are no guest
+	 * state, and one of them (HV_X64_MSR_TIME_REF_COUNT, 0x40000020) is a
+	 * clock that counts on whatever a restore writes.
+	 */
 	for (i = 0, k = 0; i < n; i++)
-		if (k == 0 || ents[k - 1].index != idx[i])
+		if ((k == 0 || ents[k - 1].index != idx[i]) &&
+		    (idx[i] < KVMSYS_HV_MSR_FIRST || idx[i] > KVMSYS_HV_MSR_LAST))
 			ents[k++].index = idx[i];
 	n = k;
 

@@ -45,8 +45,8 @@ static uint32_t vcpu_state_host_xsave_size(const struct kvmsys *sys)
 	return sys->xsave_size >= VCPU_STATE_MIN_XSAVE ? sys->xsave_size : VCPU_STATE_MIN_XSAVE;
 }
 
-/* KVM_GET_CPUID2 needs a buffer at least as large as the vCPU's table; grow on E2BIG. */
-static int vcpu_state_get_cpuid(struct vcpu *v, struct vcpu_state *st)
+/* KVM_GET_CPUID2 needs a buffer at least as large as the vCPU's table: grow on E2BIG. */
+int vcpu_state_read_cpuid(struct vcpu *v, struct vcpu_state *st)
 {
 	uint32_t cap = VCPU_STATE_CPUID_FIRST_CAP;
 
@@ -191,7 +191,7 @@ int vcpu_state_capture(struct vcpu *v, struct vcpu_state *st)
 		goto err;
 	}
 	st->tsc_khz = (uint32_t)ret;
-	ret = vcpu_state_get_cpuid(v, st);
+	ret = vcpu_state_read_cpuid(v, st);
 	if (ret)
 		goto err;
 	/* MSRs after the LAPIC so TSC_DEADLINE is read in the same LVTT mode the
@@ -282,7 +282,17 @@ int vcpu_state_restore_cpuid(struct vcpu *v, const struct vcpu_state *st)
 	/* CPUID before everything else: KVM validates XSAVE/XCR0 against CPUID
 	 * leaf 0xD and accepts some MSRs only when CPUID has the feature. On
 	 * kernels >= 5.16 this must be the CPUID the vCPU already has if it has
-	 * ever run (a change gives -EBUSY); a fresh vCPU takes any. */
+	 * ever run (a change gives -EINVAL or -EBUSY); a fresh vCPU takes any.
+	 * So a vCPU that has run keeps its CPUID when the state's is the same
+	 * outside KVM's runtime bits, and refuses it otherwise. */
+	if (atomic_load(&v->first_run_ns)) {
+		bool same = false;
+
+		ret = vcpu_state_cpuid_on_run_vcpu(v, st->cpuid, &same);
+		if (ret)
+			return ret;
+		return same ? 0 : -EBUSY;
+	}
 	return vcpu_state_ioctl(v, KVM_SET_CPUID2, st->cpuid, "KVM_SET_CPUID2");
 }
 
@@ -321,7 +331,8 @@ static int vcpu_state_set_xsave(struct vcpu *v, const struct vcpu_state *st)
 }
 
 /*
- * The MSRs in restore order: IA32_TSC first, IA32_TSC_DEADLINE last, the rest
+ * The MSRs in restore order: IA32_TSC first (through the TSC offset where KVM
+ * has it, see vcpu_state_set_tsc), IA32_TSC_DEADLINE last, the rest
  * ascending as stored. TSC before TSC_DEADLINE because KVM arms the deadline
  * timer against the guest TSC as it is at the moment of the write: a
  * deadline written before the TSC is restored would fire at the wrong time
@@ -337,9 +348,17 @@ static int vcpu_state_set_msrs(struct vcpu *v, const struct kvm_msrs *src)
 		fprintf(stderr, "snapbox: vCPU %d: out of memory for MSRs\n", v->id);
 		return -ENOMEM;
 	}
-	for (i = 0; i < n; i++)
-		if (src->entries[i].index == VCPU_STATE_MSR_TSC)
+	for (i = 0; i < n; i++) {
+		if (src->entries[i].index != VCPU_STATE_MSR_TSC)
+			continue;
+		ret = vcpu_state_set_tsc(v, src->entries[i].data);
+		if (ret < 0) {
+			free(e);
+			return ret;
+		}
+		if (ret == 1)
 			e[k++] = src->entries[i];
+	}
 	for (i = 0; i < n; i++)
 		if (src->entries[i].index != VCPU_STATE_MSR_TSC &&
 		    src->entries[i].index != VCPU_STATE_MSR_TSC_DEADLINE)

@@ -86,6 +86,24 @@ int vcpu_state_restore_cpuid(struct vcpu *v, const struct vcpu_state *st);
 /* The second half: MP_STATE through VCPU_EVENTS. Needs the CPUID already set. */
 int vcpu_state_restore_regs(struct vcpu *v, const struct vcpu_state *st);
 
+/* KVM_GET_CPUID2 into st->cpuid (allocated; freed by vcpu_state_fini). Returns 0 or -errno. */
+int vcpu_state_read_cpuid(struct vcpu *v, struct vcpu_state *st);
+
+/*
+ * For a vCPU that has run, which KVM refuses a different CPUID: *same is true
+ * when want equals the vCPU's CPUID outside the bits KVM updates at run time
+ * (the caller then skips KVM_SET_CPUID2); false after a message naming the
+ * first leaf that differs. Returns 0, or -errno when the CPUID cannot be read.
+ */
+int vcpu_state_cpuid_on_run_vcpu(struct vcpu *v, const struct kvm_cpuid2 *want, bool *same);
+
+/*
+ * Set the guest TSC to exactly tsc through the vCPU's TSC offset attribute
+ * (KVM_VCPU_TSC_CTRL). Returns 0, 1 when this KVM lacks the attribute (the
+ * caller writes IA32_TSC instead), or -errno.
+ */
+int vcpu_state_set_tsc(struct vcpu *v, uint64_t tsc);
+
 /*
  * Append the 'VCPU' payload (version VCPU_STATE_VERSION, every field little-
  * endian and fixed-width, blobs as u32 size + bytes). Errors are left in

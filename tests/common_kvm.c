@@ -26,6 +26,13 @@ bool tests_kvm_usable(char *why, size_t len)
 	return true;
 }
 
+bool tests_kvm_required(void)
+{
+	const char *e = getenv("SNAPBOX_KVM_REQUIRED");
+
+	return e && strcmp(e, "1") == 0;
+}
+
 const char *tests_probe_path(void)
 {
 	const char *p = getenv("SNAPBOX_PROBE");

@@ -13,12 +13,19 @@ bool tests_kvm_usable(char *why, size_t len);
 /* Path of the probe guest ELF ($SNAPBOX_PROBE, default build/guest/probe.elf). */
 const char *tests_probe_path(void);
 
-/* Skip the calling test, visibly, when KVM is unusable. */
+/* SNAPBOX_KVM_REQUIRED=1 (make test, the lab): a KVM test that cannot run fails instead of skipping. */
+bool tests_kvm_required(void);
+
+/* Skip the test when KVM is unusable, or fail it when KVM is required. */
 #define TESTS_REQUIRE_KVM()                                                     \
 	do {                                                                    \
 		char why_[256];                                                 \
-		if (!tests_kvm_usable(why_, sizeof(why_)))                      \
-			cr_skip_test("KVM test skipped: %s", why_);             \
+		if (tests_kvm_usable(why_, sizeof(why_)))                       \
+			break;                                                  \
+		if (tests_kvm_required())                                       \
+			cr_assert_fail("KVM test could not run: %s "             \
+				       "(SNAPBOX_KVM_REQUIRED=1)", why_);        \
+		cr_skip_test("KVM test skipped: %s", why_);                     \
 	} while (0)
 
 /* Boot the probe with an optional extra cmdline; asserts success. */

@@ -1,16 +1,22 @@
 #!/bin/busybox sh
-# tests/lab/l1-init.sh - /init of the lab's L1 VM: load kvm-amd, run snapbox's tests on real KVM, print markers, power off.
+# tests/lab/l1-init.sh - /init of the lab's L1 VM: load kvm-amd, mount the lab's disks, run the planned test groups on real KVM, print markers, power off.
 #
-# Every test prints exactly one marker line on the console (ttyS0):
-#   SNAPBOX-LAB <name>: PASS|FAIL|SKIP - <detail>
-# and the run ends with one verdict line, read by tests/lab/lab.sh:
+# The plan is /lab/plan (one group per line, written by tests/lab/lab.sh);
+# lab_from=N on the kernel command line skips its first N groups (a rerun
+# after a freeze). Console (ttyS0) lines the host reads:
+#   SNAPBOX-LAB-HEARTBEAT <uptime>              every 5 s, whatever runs
+#   SNAPBOX-LAB-BEGIN <index> <group>           a group starts
+#   SNAPBOX-LAB <name>: PASS|FAIL|SKIP - <detail>   one per test
+#   SNAPBOX-LAB-END <index> <group> <seconds>   a group ended
 #   SNAPBOX-LAB-RESULT: PASS|FAIL (<n> passed, <n> failed, <n> skipped)
-# A test's own output is echoed with a "| " prefix. Everything the tests need
-# is under /lab (see lab.sh). Timings here mean nothing; verdicts do.
+# A test's own output is echoed with a "| " prefix and kept in /out/<name>.out;
+# /out goes back to the host as a tar on /dev/vdb. Timings here mean nothing
+# (everything is emulated); verdicts do.
 set -eu
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-/bin/busybox mkdir -p /bin /sbin /usr/bin /usr/sbin /proc /sys /dev /tmp
-/bin/busybox --install -s
+export PATH=/bin:/sbin
+/bin/busybox mkdir -p /bin /sbin /proc /sys /dev /tmp /lab /out
+# Applets into /bin only: /usr is a link into the read-only in disk.
+for a in $(/bin/busybox --list); do [ -e "/bin/$a" ] || /bin/busybox ln -s busybox "/bin/$a"; done
 mount -t devtmpfs dev /dev
 exec </dev/console >/dev/console 2>&1
 mount -t proc proc /proc
@@ -21,9 +27,12 @@ mkdir -p /dev/shm && mount -t tmpfs -o size=1g shm /dev/shm
 dmesg -n 4
 cd /tmp
 
+# The heartbeat the host's watchdog listens for: it stops only when L1 stops.
+(while :; do echo "SNAPBOX-LAB-HEARTBEAT $(cut -d' ' -f1 /proc/uptime)"; sleep 5; done) &
+
 # Per-test time limit (seconds); the host has its own overall limit too.
 T=${lab_timeout:-900}
-export SNAPBOX_PROBE=/lab/probe.elf SNAPBOX_KERNEL=/lab/vmlinux SNAPBOX_INITRD=/lab/initramfs.cpio.gz
+FROM=${lab_from:-0}
 pass=0 fail=0 skip=0
 mark() { # mark NAME VERDICT DETAIL
 	echo "SNAPBOX-LAB $1: $2 - $3"
@@ -31,12 +40,13 @@ mark() { # mark NAME VERDICT DETAIL
 }
 # show FILE: a test's output, prefixed, at most the last 200 lines.
 show() { tail -n 200 "$1" | sed 's/^/| /'; }
-# run NAME CMD...: run CMD with the time limit, output to /tmp/NAME.out (shown), status in $rc.
+# run NAME CMD...: run CMD with the time limit, output to /tmp/NAME.out (shown, kept in /out), status in $rc.
 run() {
 	n=$1; shift
 	echo "== $n: $*"
 	limit "$n" "$@" >"/tmp/$n.out" 2>&1
 	show "/tmp/$n.out"
+	cp "/tmp/$n.out" "/out/$n.out" 2>/dev/null || true
 }
 # limit NAME CMD...: run CMD (output as is), status in $rc. Every 60 s it is
 # still running, print what its processes are blocked on (console, live);
@@ -74,189 +84,254 @@ stacks() {
 }
 finish() {
 	if [ "$fail" = 0 ] && [ "$pass" -gt 0 ]; then v=PASS; else v=FAIL; fi
+	# /out back to the host: a tar written over the blank out disk.
+	if [ -b /dev/vdb ]; then tar -cf /dev/vdb -C /out . 2>/dev/null || echo "lab: writing /out to /dev/vdb failed"; fi
 	echo "SNAPBOX-LAB-RESULT: $v ($pass passed, $fail failed, $skip skipped)"
 	sync
 	poweroff -f
 }
 has() { [ -e "$1" ]; }
+# uptime_cs: L1's uptime in centiseconds.
+uptime_cs() { cut -d' ' -f1 /proc/uptime | tr -d .; }
 
-echo "SNAPBOX-LAB L1: Linux $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(grep MemTotal /proc/meminfo | tr -s ' ')"
+echo "SNAPBOX-LAB L1: Linux $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(grep -c ^processor /proc/cpuinfo) vCPU, $(grep MemTotal /proc/meminfo | tr -s ' ')"
 
-# 1. Real KVM: SVM and NPT in the (TCG-emulated) CPU, kvm-amd loaded, /dev/kvm.
+# 1. Real KVM (SVM and NPT in the TCG-emulated CPU, kvm-amd), the disks, the network.
 flags=$(grep -m1 '^flags' /proc/cpuinfo)
 for f in svm npt; do
 	case " $flags " in *" $f "*) ;; *) mark kvm FAIL "CPU flag $f missing in L1"; finish ;; esac
 done
-for m in $(cat /lab/modules.order); do
-	insmod "/lab/modules/$m.ko" || { mark kvm FAIL "insmod $m failed"; dmesg | tail -n 20 | sed 's/^/| /'; finish; }
+for m in $(cat /modules.order); do
+	insmod "/modules/$m.ko" || { mark kvm FAIL "insmod $m failed"; dmesg | tail -n 20 | sed 's/^/| /'; finish; }
 done
+# The in disk appears asynchronously after virtio_blk probes it.
+for i in $(seq 50); do [ -b /dev/vda ] && break; sleep 0.1; done
+mount -t ext4 -o ro /dev/vda /lab || { mark lab-disk FAIL "cannot mount the in disk /dev/vda"; dmesg | tail -n 20 | sed 's/^/| /'; finish; }
+# Libraries, Python and QEMU from the host, at their own paths.
+ln -s /lab/sys/usr /usr
+ln -s /lab/sys/lib /lib
+ln -s /lab/sys/lib64 /lib64
+. /lab/lab-env
+export BUILD BUILD_ASAN
+export PATH=/bin:/sbin:/lab/$BUILD:/usr/bin
+export SNAPBOX_PROBE=/lab/$BUILD/guest/probe.elf SNAPBOX_KERNEL=/lab/vmlinux SNAPBOX_INITRD=/lab/$BUILD/guest/initramfs.cpio.gz
+export SNAPBOX_KVM_REQUIRED=1 SNAPBOX_EMULATED=1
+if [ -e /sys/class/net/eth0 ]; then
+	ip link set lo up; ip link set eth0 up
+	ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2 || echo "lab: network setup failed"
+fi
 if [ -c /dev/kvm ]; then
 	dmesg | grep -iE 'kvm|svm' | tail -n 5 | sed 's/^/| /' || true
-	mark kvm PASS "kvm_amd loaded ($(cat /lab/modules.order | tr '\n' ' ' | sed 's/ $//')), /dev/kvm is char $(stat -c '%t:%T' /dev/kvm)"
+	mark kvm PASS "kvm_amd loaded, /dev/kvm is char $(stat -c '%t:%T' /dev/kvm)"
 else
 	mark kvm FAIL "/dev/kvm missing after insmod"
 	dmesg | tail -n 20 | sed 's/^/| /'
 	finish
 fi
 
-# 2. The probe guest: cold boot to READY, then snapshot -> restore -> PING.
-run probe-boot snapbox boot --kernel /lab/probe.elf --timeout 120000
-if [ "$rc" = 0 ] && grep -q 'reached READY' /tmp/probe-boot.out; then
-	mark probe-boot PASS "$(grep 'reached READY' /tmp/probe-boot.out)"
-else
-	mark probe-boot FAIL "snapbox boot exited $rc"
-fi
-
-run probe-snapshot snapbox snapshot --kernel /lab/probe.elf --out /tmp/snap-probe --fill 8 --timeout 120000
-if [ "$rc" = 0 ]; then
-	mark probe-snapshot PASS "snapshot of the probe (8 MiB filled) written"
-	for mode in eager cow; do
-		run "probe-restore-$mode" snapbox restore /tmp/snap-probe --mode "$mode" --resume
-		if [ "$rc" = 0 ]; then
-			mark "probe-restore-$mode" PASS "restored ($mode) and answered PING: $(grep -m1 restore_to_ready "/tmp/probe-restore-$mode.out" | tr -s ' ')"
-		else
-			mark "probe-restore-$mode" FAIL "snapbox restore --mode $mode --resume exited $rc"
-		fi
+# criterion NAME BIN ARGS...: a Criterion binary; PASS only with exit 0 and no skipped test.
+criterion() {
+	cn=$1; shift
+	run "$cn" "$@"
+	syn=$(grep -m1 'Synthesis' "/tmp/$cn.out" | sed 's/^\[[^]]*\] *//' || true)
+	nsk=$(grep -c '\[SKIP\]' "/tmp/$cn.out" || true)
+	if [ "$rc" = 0 ] && [ "$nsk" = 0 ]; then mark "$cn" PASS "${syn:-exit 0}"
+	elif [ "$rc" = 0 ]; then mark "$cn" FAIL "$nsk test(s) skipped: $syn"
+	else mark "$cn" FAIL "exit $rc: $syn"; fi
+}
+# suites BIN PREFIX: BIN's Criterion suites, one marker each (a freeze names its suite).
+suites() {
+	for s in $("$1" --list 2>/dev/null | sed -n 's/^\([A-Za-z0-9_]*\): [0-9]* tests\{0,1\}$/\1/p'); do
+		criterion "$2.$s" "$1" --jobs 1 --filter "$s/*"
 	done
-else
-	mark probe-snapshot FAIL "snapbox snapshot exited $rc"
-fi
-
-# 3. The KVM test suite (probe guest) on real SVM.
-if has /lab/tests/kvm; then
-	run kvm-tests /lab/tests/kvm --jobs 1
-	syn=$(grep -m1 'Synthesis' /tmp/kvm-tests.out | sed 's/^\[[^]]*\] *//' || true)
-	if [ "$rc" = 0 ]; then mark kvm-tests PASS "${syn:-exit 0}"; else mark kvm-tests FAIL "exit $rc: $syn"; fi
-else
-	mark kvm-tests SKIP "the probe KVM suite is not in the lab (make check runs it; LAB_KVMTESTS=1 adds it)"
-fi
-
-# 4. Our Linux guest kernel with the lab's shell init: boot to READY, console,
-#    then snapshot -> restore -> PING of a real Linux guest.
-if has /lab/vmlinux; then
-	run linux-boot snapbox boot --kernel /lab/vmlinux --initrd /lab/l2-init.cpio.gz --timeout 300000 --console
-	if [ "$rc" = 0 ] && grep -q 'lab-l2-init: hello from the L2 guest' /tmp/linux-boot.out; then
-		mark linux-boot PASS "$(grep -m1 'reached READY' /tmp/linux-boot.out); console: $(grep -m1 'lab-l2-init: hello' /tmp/linux-boot.out | sed 's/.*lab-l2-init: //')"
+}
+group_kvm_suite() { suites "/lab/$BUILD/tests/kvm" kvm; }
+group_kvm_suite_asan() {
+	SNAPBOX_PROBE=/lab/$BUILD_ASAN/guest/probe.elf ASAN_OPTIONS=detect_leaks=1 suites "/lab/$BUILD_ASAN/tests/kvm" kvm-asan
+}
+group_peer_check() {
+	run peer-check sh -c "cd /lab && BUILD=$BUILD python3 bench/peer-qemu --qemu /usr/bin/qemu-system-x86_64 --iterations 2 --warmup 0 --pool-runs 2 --json /out/bench-peer-check.json"
+	if [ "$rc" = 0 ]; then mark peer-check PASS "QEMU -M microvm and snapbox both reached PONG (2 pairs; emulated timings)"
+	else mark peer-check FAIL "bench/peer-qemu exited $rc"; fi
+}
+group_demo() {
+	# The demo writes its snapshot beside the build outputs: a writable view of them.
+	mkdir -p /tmp/demo/build
+	for f in /lab/$BUILD/*; do ln -s "$f" "/tmp/demo/build/$(basename "$f")"; done
+	run demo sh -c "cd /lab && BUILD=/tmp/demo/build SNAPBOX_DEMO_IN_LAB=1 sh tools/demo.sh"
+	if [ "$rc" = 0 ]; then mark demo PASS "cold boot, snapshot, inspect, cow restore + PING, restore bench"
+	else mark demo FAIL "tools/demo.sh exited $rc"; fi
+}
+group_cmd() {
+	run cmd sh -c "cd /lab && sh /lab/lab-cmd.sh"
+	if [ "$rc" = 0 ]; then mark cmd PASS "LAB_CMD exited 0"; else mark cmd FAIL "LAB_CMD exited $rc"; fi
+}
+group_probe() {
+	# 2. The probe guest: cold boot to READY, then snapshot -> restore -> PING.
+	run probe-boot snapbox boot --kernel $SNAPBOX_PROBE --timeout 120000
+	if [ "$rc" = 0 ] && grep -q 'reached READY' /tmp/probe-boot.out; then
+		mark probe-boot PASS "$(grep 'reached READY' /tmp/probe-boot.out)"
 	else
-		mark linux-boot FAIL "snapbox boot exited $rc"
+		mark probe-boot FAIL "snapbox boot exited $rc"
 	fi
-	run linux-snapshot snapbox snapshot --kernel /lab/vmlinux --initrd /lab/l2-init.cpio.gz --timeout 300000 --out /tmp/snap-linux
+
+	run probe-snapshot snapbox snapshot --kernel $SNAPBOX_PROBE --out /tmp/snap-probe --fill 8 --timeout 120000
 	if [ "$rc" = 0 ]; then
-		mark linux-snapshot PASS "snapshot of the Linux guest at READY written"
+		mark probe-snapshot PASS "snapshot of the probe (8 MiB filled) written"
 		for mode in eager cow; do
-			run "linux-restore-$mode" snapbox restore /tmp/snap-linux --mode "$mode" --resume --console
+			run "probe-restore-$mode" snapbox restore /tmp/snap-probe --mode "$mode" --resume
 			if [ "$rc" = 0 ]; then
-				mark "linux-restore-$mode" PASS "restored ($mode), the Linux guest answered PING: $(grep -m1 restore_to_ready "/tmp/linux-restore-$mode.out" | tr -s ' ')"
+				mark "probe-restore-$mode" PASS "restored ($mode) and answered PING: $(grep -m1 restore_to_ready "/tmp/probe-restore-$mode.out" | tr -s ' ')"
 			else
-				mark "linux-restore-$mode" FAIL "snapbox restore --mode $mode --resume exited $rc"
+				mark "probe-restore-$mode" FAIL "snapbox restore --mode $mode --resume exited $rc"
 			fi
 		done
-		rm -rf /tmp/snap-linux
 	else
-		mark linux-snapshot FAIL "snapbox snapshot exited $rc"
+		mark probe-snapshot FAIL "snapbox snapshot exited $rc"
 	fi
-else
-	mark linux-boot SKIP "no guest vmlinux (make guest)"
-fi
-
-# 4b. A user's bzImage instead of our vmlinux: Debian's cloud kernel (the L1
-#     kernel itself) through snapbox's bzImage loader, with the same shell init.
-if has /lab/bzImage; then
-	run bzimage-boot snapbox boot --kernel /lab/bzImage --initrd /lab/l2-init.cpio.gz --timeout 300000 --console
-	if [ "$rc" = 0 ] && grep -q 'lab-l2-init: hello from the L2 guest' /tmp/bzimage-boot.out; then
-		mark bzimage-boot PASS "$(grep -m1 'reached READY' /tmp/bzimage-boot.out); console: $(grep -m1 'lab-l2-init: hello' /tmp/bzimage-boot.out | sed 's/.*lab-l2-init: //')"
-	else
-		mark bzimage-boot FAIL "snapbox boot exited $rc"
-	fi
-else
-	mark bzimage-boot SKIP "no bzImage in the lab (LAB_BZIMAGE=0)"
-fi
-
-# 5. The real agent (build/guest/initramfs.cpio.gz), when it exists.
-stages="init_entry mounts_done uart_access_done init_ok ready command_loop"
-if has /lab/vmlinux && has /lab/initramfs.cpio.gz; then
-	run agent-boot snapbox boot --kernel /lab/vmlinux --initrd /lab/initramfs.cpio.gz --timeout 300000 --console
-	missing=""
-	for s in $stages; do grep -q "guest\.$s " /tmp/agent-boot.out || missing="$missing $s"; done
-	if [ "$rc" = 0 ] && [ -z "$missing" ]; then
-		mark agent-boot PASS "$(grep -m1 'reached READY' /tmp/agent-boot.out); all 6 BOOT_TIME stages"
-	else
-		mark agent-boot FAIL "snapbox boot exited $rc; BOOT_TIME stages missing:${missing:- none}"
-	fi
-else
-	mark agent-boot SKIP "no build/guest/initramfs.cpio.gz (make initramfs)"
-fi
-
-# 6. `snapbox run`, when the CLI has it: a cold boot, then a snapshot of the
-#    agent at READY and the rest of the checks as restore -> run round trips.
-# runx NAME WANT_RC WANT_STDOUT WANT_STDERR ARGS...: snapbox run ARGS, checking
-#    the exit status and the exact stdout and stderr ("-" = do not check).
-runx() {
-	# Names of their own: the callers keep $want for checksums.
-	n=$1 wrc=$2 wout=$3 werr=$4; shift 4
-	echo "== $n: snapbox run $*"
-	limit "$n" snapbox run --boot-timeout 300000 "$@" >"/tmp/$n.stdout" 2>"/tmp/$n.stderr"
-	show "/tmp/$n.stdout" | head -n 20; show "/tmp/$n.stderr"
-	why=""
-	[ "$rc" = "$wrc" ] || why="exit $rc, want $wrc"
-	[ "$wout" = - ] || [ "$(cat "/tmp/$n.stdout")" = "$wout" ] || why="$why; stdout differs"
-	[ "$werr" = - ] || [ "$(cat "/tmp/$n.stderr")" = "$werr" ] || why="$why; stderr differs"
-	if [ -z "$why" ]; then return 0; fi
-	mark "$n" FAIL "${why#; }"
-	return 1
 }
-if has /lab/vmlinux && has /lab/initramfs.cpio.gz && snapbox run --help >/dev/null 2>&1; then
-	K="--kernel /lab/vmlinux --initrd /lab/initramfs.cpio.gz"
-	# shellcheck disable=SC2086
-	runx run-echo 0 hello "" $K -- /bin/echo hello &&
-		mark run-echo PASS "cold boot: 'echo hello' gave hello, exit 0, empty stderr"
-	# shellcheck disable=SC2086
-	run agent-snapshot snapbox snapshot $K --timeout 300000 --out /tmp/snap-agent
-	if [ "$rc" = 0 ]; then
-		mark agent-snapshot PASS "snapshot of the agent at READY written"
-		S="--snapshot /tmp/snap-agent"
-		for mode in eager cow; do
-			runx "run-restored-$mode" 0 hello "" $S --mode "$mode" -- /bin/echo hello &&
-				mark "run-restored-$mode" PASS "snapshot -> restore ($mode) -> 'echo hello': hello, exit 0"
-		done
-		runx run-exit3 3 out err $S -- /bin/sh -c 'echo out; echo err >&2; exit 3' &&
-			mark run-exit3 PASS "stdout and stderr separate, exit code 3"
-		runx run-signal 137 - - $S -- /bin/sh -c 'kill -9 $$' &&
-			mark run-signal PASS "SIGKILL reported as 128+9"
-		runx run-timeout 124 - - $S --timeout 1 -- /bin/sleep 10 &&
-			mark run-timeout PASS "sleep 10 with --timeout 1: exit 124"
-		runx run-envcwd 0 "lab42 /tmp" "" $S --env LABVAR=lab42 --cwd /tmp -- /bin/sh -c 'echo "$LABVAR $(pwd)"' &&
-			mark run-envcwd PASS "env and cwd honoured"
-		runx run-notfound 127 "" - $S -- /no/such/command &&
-			mark run-notfound PASS "missing command: exit 127"
-		# Every byte the guest's 8250 driver sends is one port write (one exit),
-		# which nested TCG makes slow (1 MiB takes about 2 minutes there): the
-		# CLI gets 256 KiB; build/tests/linux checks a whole MiB.
-		big=262144
-		want=$(yes snapbox-lab | head -c $big | md5sum | cut -d' ' -f1)
-		t0=$(cut -d' ' -f1 /proc/uptime)
-		if runx run-bigout 0 - "" $S --timeout 600 -- /bin/sh -c "yes snapbox-lab | head -c $big"; then
-			got=$(md5sum </tmp/run-bigout.stdout | cut -d' ' -f1)
-			t1=$(cut -d' ' -f1 /proc/uptime)
-			if [ "$got" = "$want" ]; then mark run-bigout PASS "$((big / 1024)) KiB of stdout intact (md5 $got; $t0 -> $t1 s L1 uptime)"
-			else mark run-bigout FAIL "$((big / 1024)) KiB of stdout: md5 $got, want $want ($(wc -c </tmp/run-bigout.stdout) bytes)"; fi
+group_linux() {
+	# 4. Our Linux guest kernel with the lab's shell init: boot to READY, console,
+	#    then snapshot -> restore -> PING of a real Linux guest.
+	if has /lab/vmlinux; then
+		run linux-boot snapbox boot --kernel /lab/vmlinux --initrd /lab/l2-init.cpio.gz --timeout 300000 --console
+		if [ "$rc" = 0 ] && grep -q 'lab-l2-init: hello from the L2 guest' /tmp/linux-boot.out; then
+			mark linux-boot PASS "$(grep -m1 'reached READY' /tmp/linux-boot.out); console: $(grep -m1 'lab-l2-init: hello' /tmp/linux-boot.out | sed 's/.*lab-l2-init: //')"
+		else
+			mark linux-boot FAIL "snapbox boot exited $rc"
 		fi
-		rm -rf /tmp/snap-agent
+		run linux-snapshot snapbox snapshot --kernel /lab/vmlinux --initrd /lab/l2-init.cpio.gz --timeout 300000 --out /tmp/snap-linux
+		if [ "$rc" = 0 ]; then
+			mark linux-snapshot PASS "snapshot of the Linux guest at READY written"
+			for mode in eager cow; do
+				run "linux-restore-$mode" snapbox restore /tmp/snap-linux --mode "$mode" --resume --console
+				if [ "$rc" = 0 ]; then
+					mark "linux-restore-$mode" PASS "restored ($mode), the Linux guest answered PING: $(grep -m1 restore_to_ready "/tmp/linux-restore-$mode.out" | tr -s ' ')"
+				else
+					mark "linux-restore-$mode" FAIL "snapbox restore --mode $mode --resume exited $rc"
+				fi
+			done
+			rm -rf /tmp/snap-linux
+		else
+			mark linux-snapshot FAIL "snapbox snapshot exited $rc"
+		fi
 	else
-		mark agent-snapshot FAIL "snapbox snapshot exited $rc"
+		mark linux-boot SKIP "no guest vmlinux (make guest)"
 	fi
-else
-	mark run SKIP "no agent initramfs or no 'snapbox run' yet"
-fi
+}
+group_bzimage() {
+	# 4b. A user's bzImage instead of our vmlinux: Debian's cloud kernel (the L1
+	#     kernel itself) through snapbox's bzImage loader, with the same shell init.
+	if has /lab/bzImage; then
+		run bzimage-boot snapbox boot --kernel /lab/bzImage --initrd /lab/l2-init.cpio.gz --timeout 300000 --console
+		if [ "$rc" = 0 ] && grep -q 'lab-l2-init: hello from the L2 guest' /tmp/bzimage-boot.out; then
+			mark bzimage-boot PASS "$(grep -m1 'reached READY' /tmp/bzimage-boot.out); console: $(grep -m1 'lab-l2-init: hello' /tmp/bzimage-boot.out | sed 's/.*lab-l2-init: //')"
+		else
+			mark bzimage-boot FAIL "snapbox boot exited $rc"
+		fi
+	else
+		mark bzimage-boot SKIP "no bzImage in the lab (LAB_BZIMAGE=0)"
+	fi
+}
+group_agent() {
+	# 5. The real agent (build/guest/initramfs.cpio.gz), when it exists.
+	stages="init_entry mounts_done uart_access_done init_ok ready command_loop"
+	if has /lab/vmlinux && has $SNAPBOX_INITRD; then
+		run agent-boot snapbox boot --kernel /lab/vmlinux --initrd $SNAPBOX_INITRD --timeout 300000 --console
+		missing=""
+		for s in $stages; do grep -q "guest\.$s " /tmp/agent-boot.out || missing="$missing $s"; done
+		if [ "$rc" = 0 ] && [ -z "$missing" ]; then
+			mark agent-boot PASS "$(grep -m1 'reached READY' /tmp/agent-boot.out); all 6 BOOT_TIME stages"
+		else
+			mark agent-boot FAIL "snapbox boot exited $rc; BOOT_TIME stages missing:${missing:- none}"
+		fi
+	else
+		mark agent-boot SKIP "no build/guest/initramfs.cpio.gz (make initramfs)"
+	fi
+}
+group_run() {
+	# 6. `snapbox run`, when the CLI has it: a cold boot, then a snapshot of the
+	#    agent at READY and the rest of the checks as restore -> run round trips.
+	# runx NAME WANT_RC WANT_STDOUT WANT_STDERR ARGS...: snapbox run ARGS, checking
+	#    the exit status and the exact stdout and stderr ("-" = do not check).
+	runx() {
+		# Names of their own: the callers keep $want for checksums.
+		n=$1 wrc=$2 wout=$3 werr=$4; shift 4
+		echo "== $n: snapbox run $*"
+		limit "$n" snapbox run --boot-timeout 300000 "$@" >"/tmp/$n.stdout" 2>"/tmp/$n.stderr"
+		show "/tmp/$n.stdout" | head -n 20; show "/tmp/$n.stderr"
+		why=""
+		[ "$rc" = "$wrc" ] || why="exit $rc, want $wrc"
+		[ "$wout" = - ] || [ "$(cat "/tmp/$n.stdout")" = "$wout" ] || why="$why; stdout differs"
+		[ "$werr" = - ] || [ "$(cat "/tmp/$n.stderr")" = "$werr" ] || why="$why; stderr differs"
+		if [ -z "$why" ]; then return 0; fi
+		mark "$n" FAIL "${why#; }"
+		return 1
+	}
+	if has /lab/vmlinux && has $SNAPBOX_INITRD && snapbox run --help >/dev/null 2>&1; then
+		K="--kernel /lab/vmlinux --initrd $SNAPBOX_INITRD"
+		# shellcheck disable=SC2086
+		runx run-echo 0 hello "" $K -- /bin/echo hello &&
+			mark run-echo PASS "cold boot: 'echo hello' gave hello, exit 0, empty stderr"
+		# shellcheck disable=SC2086
+		run agent-snapshot snapbox snapshot $K --timeout 300000 --out /tmp/snap-agent
+		if [ "$rc" = 0 ]; then
+			mark agent-snapshot PASS "snapshot of the agent at READY written"
+			S="--snapshot /tmp/snap-agent"
+			for mode in eager cow; do
+				runx "run-restored-$mode" 0 hello "" $S --mode "$mode" -- /bin/echo hello &&
+					mark "run-restored-$mode" PASS "snapshot -> restore ($mode) -> 'echo hello': hello, exit 0"
+			done
+			runx run-exit3 3 out err $S -- /bin/sh -c 'echo out; echo err >&2; exit 3' &&
+				mark run-exit3 PASS "stdout and stderr separate, exit code 3"
+			runx run-signal 137 - - $S -- /bin/sh -c 'kill -9 $$' &&
+				mark run-signal PASS "SIGKILL reported as 128+9"
+			runx run-timeout 124 - - $S --timeout 1 -- /bin/sleep 10 &&
+				mark run-timeout PASS "sleep 10 with --timeout 1: exit 124"
+			runx run-envcwd 0 "lab42 /tmp" "" $S --env LABVAR=lab42 --cwd /tmp -- /bin/sh -c 'echo "$LABVAR $(pwd)"' &&
+				mark run-envcwd PASS "env and cwd honoured"
+			runx run-notfound 127 "" - $S -- /no/such/command &&
+				mark run-notfound PASS "missing command: exit 127"
+			# Every byte the guest's 8250 driver sends is one port write (one exit),
+			# which nested TCG makes slow (1 MiB takes about 2 minutes there): the
+			# CLI gets 256 KiB; build/tests/linux checks a whole MiB.
+			big=262144
+			want=$(yes snapbox-lab | head -c $big | md5sum | cut -d' ' -f1)
+			t0=$(cut -d' ' -f1 /proc/uptime)
+			if runx run-bigout 0 - "" $S --timeout 600 -- /bin/sh -c "yes snapbox-lab | head -c $big"; then
+				got=$(md5sum </tmp/run-bigout.stdout | cut -d' ' -f1)
+				t1=$(cut -d' ' -f1 /proc/uptime)
+				if [ "$got" = "$want" ]; then mark run-bigout PASS "$((big / 1024)) KiB of stdout intact (md5 $got; $t0 -> $t1 s L1 uptime)"
+				else mark run-bigout FAIL "$((big / 1024)) KiB of stdout: md5 $got, want $want ($(wc -c </tmp/run-bigout.stdout) bytes)"; fi
+			fi
+			rm -rf /tmp/snap-agent
+		else
+			mark agent-snapshot FAIL "snapbox snapshot exited $rc"
+		fi
+	else
+		mark run SKIP "no agent initramfs or no 'snapbox run' yet"
+	fi
+}
+group_linux_tests() {
+	# 7. Any Linux end-to-end test binaries (build/tests/linux*), given the guest
+	#    assets by SNAPBOX_KERNEL, SNAPBOX_INITRD and SNAPBOX_PROBE.
+	for t in /lab/$BUILD/tests/linux*; do
+		[ -x "$t" ] && has /lab/vmlinux && has $SNAPBOX_INITRD || continue
+		criterion "$(basename "$t")" "$t" --jobs 1
+	done
+}
 
-# 7. Any Linux end-to-end test binaries (build/tests/linux*), given the guest
-#    assets by SNAPBOX_KERNEL, SNAPBOX_INITRD and SNAPBOX_PROBE.
-for t in /lab/tests/linux*; do
-	[ -x "$t" ] && has /lab/vmlinux && has /lab/initramfs.cpio.gz || continue
-	n=$(basename "$t")
-	run "$n" "$t" --jobs 1
-	syn=$(grep -m1 'Synthesis' "/tmp/$n.out" | sed 's/^\[[^]]*\] *//' || true)
-	if [ "$rc" = 0 ]; then mark "$n" PASS "${syn:-exit 0}"; else mark "$n" FAIL "exit $rc: $syn"; fi
+# The plan: each group between BEGIN and END lines (the host's watchdog names
+# the group L1 froze in from the last BEGIN).
+i=0
+for g in $(cat /lab/plan); do
+	if [ "$i" -ge "$FROM" ]; then
+		echo "SNAPBOX-LAB-BEGIN $i $g"
+		t0=$(uptime_cs)
+		"group_$(echo "$g" | tr - _)"
+		t1=$(uptime_cs)
+		echo "SNAPBOX-LAB-END $i $g $(((t1 - t0) / 100)).$(((t1 - t0) % 100 / 10))"
+	fi
+	i=$((i + 1))
 done
-
 finish

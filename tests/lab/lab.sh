@@ -1,33 +1,46 @@
 #!/bin/sh
-# tests/lab/lab.sh - the nested KVM lab: boot Debian's cloud kernel under QEMU/TCG with an emulated SVM CPU and run snapbox's tests on real kvm-amd inside it.
+# tests/lab/lab.sh - the nested KVM lab: Debian's cloud kernel under QEMU/TCG with an emulated SVM CPU runs kvm-amd, and snapbox's tests (or any command) run on it.
 #
-# Usage: tests/lab/lab.sh           (from `make lab`; the exit status is the verdict)
-#        tests/lab/lab.sh --fetch   only fetch the L1 cloud kernel into the cache (from `make deps`)
+# Usage: tests/lab/lab.sh [GROUP...]   run these test groups in L1 (default: $LAB_PLAN)
+#        tests/lab/lab.sh --fetch      only fetch the L1 cloud kernel into the cache (make deps)
+#        tests/lab/lab.sh --list       print the groups and what each runs
+# The exit status is the verdict: 0 only when every test passed and no group
+# froze L1 twice.
 #
-# L1 = Debian's linux-image-cloud-amd64 kernel booted by
-#   qemu-system-x86_64 -accel tcg -M q35 -cpu EPYC,+svm,+npt -m 3072
-# with an initramfs holding busybox, irqbypass/kvm/kvm-amd, build/snapbox,
-# the probe guest, the KVM test suite, our guest vmlinux (make guest), the
-# lab's tiny L2 initramfs (tests/lab/l2-init.sh) and, when built, the agent's
-# initramfs (build/guest/initramfs.cpio.gz). Its /init (tests/lab/l1-init.sh)
-# prints one "SNAPBOX-LAB <test>: PASS|FAIL|SKIP" line per test and a final
-# "SNAPBOX-LAB-RESULT: PASS|FAIL" line on the serial console, then powers off.
+# L1 = qemu-system-x86_64 -accel tcg -M q35 -cpu EPYC,+svm,+npt -m 3072 booting
+# Debian's linux-image-cloud-amd64 with a small initramfs (busybox, the
+# modules, tests/lab/l1-init.sh as /init). Everything else reaches L1 on disks:
+#   /dev/vda  "in": an ext4 image of a staging tree, mounted read-only at /lab:
+#             the build outputs at their build-tree paths (/lab/build/snapbox,
+#             /lab/build/tests/kvm, /lab/build-asan/..., /lab/bench/peer-qemu,
+#             ...), the guest kernels, and /lab/sys, the host's shared libraries,
+#             Python and QEMU (L1's /usr, /lib and /lib64 point into it).
+#   /dev/vdb  "out": a blank disk L1 writes a tar of its /out to when it ends;
+#             unpacked into $LAB_OUT. Tests put snapshots, JSON and logs there.
+# With LAB_HOSTFWD, L1 also gets user networking with host ports forwarded
+# from 127.0.0.1 only.
+#
+# Watchdog (independent of L1): L1 prints a heartbeat line every 5 s. When the
+# console stays silent for LAB_FREEZE seconds, the host kills QEMU, reports
+# "L1 froze during <group>", and runs that group and the rest once more in a
+# fresh L1. A second freeze fails the run. Freezes are counted in the verdict.
 #
 # Environment:
-#   BUILD            build directory (default build)
-#   LAB_TIMEOUT      overall limit in seconds (default 1800)
+#   BUILD            build directory (default build); BUILD_ASAN (default build-asan)
+#   LAB_PLAN         default groups (default: "probe linux bzimage agent run linux-tests")
+#   LAB_CMD          shell command for the "cmd" group, run in /lab (cwd) inside L1
+#   LAB_PUT          "SRC:DEST ..." extra host files or directories, put at /lab/DEST
+#   LAB_OUT          where L1's /out is unpacked (default $BUILD/lab/out)
+#   LAB_HOSTFWD      "HOSTPORT:GUESTPORT ..." TCP ports forwarded from 127.0.0.1:HOSTPORT
+#   LAB_TIMEOUT      overall limit in seconds (default 2400)
 #   LAB_TEST_TIMEOUT limit for each test inside L1, seconds (default 900)
-#   LAB_KVMTESTS=1   also run the probe's KVM test suite (build/tests/kvm) inside;
-#                    off by default: `make check` runs it on this host's KVM, and
-#                    under nested TCG it takes tens of minutes
-#   LAB_BZIMAGE=0    leave out booting the L1 bzImage (a user-supplied kernel) as a guest
+#   LAB_FREEZE       seconds of console silence that mean L1 froze (default 60)
+#   LAB_SMP          L1 vCPUs (default 1)
 #   LAB_VERBOSE=1    show the whole serial console, not just the markers
-#   LAB_VMLINUX      guest kernel (default: guest/linux/build.sh --path); "none" skips the Linux tests
-#   LAB_INITRAMFS    agent initramfs (default build/guest/initramfs.cpio.gz, if present)
+#   LAB_VMLINUX      guest kernel (default: guest/linux/build.sh --path); "none" skips the Linux groups
+#   LAB_INITRAMFS    agent initramfs (default $BUILD/guest/initramfs.cpio.gz, if present)
 #   LAB_L1_KERNEL, LAB_L1_MODULES  an L1 bzImage and its /lib/modules/<ver> directory
-#                    (default: an installed /boot/vmlinuz-*-cloud-amd64, else
-#                    linux-image-cloud-amd64 fetched with `apt-get download`
-#                    and unpacked into the cache, never installed)
+#   LAB_QEMU         the QEMU that runs L1 (default: qemu-system-x86_64 on PATH)
 #   LAB_LOCK         a lock file held (flock) while the build's outputs are copied
 #   SNAPBOX_CACHE    cache directory (default ${XDG_CACHE_HOME:-$HOME/.cache}/snapbox)
 set -eu
@@ -36,17 +49,38 @@ set -eu
 {
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
+BUILD_ASAN=${BUILD_ASAN:-build-asan}
 cache=${SNAPBOX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/snapbox}
 work="$BUILD/lab"
-LAB_TIMEOUT=${LAB_TIMEOUT:-1800}
+LAB_TIMEOUT=${LAB_TIMEOUT:-2400}
 LAB_TEST_TIMEOUT=${LAB_TEST_TIMEOUT:-900}
-LAB_KVMTESTS=${LAB_KVMTESTS:-0}
+LAB_FREEZE=${LAB_FREEZE:-60}
+LAB_SMP=${LAB_SMP:-1}
 LAB_VERBOSE=${LAB_VERBOSE:-0}
+LAB_OUT=${LAB_OUT:-$BUILD/lab/out}
+qemu=${LAB_QEMU:-qemu-system-x86_64}
 start=$(date +%s)
 
 say() { printf 'lab: %s\n' "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 2; }
 elapsed() { s=$(($(date +%s) - start)); printf '%dm%02ds' $((s / 60)) $((s % 60)); }
+
+if [ "${1:-}" = --list ]; then
+	cat <<'EOF'
+probe          probe guest: cold boot, snapshot, eager and cow restore + PING (snapbox CLI)
+kvm-suite      the probe KVM test suite ($BUILD/tests/kvm), one marker per Criterion suite
+kvm-suite-asan the same suite built with ASan + UBSan ($BUILD_ASAN/tests/kvm; make asan-build)
+peer-check     bench/peer-qemu, 2 pairs: QEMU -M microvm and snapbox both reach PONG
+linux          our guest vmlinux with the lab's shell init: boot, snapshot, restore + PING
+bzimage        Debian's cloud bzImage (a user's kernel) through snapbox's bzImage loader
+agent          our vmlinux with the agent's initramfs: all BOOT_TIME stages
+run            snapbox run: cold boot, restore per mode, exit codes, signals, env, 256 KiB out
+linux-tests    the Linux end-to-end suites ($BUILD/tests/linux)
+demo           tools/demo.sh (make demo's steps) with its output
+cmd            $LAB_CMD in /lab, its output and exit status
+EOF
+	exit 0
+fi
 
 # --- L1 kernel and modules ----------------------------------------------------
 l1_kernel=${LAB_L1_KERNEL:-}
@@ -87,112 +121,248 @@ fi
 [ -d "$l1_mods" ] || die "L1 modules directory $l1_mods missing"
 if [ "${1:-}" = --fetch ]; then say "L1 kernel: $l1_kernel"; exit 0; fi
 
+# --- the plan -----------------------------------------------------------------
+plan=${*:-${LAB_PLAN:-probe linux bzimage agent run linux-tests}}
+for g in $plan; do
+	case $g in
+	probe | kvm-suite | kvm-suite-asan | peer-check | linux | bzimage | agent | run | linux-tests | demo | cmd) ;;
+	*) die "unknown group '$g' (tests/lab/lab.sh --list)" ;;
+	esac
+done
+has_group() { case " $plan " in *" $1 "*) return 0 ;; esac; return 1; }
+
 # --- inputs -----------------------------------------------------------------
-for t in qemu-system-x86_64 cpio gzip timeout ldd readelf; do
+for t in "$qemu" cpio gzip timeout ldd readelf mkfs.ext4 tar truncate flock; do
 	command -v "$t" >/dev/null 2>&1 || die "$t not found; run: make lab-deps"
 done
 busybox=${LAB_BUSYBOX:-/bin/busybox}
 [ -x "$busybox" ] && readelf -d "$busybox" 2>&1 | grep -q 'no dynamic section' ||
 	die "$busybox is not a static busybox; run: make lab-deps (busybox-static)"
-snapbox="$BUILD/snapbox"
-probe="$BUILD/guest/probe.elf"
-[ -x "$snapbox" ] || die "$snapbox not built; run: make"
-[ -f "$probe" ] || die "$probe not built; run: make"
-vmlinux=${LAB_VMLINUX:-$(sh guest/linux/build.sh --path || true)}
-if [ "$vmlinux" = none ]; then
-	vmlinux=""
-	say "LAB_VMLINUX=none: the Linux guest tests are skipped"
-else
-	[ -n "$vmlinux" ] && [ -f "$vmlinux" ] || die "no guest vmlinux; run: make guest (or LAB_VMLINUX=none)"
+[ -x "$BUILD/snapbox" ] || die "$BUILD/snapbox not built; run: make"
+[ -f "$BUILD/guest/probe.elf" ] || die "$BUILD/guest/probe.elf not built; run: make"
+vmlinux=""
+if has_group linux || has_group agent || has_group run || has_group linux-tests; then
+	vmlinux=${LAB_VMLINUX:-$(sh guest/linux/build.sh --path || true)}
+	if [ "$vmlinux" = none ]; then
+		vmlinux=""
+		say "LAB_VMLINUX=none: the Linux guest groups are skipped"
+	else
+		[ -n "$vmlinux" ] && [ -f "$vmlinux" ] || die "no guest vmlinux; run: make guest (or LAB_VMLINUX=none)"
+	fi
 fi
 initramfs=${LAB_INITRAMFS:-$BUILD/guest/initramfs.cpio.gz}
 [ -f "$initramfs" ] || initramfs=""
+if has_group kvm-suite-asan && [ ! -x "$BUILD_ASAN/tests/kvm" ]; then
+	die "$BUILD_ASAN/tests/kvm not built; run: make asan-build"
+fi
 
-# --- L1 initramfs -------------------------------------------------------------
+# --- the "in" disk: a staging tree at build-tree paths --------------------------
 # With LAB_LOCK, copying the build's outputs happens under that flock, so a
 # concurrent build cannot hand us a half-linked binary.
 if [ -n "${LAB_LOCK:-}" ]; then exec 8>"$LAB_LOCK" && flock 8; fi
-say "assembling the L1 initramfs in $work (L1 kernel $(basename "$l1_kernel"))"
-rm -rf "$work/stage1" "$work/stage2"
-mkdir -p "$work/stage1/bin" "$work/stage1/lab/modules" "$work/stage1/lab/tests" "$work/stage2/bin"
-s1="$work/stage1"
+say "staging L1's inputs in $work (L1 kernel $(basename "$l1_kernel")); groups: $plan"
+rm -rf "$work/stage1" "$work/in" "$work/stage2"
+mkdir -p "$work/stage1/bin" "$work/stage1/modules" "$work/in/sys" "$work/stage2/bin"
+s1="$work/stage1" in="$work/in"
 
-# mod_file NAME: the module's file in l1_mods (names use - or _ interchangeably).
+# put SRC DEST: copy SRC (file or directory) to /lab/DEST.
+put() {
+	mkdir -p "$in/$(dirname "$2")"
+	cp -a "$1" "$in/$2"
+}
+# put_bin SRC DEST: a dynamically linked binary at /lab/DEST and every library
+# ldd names at its own path under /lab/sys (L1's /lib, /lib64, /usr point there).
+put_bin() {
+	put "$1" "$2"
+	ldd "$1" 2>/dev/null | awk '/=> \// {print $3} /^[ \t]*\/[^ ]+ \(/ {print $1}' | while read -r lib; do
+		[ -e "$in/sys$lib" ] && continue
+		mkdir -p "$in/sys$(dirname "$lib")"
+		cp -L "$lib" "$in/sys$lib"
+	done
+}
+put_bin "$BUILD/snapbox" "$BUILD/snapbox"
+put "$BUILD/guest/probe.elf" "$BUILD/guest/probe.elf"
+[ -z "$initramfs" ] || put "$initramfs" "$BUILD/guest/initramfs.cpio.gz"
+[ -z "$vmlinux" ] || put "$vmlinux" vmlinux
+! has_group bzimage || put "$l1_kernel" bzImage
+if has_group kvm-suite || has_group peer-check || has_group demo || has_group cmd; then
+	[ -x "$BUILD/tests/kvm" ] || die "$BUILD/tests/kvm not built; run: make"
+	put_bin "$BUILD/tests/kvm" "$BUILD/tests/kvm"
+	for b in "$BUILD"/bench/*; do [ -x "$b" ] && put_bin "$b" "$b"; done
+	put bench/peer-qemu bench/peer-qemu
+	put tools/demo.sh tools/demo.sh
+fi
+if has_group kvm-suite-asan; then
+	put_bin "$BUILD_ASAN/tests/kvm" "$BUILD_ASAN/tests/kvm"
+	put_bin "$BUILD_ASAN/snapbox" "$BUILD_ASAN/snapbox"
+	put "$BUILD/guest/probe.elf" "$BUILD_ASAN/guest/probe.elf"
+fi
+if has_group linux-tests; then
+	for t in "$BUILD"/tests/linux*; do [ -x "$t" ] && put_bin "$t" "$t"; done
+fi
+if has_group peer-check; then
+	# Debian's QEMU and Python (not a pyenv one on PATH), with what they load.
+	put_bin "$(command -v qemu-system-x86_64)" sys/usr/bin/qemu-system-x86_64
+	for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu; do
+		[ -d "$d" ] && { mkdir -p "$in/sys$(dirname "$d")"; cp -rL "$d" "$in/sys$d"; }
+	done
+	py=/usr/bin/python3.11
+	[ -x "$py" ] || die "$py missing: run make deps (Debian's python3)"
+	put_bin "$py" sys/usr/bin/python3
+	mkdir -p "$in/sys/usr/lib"
+	(cd /usr/lib && tar -cf - --exclude=python3.11/test --exclude=python3.11/idlelib \
+		--exclude=python3.11/tkinter --exclude='python3.11/lib2to3' --exclude='python3.11/ensurepip' \
+		python3.11) | tar -xf - -C "$in/sys/usr/lib"
+	for m in "$in"/sys/usr/lib/python3.11/lib-dynload/*.so; do
+		ldd "$m" 2>/dev/null | awk '/=> \// {print $3}' | while read -r lib; do
+			[ -e "$in/sys$lib" ] || { mkdir -p "$in/sys$(dirname "$lib")"; cp -L "$lib" "$in/sys$lib"; }
+		done
+	done
+fi
+for pair in ${LAB_PUT:-}; do
+	src=${pair%%:*} dest=${pair#*:}
+	[ -e "$src" ] || die "LAB_PUT: $src does not exist"
+	put "$src" "$dest"
+done
+printf '%s\n' "${LAB_CMD:-}" >"$in/lab-cmd.sh"
+printf '%s\n' $plan >"$in/plan"
+printf 'BUILD=%s\nBUILD_ASAN=%s\n' "$BUILD" "$BUILD_ASAN" >"$in/lab-env"
+
+# The L1 initramfs: busybox, /init and the modules, in load order.
 mod_file() {
 	a=$(printf '%s' "$1" | tr _ -) b=$(printf '%s' "$1" | tr - _)
 	find "$l1_mods/kernel" \( -name "$a.ko*" -o -name "$b.ko*" \) | head -n 1
 }
-# mod_add NAME: decompress NAME and, first, its dependencies into stage1, in load order.
+# mod_add NAME: decompress NAME and, first, its dependencies into stage1.
 mod_add() {
-	grep -qx "$1" "$s1/lab/modules.order" 2>/dev/null && return 0
+	grep -qx "$1" "$s1/modules.order" 2>/dev/null && return 0
 	f=$(mod_file "$1")
 	[ -n "$f" ] || die "module $1 not found under $l1_mods"
 	case "$f" in
-	*.ko.xz) xz -dc "$f" >"$s1/lab/modules/$1.ko" ;;
-	*.ko.zst) zstd -qdc "$f" >"$s1/lab/modules/$1.ko" ;;
-	*.ko.gz) gzip -dc "$f" >"$s1/lab/modules/$1.ko" ;;
-	*) cp "$f" "$s1/lab/modules/$1.ko" ;;
+	*.ko.xz) xz -dc "$f" >"$s1/modules/$1.ko" ;;
+	*.ko.zst) zstd -qdc "$f" >"$s1/modules/$1.ko" ;;
+	*.ko.gz) gzip -dc "$f" >"$s1/modules/$1.ko" ;;
+	*) cp "$f" "$s1/modules/$1.ko" ;;
 	esac
-	deps=$(tr '\0' '\n' <"$s1/lab/modules/$1.ko" | sed -n 's/^depends=//p' | head -n 1 | tr , ' ')
+	deps=$(tr '\0' '\n' <"$s1/modules/$1.ko" | sed -n 's/^depends=//p' | head -n 1 | tr , ' ')
 	for d in $deps; do mod_add "$d"; done
-	echo "$1" >>"$s1/lab/modules.order"
+	echo "$1" >>"$s1/modules.order"
 }
-: >"$s1/lab/modules.order"
-mod_add kvm-amd
-
-# add_bin SRC DEST: a dynamically linked binary and every library ldd names, at their paths.
-add_bin() {
-	mkdir -p "$s1/$(dirname "$2")"
-	cp "$1" "$s1/$2"
-	ldd "$1" | awk '/=> \// {print $3} /^[ \t]*\/[^ ]+ \(/ {print $1}' | while read -r lib; do
-		[ -e "$s1/$lib" ] && continue
-		mkdir -p "$s1/$(dirname "$lib")"
-		cp -L "$lib" "$s1/$lib"
-	done
-}
+: >"$s1/modules.order"
+for m in kvm-amd virtio_pci virtio_blk; do mod_add "$m"; done
+[ -z "${LAB_HOSTFWD:-}" ] || mod_add virtio_net
 cp "$busybox" "$s1/bin/busybox"
 cp tests/lab/l1-init.sh "$s1/init" && chmod 0755 "$s1/init"
-add_bin "$snapbox" /bin/snapbox
-cp "$probe" "$s1/lab/probe.elf"
-[ -z "$vmlinux" ] || cp "$vmlinux" "$s1/lab/vmlinux"
-[ -z "$initramfs" ] || cp "$initramfs" "$s1/lab/initramfs.cpio.gz"
-[ "${LAB_BZIMAGE:-1}" = 0 ] || cp "$l1_kernel" "$s1/lab/bzImage"
-if [ "$LAB_KVMTESTS" = 1 ] && [ -x "$BUILD/tests/kvm" ]; then add_bin "$BUILD/tests/kvm" /lab/tests/kvm; fi
-for t in "$BUILD"/tests/linux*; do [ -x "$t" ] && add_bin "$t" "/lab/tests/$(basename "$t")"; done
 
-# The tiny L2 initramfs: busybox and the lab's shell init.
+# The tiny L2 initramfs (the lab's shell init for the Linux groups).
 cp "$busybox" "$work/stage2/bin/busybox"
 cp tests/lab/l2-init.sh "$work/stage2/init" && chmod 0755 "$work/stage2/init"
 # cpio_dir DIR: a reproducible newc archive of DIR on stdout.
 cpio_dir() {
 	(cd "$1" && find . -exec touch -h -d @0 {} + && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet)
 }
-cpio_dir "$work/stage2" | gzip -9n >"$s1/lab/l2-init.cpio.gz"
+cpio_dir "$work/stage2" | gzip -9n >"$in/l2-init.cpio.gz"
 # Uncompressed: L1 unpacks it under TCG, where gunzip would cost seconds.
 cpio_dir "$s1" >"$work/L1.cpio"
+# The in disk: the staging tree as ext4, 25% and 64 MiB of room over its size.
+kib=$(du -sk "$in" | cut -f1)
+rm -f "$work/in.img"
+truncate -s $(((kib + kib / 4 + 65536) * 1024)) "$work/in.img"
+mkfs.ext4 -q -F -L lab-in -E root_owner=0:0 -O ^has_journal -d "$in" "$work/in.img" ||
+	die "mkfs.ext4 -d failed (e2fsprogs 1.43 or later is needed)"
 if [ -n "${LAB_LOCK:-}" ]; then flock -u 8 && exec 8>&-; fi
-say "L1 initramfs: $(du -h "$work/L1.cpio" | cut -f1) (modules: $(tr '\n' ' ' <"$s1/lab/modules.order")); vmlinux: $vmlinux; agent initramfs: ${initramfs:-none}"
+say "L1 initramfs $(du -h "$work/L1.cpio" | cut -f1) (modules: $(tr '\n' ' ' <"$s1/modules.order")); in disk $((kib / 1024)) MiB"
 
 # --- run ---------------------------------------------------------------------
+nic="-nic none"
+if [ -n "${LAB_HOSTFWD:-}" ]; then
+	fw=""
+	for p in $LAB_HOSTFWD; do fw="$fw,hostfwd=tcp:127.0.0.1:${p%%:*}-:${p#*:}"; done
+	nic="-nic user,model=virtio-net-pci,restrict=on$fw"
+fi
+if [ "$LAB_VERBOSE" = 1 ]; then filter='^'; else filter='^SNAPBOX-LAB[ -]'; fi
 serial="$work/serial.log"
-say "booting L1 under TCG (-cpu EPYC,+svm,+npt); limit ${LAB_TIMEOUT}s; serial log: $serial"
-if [ "$LAB_VERBOSE" = 1 ]; then filter='^'; else filter='^SNAPBOX-LAB'; fi
-# The L1 kernel command line must never contain a marker: it is echoed on the console.
-timeout -k 10 "$LAB_TIMEOUT" qemu-system-x86_64 -accel tcg -M q35 -cpu EPYC,+svm,+npt -m 3072 \
-	-nographic -no-reboot -nic none \
-	-kernel "$l1_kernel" -initrd "$work/L1.cpio" \
-	-append "console=ttyS0 loglevel=4 panic=-1 lab_timeout=$LAB_TEST_TIMEOUT" \
-	</dev/null 2>&1 | stdbuf -oL tr -d '\r' | tee "$serial" | grep --line-buffered -a "$filter" || true
+: >"$serial"
+freezes=0 froze="" from=0 attempt=0 verdict="" ngroups=$(echo $plan | wc -w)
+rm -rf "$LAB_OUT" && mkdir -p "$LAB_OUT"
+# Why the loop: a frozen L1 is killed and the group it froze in, with the rest,
+# runs once more in a fresh L1; a second freeze is a failure.
+while :; do
+	attempt=$((attempt + 1))
+	log="$work/serial.$attempt.log"
+	rm -f "$work/out.img" "$log" && truncate -s 1G "$work/out.img" && : >"$log"
+	say "L1 #$attempt under TCG (-cpu EPYC,+svm,+npt, $LAB_SMP vCPU); groups from #$((from + 1)) of $ngroups; silence limit ${LAB_FREEZE}s; console: $log"
+	# The L1 kernel command line must never contain a marker: it is echoed on the console.
+	# shellcheck disable=SC2086
+	"$qemu" -accel tcg,thread=multi -M q35 -cpu EPYC,+svm,+npt -m 3072 -smp "$LAB_SMP" \
+		-display none -no-reboot -serial "file:$log" -monitor none $nic \
+		-drive "file=$work/in.img,if=virtio,format=raw,readonly=on" \
+		-drive "file=$work/out.img,if=virtio,format=raw" \
+		-kernel "$l1_kernel" -initrd "$work/L1.cpio" \
+		-append "console=ttyS0 loglevel=4 panic=-1 lab_timeout=$LAB_TEST_TIMEOUT lab_from=$from" \
+		</dev/null >"$work/qemu.$attempt.err" 2>&1 &
+	qpid=$!
+	# Live view of the markers (and of everything with LAB_VERBOSE=1).
+	(tail -n +1 -F --pid=$qpid "$log" 2>/dev/null | stdbuf -oL tr -d '\r' | grep --line-buffered -a "$filter" | grep --line-buffered -av '^SNAPBOX-LAB-HEARTBEAT' >&2 || true) &
+	tpid=$!
+	size=-1 quiet=0 why=""
+	while kill -0 $qpid 2>/dev/null; do
+		sleep 2
+		n=$(stat -c %s "$log" 2>/dev/null || echo 0)
+		if [ "$n" != "$size" ]; then size=$n quiet=0; else quiet=$((quiet + 2)); fi
+		if [ "$quiet" -ge "$LAB_FREEZE" ]; then why=freeze; break; fi
+		if [ $(($(date +%s) - start)) -ge "$LAB_TIMEOUT" ]; then why=timeout; break; fi
+	done
+	if [ -n "$why" ]; then kill -TERM $qpid 2>/dev/null; sleep 1; kill -KILL $qpid 2>/dev/null || true; fi
+	wait $qpid 2>/dev/null || true
+	sleep 1; kill $tpid 2>/dev/null || true; wait $tpid 2>/dev/null || true
+	if [ "$why" = freeze ]; then
+		# The unfinished group runs again: keep only what came before its BEGIN line.
+		tr -d '\r' <"$log" | awk '{ l[NR] = $0 } /^SNAPBOX-LAB-BEGIN / { b = NR }
+			END { for (i = 1; i < (b ? b : NR + 1); i++) print l[i] }' >>"$serial"
+	else
+		tr -d '\r' <"$log" >>"$serial"
+	fi
+	if [ "$why" = timeout ]; then verdict="FAIL: the ${LAB_TIMEOUT}s limit was reached"; break; fi
+	if [ "$why" = freeze ]; then
+		freezes=$((freezes + 1))
+		cur=$(tr -d '\r' <"$log" | sed -n 's/^SNAPBOX-LAB-BEGIN \([0-9]*\) \(.*\)$/\1 \2/p' | tail -n 1)
+		idx=${cur%% *} name=${cur#* }
+		[ -n "$cur" ] || { idx=$from name="L1 boot"; }
+		say "L1 froze during $name (console silent for ${LAB_FREEZE}s; QEMU killed)"
+		echo "SNAPBOX-LAB $name: FROZE - L1 froze during $name (attempt $attempt)" >>"$serial"
+		froze="$froze${froze:+, }$name"
+		if [ "$freezes" -ge 2 ]; then verdict="FAIL: L1 froze twice ($froze)"; break; fi
+		from=$idx
+		continue
+	fi
+	# L1 ended by itself: its /out, written as a tar on the out disk.
+	if tar -xf "$work/out.img" -C "$LAB_OUT" 2>/dev/null; then :; else say "warning: L1 wrote no output archive"; fi
+	break
+done
 
-if grep -aq '^SNAPBOX-LAB-RESULT: PASS' "$serial"; then
-	say "PASS in $(elapsed): $(grep -a '^SNAPBOX-LAB-RESULT' "$serial" | tail -n 1)"
+# --- verdict -------------------------------------------------------------------
+# Count markers of the tests that finished (a frozen attempt's finished tests
+# count; its unfinished group runs again).
+npass=$(grep -ac '^SNAPBOX-LAB [^ ]*: PASS' "$serial" || true)
+nfail=$(grep -ac '^SNAPBOX-LAB [^ ]*: FAIL' "$serial" || true)
+nskip=$(grep -ac '^SNAPBOX-LAB [^ ]*: SKIP' "$serial" || true)
+if [ -z "$verdict" ]; then
+	if ! grep -aq '^SNAPBOX-LAB-RESULT' "$work/serial.$attempt.log"; then
+		verdict="FAIL: no verdict from L1 (it crashed or powered off early)"
+	elif [ "$nfail" -gt 0 ] || [ "$npass" = 0 ]; then
+		verdict=FAIL
+	else
+		verdict=PASS
+	fi
+fi
+summary="$npass passed, $nfail failed, $nskip skipped; $freezes L1 freeze(s)${froze:+: $froze}; $(elapsed)"
+if [ "$verdict" = PASS ]; then
+	say "PASS ($summary)"
 	exit 0
 fi
-say "FAIL after $(elapsed)"
-if ! grep -aq '^SNAPBOX-LAB-RESULT' "$serial"; then
-	say "no verdict from L1 (crash, hang or the ${LAB_TIMEOUT}s limit); failing tests so far:"
-fi
-grep -a '^SNAPBOX-LAB .*: FAIL' "$serial" >&2 || true
+say "$verdict ($summary)"
+grep -a '^SNAPBOX-LAB [^ ]*: FAIL' "$serial" >&2 || true
 say "last 60 lines of $serial:"
 tail -n 60 "$serial" >&2
 exit 1
