@@ -131,15 +131,19 @@ $(LINUX_BIN): $(LINUX_SRCS:%.c=$(BUILD)/%.o) $(TEST_COMMON:%.c=$(BUILD)/%.o) $(L
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BENCH_COMMON:%.c=$(BUILD)/%.o) $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LIBS) -lm -o $@
 
-# The test suite. `make check`: unit tests (no KVM) and the probe-guest KVM
-# tests (skipped, with the reason printed, when /dev/kvm is unusable), for
-# day-to-day work. `make test` (the README's and CI's command): check, then the
-# nested lab, where the Linux guest runs end to end on real kvm-amd.
+# The test suite. `make test` (the README's and CI's command, tests/run.sh):
+# the unit tests, then every KVM test wherever KVM is: natively on a usable
+# /dev/kvm (the probe KVM suite, its ASan + UBSan build, peer-check; then the
+# nested lab for the Linux guest), else all of them inside the nested lab.
+# SNAPBOX_KVM=native|lab|skip overrides the choice; skip is reported loudly.
+# A KVM test that ran nowhere fails. `make check`: unit and probe KVM tests on
+# this host only (skipped without /dev/kvm), for day-to-day work.
 UNIT_ENV := SNAPBOX_AGENT=$(AGENT) SNAPBOX_MKINITRAMFS=$(MKINITRAMFS) SNAPBOX_CLI=$(CLI)
-# Why the order: check first, so a broken build fails in seconds, not after
-# the kernel build and the lab.
-test: check
-	$(MAKE) --no-print-directory lab
+ASAN_BUILD := build-asan
+ASAN_SAN   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+test: $(UNIT_BIN) $(KVMT_BIN) $(LINUX_BIN) $(PROBE) $(AGENT) $(MKINITRAMFS) $(CLI) $(INITRAMFS) \
+		$(BENCH_BINS) guest asan-build
+	BUILD=$(BUILD) BUILD_ASAN=$(ASAN_BUILD) sh tests/run.sh
 check: $(UNIT_BIN) $(KVMT_BIN) $(PROBE) $(AGENT) $(MKINITRAMFS) $(CLI)
 	$(UNIT_ENV) $(UNIT_BIN) --jobs 1
 	SNAPBOX_PROBE=$(PROBE) $(KVMT_BIN) --jobs 1
@@ -209,9 +213,21 @@ plots:
 demo: $(CLI) $(PROBE) $(BENCH_BINS)
 	BUILD=$(BUILD) sh tools/demo.sh
 
-# ASan + UBSan build of everything into build-asan/, then the test suite there.
-asan:
-	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" check
+# ASan + UBSan builds into build-asan/. asan-build: what `make test` runs
+# (the unit and probe KVM test binaries, the CLI). asan-unit: the unit tests
+# under the sanitizers (CI). asan: asan-unit, then the probe KVM suite under
+# the sanitizers wherever KVM is (this host, else the lab).
+.PHONY: asan-build asan-unit
+asan-build:
+	$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) SAN="$(ASAN_SAN)" $(ASAN_BUILD)/tests/unit \
+		$(ASAN_BUILD)/tests/kvm $(ASAN_BUILD)/snapbox $(ASAN_BUILD)/guest/agent $(ASAN_BUILD)/mkinitramfs
+asan-unit: asan-build
+	SNAPBOX_AGENT=$(ASAN_BUILD)/guest/agent SNAPBOX_MKINITRAMFS=$(ASAN_BUILD)/mkinitramfs \
+		SNAPBOX_CLI=$(ASAN_BUILD)/snapbox $(ASAN_BUILD)/tests/unit --jobs 1
+asan: asan-unit $(PROBE) $(CLI)
+	@if [ "$${SNAPBOX_KVM:-auto}" != lab ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then \
+		SNAPBOX_KVM_REQUIRED=1 SNAPBOX_PROBE=$(PROBE) $(ASAN_BUILD)/tests/kvm --jobs 1; \
+	else BUILD=$(BUILD) BUILD_ASAN=$(ASAN_BUILD) sh tests/lab/lab.sh kvm-suite-asan; fi
 
 # libFuzzer targets (tests/fuzz/fuzz_*.c, docs in tests/fuzz/README.md), built by
 # clang with ASan and UBSan into build-fuzz/ from the library sources they need.
@@ -294,7 +310,7 @@ guest-path:
 # emulated SVM CPU runs kvm-amd, and inside it snapbox boots the probe and the
 # Linux guest for real. The script fetches the cloud kernel itself (apt-get
 # download, unpacked into the cache, never installed).
-LAB_DEB_PKGS := qemu-system-x86 busybox-static cpio
+LAB_DEB_PKGS := qemu-system-x86 busybox-static cpio e2fsprogs
 # Fetch the L1 kernel; with stale apt lists (a kernel ABI bump) refresh them
 # and try once more. Not fatal: only the lab needs it, and `make lab` says why.
 LAB_FETCH = sh tests/lab/lab.sh --fetch || { S=""; [ "$$(id -u)" = 0 ] || S=sudo; \
@@ -304,7 +320,7 @@ lab-deps:
 	$(call apt_install,$(LAB_DEB_PKGS))
 	@$(LAB_FETCH)
 lab: $(CLI) $(PROBE) $(KVMT_BIN) $(LINUX_BIN) $(INITRAMFS) guest
-	BUILD=$(BUILD) sh tests/lab/lab.sh
+	BUILD=$(BUILD) sh tests/lab/lab.sh $(LAB_GROUPS)
 
 install: $(CLI) $(LIB) $(PROBE)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/snapbox

@@ -116,6 +116,7 @@ int bench_result_print(FILE *out, const struct bench_result *r)
 	if (!sorted)
 		goto out;
 	bench_host_get(&host);
+	bench_emulated_banner(out);
 	fprintf(out, "snapbox bench %s: %s, %llu MiB", r->bench, r->kernel,
 		(unsigned long long)(r->mem_bytes >> 20));
 	if (r->fill_mib || strcmp(r->bench, "cold"))
@@ -125,8 +126,8 @@ int bench_result_print(FILE *out, const struct bench_result *r)
 	if (r->sync)
 		fputs(", fsync", out);
 	fprintf(out, ", %ld runs after %ld warm-up\n", r->iterations, r->warmup);
-	fprintf(out, "host: %s, %ld CPUs, %s %s, KVM backend %s\n\n", host.cpu, host.cpus,
-		host.sysname, host.release, host.kvm_backend);
+	fprintf(out, "host: %s, %ld CPUs, %s %s, KVM backend %s%s\n\n", host.cpu, host.cpus,
+		host.sysname, host.release, host.kvm_backend, host.emulated ? " (emulated)" : "");
 	ret = bench_table(out, r->samples, r->sample_size, n, r->phases, r->nphases);
 	if (ret)
 		goto out;
@@ -184,7 +185,8 @@ static void bench_json_head(FILE *out, const struct bench_result *r)
 	bench_json_str(out, h.release);
 	fputs(", \"machine\": ", out);
 	bench_json_str(out, h.machine);
-	fprintf(out, ", \"kvm_backend\": \"%s\", \"loadavg\": [", h.kvm_backend);
+	fprintf(out, ", \"kvm_backend\": \"%s\", \"emulated\": %s, \"loadavg\": [", h.kvm_backend,
+		h.emulated ? "true" : "false");
 	for (int i = 0; i < 3; i++) {
 		fputs(i ? ", " : "", out);
 		bench_json_num(out, h.loadavg[i], "%.2f");

@@ -136,6 +136,7 @@ void bench_host_get(struct bench_host *h)
 		snprintf(h->machine, sizeof(h->machine), "%s", u.machine);
 	}
 	h->kvm_backend = snapbox_kvm_backend();
+	h->emulated = snapbox_host_emulated();
 	if (getloadavg(h->loadavg, 3) != 3)
 		h->loadavg[0] = h->loadavg[1] = h->loadavg[2] = -1;
 }
@@ -146,7 +147,15 @@ void bench_json_host(FILE *json)
 
 	bench_host_get(&h);
 	fprintf(json, "\"host\": {\"kernel\": \"%s %s\", \"cpu\": \"%s\", \"cpus\": %ld, "
-		"\"kvm_backend\": \"%s\"}", h.sysname, h.release, h.cpu, h.cpus, h.kvm_backend);
+		"\"kvm_backend\": \"%s\", \"emulated\": %s}", h.sysname, h.release, h.cpu, h.cpus,
+		h.kvm_backend, h.emulated ? "true" : "false");
+}
+
+void bench_emulated_banner(FILE *out)
+{
+	if (snapbox_host_emulated())
+		fputs("EMULATED: this host's CPU is emulated (QEMU TCG, the nested lab): every time "
+		      "below means nothing as performance (docs/benchmarks.md has real ones)\n", out);
 }
 
 void bench_json_str(FILE *json, const char *s)

@@ -26,6 +26,7 @@ struct bench_host {
 	char release[65];            /* uname: kernel release */
 	char machine[65];            /* uname: "x86_64" */
 	const char *kvm_backend;     /* snapbox_kvm_backend(): "pvm" or "hardware" */
+	bool emulated;               /* snapbox_host_emulated(): timings here mean nothing */
 	double loadavg[3];           /* 1, 5, 15 minutes; -1 when unknown */
 };
 
@@ -61,6 +62,9 @@ void bench_report(FILE *json, const void *samples, size_t sample_size, size_t n,
 
 /* Fill h from /proc/cpuinfo, uname, sysconf, getloadavg and the library. Never fails. */
 void bench_host_get(struct bench_host *h);
+
+/* The one line every report prints first on an emulated host (nothing otherwise). */
+void bench_emulated_banner(FILE *out);
 
 /* Write `"host": {"kernel", "cpu", "cpus", "kvm_backend"}` (the bench programs' form) to json. */
 void bench_json_host(FILE *json);

@@ -147,6 +147,7 @@ int main(int argc, char **argv)
 			return c == 'h' ? 0 : 2;
 		}
 	}
+	bench_emulated_banner(stdout);
 	if (runs < 1 || runs > 100000 || warmup < 0 || fill < 0) {
 		fprintf(stderr, "restore: --runs must be 1..100000, --warmup and --fill >= 0\n");
 		return 2;

@@ -88,6 +88,7 @@ int main(int argc, char **argv)
 			return c == 'h' ? 0 : 2;
 		}
 	}
+	bench_emulated_banner(stdout);
 	if (runs < 1 || runs > 1000 || !mkdtemp(dir)) {
 		fprintf(stderr, "snapshot: --runs must be 1..1000 (or mkdtemp failed)\n");
 		return 2;

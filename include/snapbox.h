@@ -369,6 +369,13 @@ int snapbox_exit_code(int err);
 const char *snapbox_kvm_backend(void);
 
 /*
+ * True when this host's CPU is emulated (the nested lab: QEMU TCG), where
+ * timings mean nothing and benchmarks must say "emulated". SNAPBOX_EMULATED=1
+ * or 0 overrides the CPUID check. Never fails.
+ */
+bool snapbox_host_emulated(void);
+
+/*
  * Drop, for the whole process and for good, the privileges a VMM does not
  * need: no_new_privs, and every capability (bounding, permitted, effective,
  * inheritable, ambient). Opening /dev/kvm needs only file permission, so

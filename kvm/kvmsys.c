@@ -1,6 +1,7 @@
 /* kvmsys.c - opens /dev/kvm, checks the API and capabilities, caches host CPUID and the vCPU MSR set. */
 #include "kvm/kvmsys.h"
 
+#include <cpuid.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -49,6 +50,27 @@ static bool kvmsys_host_has_hw_virt(void)
 bool kvmsys_host_is_pvm(void)
 {
 	return !kvmsys_host_has_hw_virt();
+}
+
+bool kvmsys_host_emulated(void)
+{
+	const char *e = getenv("SNAPBOX_EMULATED");
+	unsigned a, b, c, d;
+	char sig[13];
+
+	if (e && *e)
+		return strcmp(e, "0") != 0;
+	/* CPUID.1:ECX bit 31 says a hypervisor is there; its leaf 0x40000000
+	 * names it, and QEMU's TCG (an emulated CPU) calls itself TCGTCGTCGTCG. */
+	__cpuid(1, a, b, c, d);
+	if (!(c & (1u << 31)))
+		return false;
+	__cpuid(0x40000000, a, b, c, d);
+	memcpy(sig, &b, 4);
+	memcpy(sig + 4, &c, 4);
+	memcpy(sig + 8, &d, 4);
+	sig[12] = '\0';
+	return strcmp(sig, "TCGTCGTCGTCG") == 0;
 }
 
 int kvmsys_init(struct kvmsys *s, const char *path)

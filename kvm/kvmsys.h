@@ -57,6 +57,13 @@ int kvmsys_probe_msrs(struct kvmsys *s);
  */
 bool kvmsys_host_is_pvm(void);
 
+/*
+ * True when this host's CPU is emulated (QEMU TCG, as in the nested lab), so
+ * timings taken here mean nothing: SNAPBOX_EMULATED=1 says so (0 says not),
+ * else the CPUID hypervisor signature "TCGTCGTCGTCG" does.
+ */
+bool kvmsys_host_emulated(void);
+
 /* "pvm" or "hardware", from /proc/cpuinfo; for reports and the PVM warning. */
 const char *kvmsys_backend_name(const struct kvmsys *s);
 

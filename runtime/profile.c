@@ -280,3 +280,8 @@ const char *snapbox_kvm_backend(void)
 {
 	return kvmsys_host_is_pvm() ? "pvm" : "hardware";
 }
+
+bool snapbox_host_emulated(void)
+{
+	return kvmsys_host_emulated();
+}

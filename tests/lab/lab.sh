@@ -37,6 +37,7 @@
 #   LAB_FREEZE       seconds of console silence that mean L1 froze (default 60)
 #   LAB_SMP          L1 vCPUs (default 1)
 #   LAB_VERBOSE=1    show the whole serial console, not just the markers
+#   LAB_SHOW=1       show the tests' own output ("| " lines) with the markers
 #   LAB_VMLINUX      guest kernel (default: guest/linux/build.sh --path); "none" skips the Linux groups
 #   LAB_INITRAMFS    agent initramfs (default $BUILD/guest/initramfs.cpio.gz, if present)
 #   LAB_L1_KERNEL, LAB_L1_MODULES  an L1 bzImage and its /lib/modules/<ver> directory
@@ -185,10 +186,12 @@ put "$BUILD/guest/probe.elf" "$BUILD/guest/probe.elf"
 [ -z "$initramfs" ] || put "$initramfs" "$BUILD/guest/initramfs.cpio.gz"
 [ -z "$vmlinux" ] || put "$vmlinux" vmlinux
 ! has_group bzimage || put "$l1_kernel" bzImage
-if has_group kvm-suite || has_group peer-check || has_group demo || has_group cmd; then
+if has_group kvm-suite || has_group cmd; then
 	[ -x "$BUILD/tests/kvm" ] || die "$BUILD/tests/kvm not built; run: make"
 	put_bin "$BUILD/tests/kvm" "$BUILD/tests/kvm"
-	for b in "$BUILD"/bench/*; do [ -x "$b" ] && put_bin "$b" "$b"; done
+fi
+if has_group kvm-suite || has_group peer-check || has_group demo || has_group cmd; then
+	for b in "$BUILD"/bench/*; do [ -f "$b" ] && [ -x "$b" ] && put_bin "$b" "$b"; done
 	put bench/peer-qemu bench/peer-qemu
 	put tools/demo.sh tools/demo.sh
 fi
@@ -280,7 +283,9 @@ if [ -n "${LAB_HOSTFWD:-}" ]; then
 	for p in $LAB_HOSTFWD; do fw="$fw,hostfwd=tcp:127.0.0.1:${p%%:*}-:${p#*:}"; done
 	nic="-nic user,model=virtio-net-pci,restrict=on$fw"
 fi
-if [ "$LAB_VERBOSE" = 1 ]; then filter='^'; else filter='^SNAPBOX-LAB[ -]'; fi
+if [ "$LAB_VERBOSE" = 1 ]; then filter='^'
+elif [ "${LAB_SHOW:-0}" = 1 ]; then filter='^SNAPBOX-LAB[ -]\|^| \|^== '
+else filter='^SNAPBOX-LAB[ -]'; fi
 serial="$work/serial.log"
 : >"$serial"
 freezes=0 froze="" from=0 attempt=0 verdict="" ngroups=$(echo $plan | wc -w)

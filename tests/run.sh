@@ -1,0 +1,102 @@
+#!/bin/sh
+# tests/run.sh - `make test`: the unit tests, then every KVM test wherever KVM is (this host's /dev/kvm, else the nested lab), and a summary of where each suite ran and how long it took.
+#
+# Usage: tests/run.sh   (from `make test`, which builds what it names first)
+#
+# Where the KVM tests run, from SNAPBOX_KVM:
+#   auto (default)  native when /dev/kvm opens read-write, else the lab
+#   native          this host's /dev/kvm (fails when it is unusable)
+#   lab             the nested lab, even with a usable /dev/kvm
+#   skip            nowhere: an explicit opt-out, reported loudly; never a pass
+#                   of the KVM tests, and only the unit tests decide the exit status
+# Native: the probe KVM suite, its ASan + UBSan build and peer-check here,
+# then the lab for the Linux guest (which needs real KVM semantics). Lab: all
+# of them inside one lab run. A KVM test that ran nowhere is a failure:
+# SNAPBOX_KVM_REQUIRED=1 turns every KVM test's skip into a failure.
+#
+# Environment: BUILD (default build), BUILD_ASAN (default build-asan).
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+BUILD_ASAN=${BUILD_ASAN:-build-asan}
+where=${SNAPBOX_KVM:-auto}
+t_start=$(date +%s)
+summary=""
+failed=0
+
+# row NAME WHERE SECONDS VERDICT: one line of the summary.
+row() {
+	summary="$summary$(printf '  %-34s %-8s %6ss  %s' "$1" "$2" "$3" "$4")
+"
+	case $4 in PASS*) ;; *) failed=1 ;; esac
+}
+# stage NAME WHERE CMD...: run CMD, time it, add its row.
+stage() {
+	n=$1 w=$2; shift 2
+	printf '\n==== %s (%s): %s\n' "$n" "$w" "$*"
+	t0=$(date +%s)
+	if "$@"; then v=PASS; else v="FAIL (exit $?)"; fi
+	row "$n" "$w" $(($(date +%s) - t0)) "$v"
+}
+
+export SNAPBOX_AGENT="$BUILD/guest/agent" SNAPBOX_MKINITRAMFS="$BUILD/mkinitramfs" SNAPBOX_CLI="$BUILD/snapbox"
+stage unit native "$BUILD/tests/unit" --jobs 1
+
+case $where in
+auto)
+	if [ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then where=native; else where=lab; fi
+	echo "make test: KVM tests run $( [ $where = native ] && echo "natively on /dev/kvm" || echo "in the nested lab: no usable /dev/kvm here")" ;;
+native | lab | skip) ;;
+*) echo "make test: SNAPBOX_KVM=$where: want auto, native, lab or skip" >&2; exit 2 ;;
+esac
+
+# Lab group rows: one per SNAPBOX-LAB-END line of the lab's console log.
+lab_rows() {
+	sed -n 's/^SNAPBOX-LAB-END [0-9]* \([^ ]*\) \([0-9.]*\)$/\1 \2/p' "$BUILD/lab/serial.log" 2>/dev/null |
+		while read -r g s; do printf '  %-34s %-8s %6ss  (L1 time, emulated)\n' "  lab group $g" lab "${s%.*}"; done
+}
+
+kvm_suite() { # kvm_suite BUILDDIR: the probe KVM suite of that build, natively
+	SNAPBOX_KVM_REQUIRED=1 SNAPBOX_PROBE="$BUILD/guest/probe.elf" SNAPBOX_CLI="$1/snapbox" "$1/tests/kvm" --jobs 1
+}
+peer_check() {
+	command -v qemu-system-x86_64 >/dev/null 2>&1 || { echo "peer-check: qemu-system-x86_64 missing (make deps)"; return 1; }
+	BUILD=$BUILD python3 bench/peer-qemu --iterations 2 --warmup 0 --pool-runs 2 --json "$BUILD/bench-peer-check.json"
+}
+
+case $where in
+native)
+	stage "probe KVM suite" native kvm_suite "$BUILD"
+	stage "probe KVM suite, ASan+UBSan" native kvm_suite "$BUILD_ASAN"
+	stage peer-check native peer_check
+	stage "Linux guest (lab)" lab sh tests/lab/lab.sh probe linux bzimage agent run linux-tests
+	summary="$summary$(lab_rows)
+" ;;
+lab)
+	stage "all KVM tests (lab)" lab sh tests/lab/lab.sh probe kvm-suite kvm-suite-asan peer-check \
+		linux bzimage agent run linux-tests
+	summary="$summary$(lab_rows)
+" ;;
+skip)
+	for s in "probe KVM suite" "probe KVM suite, ASan+UBSan" peer-check "Linux guest (lab)"; do
+		summary="$summary$(printf '  %-34s %-8s %6s   %s' "$s" nowhere - "NOT RUN")
+"
+	done ;;
+esac
+
+t=$(($(date +%s) - t_start))
+printf '\n==== make test summary (KVM tests: %s)\n%s' "$where" "$summary"
+if [ "$where" = skip ]; then
+	cat <<'EOF'
+  ************************************************************************
+  * SNAPBOX_KVM=skip: NO KVM TEST RAN. The VMM, snapshot and restore code  *
+  * is untested by this run; only the unit tests above passed or failed.  *
+  ************************************************************************
+EOF
+fi
+if [ "$failed" = 0 ]; then
+	printf '  total %dm%02ds: PASS\n' $((t / 60)) $((t % 60))
+	exit 0
+fi
+printf '  total %dm%02ds: FAIL\n' $((t / 60)) $((t % 60))
+exit 1
