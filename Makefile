@@ -321,6 +321,12 @@ lab-deps:
 	@$(LAB_FETCH)
 lab: $(CLI) $(PROBE) $(KVMT_BIN) $(LINUX_BIN) $(INITRAMFS) guest
 	BUILD=$(BUILD) sh tests/lab/lab.sh $(LAB_GROUPS)
+# The lab's watchdog, tested: L1 goes silent once, the host must kill it, rerun
+# the group in a fresh L1 and pass, counting 1 freeze.
+.PHONY: lab-selftest
+lab-selftest: $(CLI) $(PROBE)
+	BUILD=$(BUILD) LAB_FREEZE=20 sh tests/lab/lab.sh probe watchdog-selftest 2>&1 | tee $(BUILD)/lab-selftest.log
+	grep -q 'PASS (.*1 L1 freeze(s): watchdog-selftest' $(BUILD)/lab-selftest.log
 
 install: $(CLI) $(LIB) $(PROBE)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/snapbox

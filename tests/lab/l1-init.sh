@@ -29,6 +29,7 @@ cd /tmp
 
 # The heartbeat the host's watchdog listens for: it stops only when L1 stops.
 (while :; do echo "SNAPBOX-LAB-HEARTBEAT $(cut -d' ' -f1 /proc/uptime)"; sleep 5; done) &
+heartbeat=$!
 
 # Per-test time limit (seconds); the host has its own overall limit too.
 T=${lab_timeout:-900}
@@ -161,6 +162,15 @@ group_demo() {
 	run demo sh -c "cd /lab && BUILD=/tmp/demo/build SNAPBOX_DEMO_IN_LAB=1 sh tools/demo.sh"
 	if [ "$rc" = 0 ]; then mark demo PASS "cold boot, snapshot, inspect, cow restore + PING, restore bench"
 	else mark demo FAIL "tools/demo.sh exited $rc"; fi
+}
+# The host watchdog's own test: in the first L1, go silent as a frozen L1
+# would (no heartbeat, no output); in the rerun, pass.
+group_watchdog_selftest() {
+	if [ "${lab_attempt:-1}" = 1 ]; then
+		kill "$heartbeat"
+		sleep 100000
+	fi
+	mark watchdog-selftest PASS "rerun after the host's watchdog killed a silent L1 (attempt ${lab_attempt:-1})"
 }
 group_cmd() {
 	run cmd sh -c "cd /lab && sh /lab/lab-cmd.sh"

@@ -79,6 +79,8 @@ run            snapbox run: cold boot, restore per mode, exit codes, signals, en
 linux-tests    the Linux end-to-end suites ($BUILD/tests/linux)
 demo           tools/demo.sh (make demo's steps) with its output
 cmd            $LAB_CMD in /lab, its output and exit status
+watchdog-selftest  goes silent in the first L1 (as a frozen L1 would) and passes in the rerun:
+               the run must end PASS with 1 L1 freeze (make lab-selftest)
 EOF
 	exit 0
 fi
@@ -126,7 +128,7 @@ if [ "${1:-}" = --fetch ]; then say "L1 kernel: $l1_kernel"; exit 0; fi
 plan=${*:-${LAB_PLAN:-probe linux bzimage agent run linux-tests}}
 for g in $plan; do
 	case $g in
-	probe | kvm-suite | kvm-suite-asan | peer-check | linux | bzimage | agent | run | linux-tests | demo | cmd) ;;
+	probe | kvm-suite | kvm-suite-asan | peer-check | linux | bzimage | agent | run | linux-tests | demo | cmd | watchdog-selftest) ;;
 	*) die "unknown group '$g' (tests/lab/lab.sh --list)" ;;
 	esac
 done
@@ -304,7 +306,7 @@ while :; do
 		-drive "file=$work/in.img,if=virtio,format=raw,readonly=on" \
 		-drive "file=$work/out.img,if=virtio,format=raw" \
 		-kernel "$l1_kernel" -initrd "$work/L1.cpio" \
-		-append "console=ttyS0 loglevel=4 panic=-1 lab_timeout=$LAB_TEST_TIMEOUT lab_from=$from" \
+		-append "console=ttyS0 loglevel=4 panic=-1 lab_timeout=$LAB_TEST_TIMEOUT lab_from=$from lab_attempt=$attempt" \
 		</dev/null >"$work/qemu.$attempt.err" 2>&1 &
 	qpid=$!
 	# Live view of the markers (and of everything with LAB_VERBOSE=1).
