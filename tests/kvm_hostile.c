@@ -108,6 +108,9 @@ Test(kvm_hostile, each_case_is_contained_and_the_neighbour_keeps_serving, .timeo
 			double t0;
 			int ret;
 
+			/* Said before the case, so a host that stops (the lab's L1)
+			 * names the case it stopped in. */
+			fprintf(stderr, "hostile | round %d: %s ...\n", round + 1, c->name);
 			before = hostile_rss_kib();
 			t0 = hostile_now();
 			bad = tests_boot_probe(NULL, NULL, NULL);

@@ -84,3 +84,28 @@ Test(cli_run, missing_kernel_says_make_guest)
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpl);
 	cr_assert_eq(system(cmd), 0);
 }
+
+Test(cli_run, missing_inputs_are_named_before_kvm_is_opened)
+{
+	/* On any host, with or without /dev/kvm: the missing file is what is
+	 * reported, with the input error's exit status, never "no KVM" (4). */
+	cr_assert_eq(tests_cli_capture(tests_cli_path(), NULL, "boot --kernel /no/such/vmlinux", out,
+				       sizeof(out)), 3, "%s", out);
+	cr_assert(strstr(out, "/no/such/vmlinux"), "%s", out);
+	cr_assert_null(strstr(out, "/dev/kvm"), "%s", out);
+	cr_assert_eq(tests_cli_capture(tests_cli_path(), NULL,
+				       "snapshot --kernel /bin/true --initrd /no/such/initrd --out /tmp/x",
+				       out, sizeof(out)), 3, "%s", out);
+	cr_assert(strstr(out, "/no/such/initrd"), "%s", out);
+	cr_assert_null(strstr(out, "/dev/kvm"), "%s", out);
+	cr_assert_eq(tests_cli_capture(tests_cli_path(), NULL, "restore /no/such/snapshot", out,
+				       sizeof(out)), 3, "%s", out);
+	cr_assert(strstr(out, "/no/such/snapshot"), "%s", out);
+	cr_assert_null(strstr(out, "/dev/kvm"), "%s", out);
+	cr_assert_eq(run(tests_cli_path(), NULL, "--snapshot /no/such/snapshot -- true"), 125, "%s", out);
+	cr_assert(strstr(out, "/no/such/snapshot"), "%s", out);
+	cr_assert_eq(run(tests_cli_path(), NULL, "--kernel /no/such/vmlinux --initrd /bin/true -- true"),
+		     125, "%s", out);
+	cr_assert(strstr(out, "/no/such/vmlinux"), "%s", out);
+	cr_assert_null(strstr(out, "/dev/kvm"), "%s", out);
+}

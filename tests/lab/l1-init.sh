@@ -41,12 +41,17 @@ mark() { # mark NAME VERDICT DETAIL
 }
 # show FILE: a test's output, prefixed, at most the last 200 lines.
 show() { tail -n 200 "$1" | sed 's/^/| /'; }
-# run NAME CMD...: run CMD with the time limit, output to /tmp/NAME.out (shown, kept in /out), status in $rc.
+# run NAME CMD...: run CMD with the time limit, output to /tmp/NAME.out, kept
+# in /out and shown on the console as it comes (so a freeze shows what ran
+# last), status in $rc.
 run() {
 	n=$1; shift
 	echo "== $n: $*"
-	limit "$n" "$@" >"/tmp/$n.out" 2>&1
-	show "/tmp/$n.out"
+	: >"/tmp/$n.out"
+	tail -n +1 -f "/tmp/$n.out" | sed -u 's/^/| /' &
+	limit "$n" "$@" >>"/tmp/$n.out" 2>&1
+	sleep 1
+	pkill -f "tail -n +1 -f /tmp/$n.out" 2>/dev/null || true
 	cp "/tmp/$n.out" "/out/$n.out" 2>/dev/null || true
 }
 # limit NAME CMD...: run CMD (output as is), status in $rc. Every 60 s it is
@@ -93,7 +98,7 @@ finish() {
 }
 has() { [ -e "$1" ]; }
 # uptime_cs: L1's uptime in centiseconds.
-uptime_cs() { cut -d' ' -f1 /proc/uptime | tr -d .; }
+uptime_cs() { cut -d' ' -f1 /proc/uptime | tr -d . | sed 's/^0*//'; }
 
 echo "SNAPBOX-LAB L1: Linux $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(grep -c ^processor /proc/cpuinfo) vCPU, $(grep MemTotal /proc/meminfo | tr -s ' ')"
 
@@ -337,10 +342,12 @@ i=0
 for g in $(cat /lab/plan); do
 	if [ "$i" -ge "$FROM" ]; then
 		echo "SNAPBOX-LAB-BEGIN $i $g"
-		t0=$(uptime_cs)
-		"group_$(echo "$g" | tr - _)"
-		t1=$(uptime_cs)
-		echo "SNAPBOX-LAB-END $i $g $(((t1 - t0) / 100)).$(((t1 - t0) % 100 / 10))"
+		# Names of their own: groups use t0/t1 for their timings. The ||
+		# keeps a group's own error from ending PID 1 (a kernel panic).
+		plan_t0=$(uptime_cs)
+		"group_$(echo "$g" | tr - _)" || mark "$g" FAIL "the group's script failed (exit $?)"
+		plan_t1=$(uptime_cs)
+		echo "SNAPBOX-LAB-END $i $g $(((plan_t1 - plan_t0) / 100)).$(((plan_t1 - plan_t0) % 100 / 10))"
 	fi
 	i=$((i + 1))
 done

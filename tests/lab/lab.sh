@@ -291,6 +291,35 @@ else filter='^SNAPBOX-LAB[ -]'; fi
 serial="$work/serial.log"
 : >"$serial"
 freezes=0 froze="" from=0 attempt=0 verdict="" ngroups=$(echo $plan | wc -w)
+# freeze_evidence N: before a silent L1 is killed, what its CPU and QEMU's
+# threads were doing: the HMP monitor's registers and LAPIC (is L1 halted,
+# with interrupts on, and is a timer armed?), and QEMU's thread stacks.
+freeze_evidence() {
+	ev="$work/freeze.$1.txt"
+	{
+		echo "== QEMU threads (wchan)"
+		for t in /proc/$qpid/task/*; do echo "$(cat "$t/comm") $(cat "$t/wchan" 2>/dev/null)"; done
+		echo "== HMP: info registers, info lapic"
+		python3 - "$work/monitor.sock" <<'PY' 2>&1 || true
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])
+def cmd(c):
+    s.sendall((c + "\n").encode()); time.sleep(1)
+    try:
+        return s.recv(1 << 20).decode(errors="replace")
+    except socket.timeout:
+        return "(no answer)"
+cmd("")
+for c in ("info registers", "info lapic", "info pic"):
+    print(cmd(c))
+PY
+		if command -v gdb >/dev/null 2>&1; then
+			echo "== gdb: thread apply all bt"
+			timeout 60 gdb -p "$qpid" -batch -ex 'thread apply all bt 12' 2>&1 | grep -v '^\[New LWP'
+		fi
+	} >"$ev" 2>&1
+	say "freeze evidence in $ev: $(grep -o 'HLT=[01]' "$ev" | head -n 1) $(grep -o 'RIP=[0-9a-f]*' "$ev" | head -n 1) $(grep -o 'EFL=[0-9a-f]*' "$ev" | head -n 1)"
+}
 rm -rf "$LAB_OUT" && mkdir -p "$LAB_OUT"
 # Why the loop: a frozen L1 is killed and the group it froze in, with the rest,
 # runs once more in a fresh L1; a second freeze is a failure.
@@ -302,7 +331,8 @@ while :; do
 	# The L1 kernel command line must never contain a marker: it is echoed on the console.
 	# shellcheck disable=SC2086
 	"$qemu" -accel tcg,thread=multi -M q35 -cpu EPYC,+svm,+npt -m 3072 -smp "$LAB_SMP" \
-		-display none -no-reboot -serial "file:$log" -monitor none $nic \
+		-display none -no-reboot -serial "file:$log" $nic \
+		-monitor "unix:$work/monitor.sock,server=on,wait=off" \
 		-drive "file=$work/in.img,if=virtio,format=raw,readonly=on" \
 		-drive "file=$work/out.img,if=virtio,format=raw" \
 		-kernel "$l1_kernel" -initrd "$work/L1.cpio" \
@@ -320,6 +350,7 @@ while :; do
 		if [ "$quiet" -ge "$LAB_FREEZE" ]; then why=freeze; break; fi
 		if [ $(($(date +%s) - start)) -ge "$LAB_TIMEOUT" ]; then why=timeout; break; fi
 	done
+	if [ "$why" = freeze ]; then freeze_evidence "$attempt"; fi
 	if [ -n "$why" ]; then kill -TERM $qpid 2>/dev/null; sleep 1; kill -KILL $qpid 2>/dev/null || true; fi
 	wait $qpid 2>/dev/null || true
 	sleep 1; kill $tpid 2>/dev/null || true; wait $tpid 2>/dev/null || true
