@@ -48,7 +48,7 @@ run() {
 	n=$1; shift
 	echo "== $n: $*"
 	: >"/tmp/$n.out"
-	tail -n +1 -f "/tmp/$n.out" | sed -u 's/^/| /' &
+	tail -n +1 -f "/tmp/$n.out" | awk '{ print "| " $0; fflush() }' &
 	limit "$n" "$@" >>"/tmp/$n.out" 2>&1
 	sleep 1
 	pkill -f "tail -n +1 -f /tmp/$n.out" 2>/dev/null || true

@@ -36,6 +36,7 @@
 #   LAB_TEST_TIMEOUT limit for each test inside L1, seconds (default 900)
 #   LAB_FREEZE       seconds of console silence that mean L1 froze (default 60)
 #   LAB_SMP          L1 vCPUs (default 1)
+#   LAB_CPU          L1's CPU model (default EPYC,+svm,+npt,+svme-addr-chk; see the freeze note below)
 #   LAB_VERBOSE=1    show the whole serial console, not just the markers
 #   LAB_SHOW=1       show the tests' own output ("| " lines) with the markers
 #   LAB_VMLINUX      guest kernel (default: guest/linux/build.sh --path); "none" skips the Linux groups
@@ -57,6 +58,7 @@ LAB_TIMEOUT=${LAB_TIMEOUT:-2400}
 LAB_TEST_TIMEOUT=${LAB_TEST_TIMEOUT:-900}
 LAB_FREEZE=${LAB_FREEZE:-60}
 LAB_SMP=${LAB_SMP:-1}
+LAB_CPU=${LAB_CPU:-EPYC,+svm,+npt,+svme-addr-chk}
 LAB_VERBOSE=${LAB_VERBOSE:-0}
 LAB_OUT=${LAB_OUT:-$BUILD/lab/out}
 qemu=${LAB_QEMU:-qemu-system-x86_64}
@@ -300,7 +302,7 @@ freeze_evidence() {
 		echo "== QEMU threads (wchan)"
 		for t in /proc/$qpid/task/*; do echo "$(cat "$t/comm") $(cat "$t/wchan" 2>/dev/null)"; done
 		echo "== HMP: info registers, info lapic"
-		python3 - "$work/monitor.sock" <<'PY' 2>&1 || true
+		python3 - "$work/evidence.sock" <<'PY' 2>&1 || true
 import socket, sys, time
 s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])
 def cmd(c):
@@ -327,18 +329,57 @@ while :; do
 	attempt=$((attempt + 1))
 	log="$work/serial.$attempt.log"
 	rm -f "$work/out.img" "$log" && truncate -s 1G "$work/out.img" && : >"$log"
-	say "L1 #$attempt under TCG (-cpu EPYC,+svm,+npt, $LAB_SMP vCPU); groups from #$((from + 1)) of $ngroups; silence limit ${LAB_FREEZE}s; console: $log"
+	say "L1 #$attempt under TCG (-cpu $LAB_CPU, $LAB_SMP vCPU); groups from #$((from + 1)) of $ngroups; silence limit ${LAB_FREEZE}s; console: $log"
 	# The L1 kernel command line must never contain a marker: it is echoed on the console.
 	# shellcheck disable=SC2086
-	"$qemu" -accel tcg,thread=multi -M q35 -cpu EPYC,+svm,+npt -m 3072 -smp "$LAB_SMP" \
+	"$qemu" -accel tcg,thread=multi -M q35 -cpu "$LAB_CPU" -m 3072 -smp "$LAB_SMP" \
 		-display none -no-reboot -serial "file:$log" $nic \
 		-monitor "unix:$work/monitor.sock,server=on,wait=off" \
+		-monitor "unix:$work/evidence.sock,server=on,wait=off" \
 		-drive "file=$work/in.img,if=virtio,format=raw,readonly=on" \
 		-drive "file=$work/out.img,if=virtio,format=raw" \
 		-kernel "$l1_kernel" -initrd "$work/L1.cpio" \
 		-append "console=ttyS0 loglevel=4 panic=-1 lab_timeout=$LAB_TEST_TIMEOUT lab_from=$from lab_attempt=$attempt" \
 		</dev/null >"$work/qemu.$attempt.err" 2>&1 &
 	qpid=$!
+	# The nudge: one keyboard interrupt a second through QEMU's monitor. QEMU's
+	# TCG (7.2 and 10.0) can lose the wake-up of L1's own APIC timer: VMRUN
+	# sets a bit in the vCPU's interrupt_request with a plain OR outside the
+	# big lock, racing with the main loop's OR of the timer's POLL bit, so
+	# L1 halts with the timer vector pending in its APIC (IRR 236) and nothing
+	# to wake it. Any external interrupt makes QEMU re-poll the APIC, so L1
+	# loses at most a second instead of freezing for good (docs/architecture.md).
+	python3 - "$work/monitor.sock" "$qpid" <<'PY' >/dev/null 2>&1 &
+import os, socket, sys, time
+path, qpid = sys.argv[1], int(sys.argv[2])
+def alive():
+    try:
+        os.kill(qpid, 0)
+        return True
+    except OSError:
+        return False
+s = None
+for _ in range(100):
+    try:
+        s = socket.socket(socket.AF_UNIX); s.connect(path); break
+    except OSError:
+        s = None; time.sleep(0.1)
+if s is None:
+    sys.exit(0)
+s.setblocking(False)
+while alive():
+    try:
+        s.sendall(b"sendkey shift\n")
+        while True:
+            if not s.recv(65536):
+                sys.exit(0)
+    except BlockingIOError:
+        pass
+    except OSError:
+        sys.exit(0)
+    time.sleep(1)
+PY
+	npid=$!
 	# Live view of the markers (and of everything with LAB_VERBOSE=1).
 	(tail -n +1 -F --pid=$qpid "$log" 2>/dev/null | stdbuf -oL tr -d '\r' | grep --line-buffered -a "$filter" | grep --line-buffered -av '^SNAPBOX-LAB-HEARTBEAT' >&2 || true) &
 	tpid=$!
@@ -353,7 +394,7 @@ while :; do
 	if [ "$why" = freeze ]; then freeze_evidence "$attempt"; fi
 	if [ -n "$why" ]; then kill -TERM $qpid 2>/dev/null; sleep 1; kill -KILL $qpid 2>/dev/null || true; fi
 	wait $qpid 2>/dev/null || true
-	sleep 1; kill $tpid 2>/dev/null || true; wait $tpid 2>/dev/null || true
+	sleep 1; kill $tpid $npid 2>/dev/null || true; wait $tpid $npid 2>/dev/null || true
 	if [ "$why" = freeze ]; then
 		# The unfinished group runs again: keep only what came before its BEGIN line.
 		tr -d '\r' <"$log" | awk '{ l[NR] = $0 } /^SNAPBOX-LAB-BEGIN / { b = NR }
@@ -394,7 +435,11 @@ if [ -z "$verdict" ]; then
 		verdict=PASS
 	fi
 fi
-summary="$npass passed, $nfail failed, $nskip skipped; $freezes L1 freeze(s)${froze:+: $froze}; $(elapsed)"
+# Heartbeats come every 5 s of L1 time; a gap well over that is a lost timer
+# wake-up that the nudge ended (see above).
+stalls=$(awk '/^SNAPBOX-LAB-HEARTBEAT / { if (prev != "" && $2 > prev && $2 - prev > 5.5) n++; prev = $2 }
+	/^SNAPBOX-LAB L1:/ { prev = "" } END { print n + 0 }' "$serial")
+summary="$npass passed, $nfail failed, $nskip skipped; $freezes L1 freeze(s)${froze:+: $froze}; $stalls L1 timer stall(s) ended by the nudge; $(elapsed)"
 if [ "$verdict" = PASS ]; then
 	say "PASS ($summary)"
 	exit 0
