@@ -160,6 +160,23 @@ group_peer_check() {
 	if [ "$rc" = 0 ]; then mark peer-check PASS "QEMU -M microvm and snapbox both reached PONG (2 pairs; emulated timings)"
 	else mark peer-check FAIL "bench/peer-qemu exited $rc"; fi
 }
+# make bench and make peer on a host without /dev/kvm: the same programs in
+# L1, fewer runs, JSON into /out (every report there says "emulated").
+group_bench() {
+	r=${lab_runs:-10}
+	run bench sh -c "cd /lab && B=/lab/$BUILD P=\$SNAPBOX_PROBE &&
+		\$B/bench/coldboot --kernel \$P --runs $r --json /out/bench-coldboot.json &&
+		\$B/bench/restore --kernel \$P --runs $r --samples --json /out/bench-restore.json &&
+		snapbox bench cold --iterations $r &&
+		snapbox bench restore --mode cow --pooled --iterations $r --json >/out/snapbox-bench-restore-pooled.json"
+	if [ "$rc" = 0 ]; then mark bench PASS "bench/coldboot, bench/restore, snapbox bench ($r runs each; emulated)"
+	else mark bench FAIL "exit $rc"; fi
+}
+group_peer() {
+	run peer sh -c "cd /lab && BUILD=$BUILD python3 bench/peer-qemu --qemu /usr/bin/qemu-system-x86_64 --iterations ${lab_runs:-10} --json /out/bench-peer.json"
+	if [ "$rc" = 0 ]; then mark peer PASS "bench/peer-qemu, ${lab_runs:-10} pairs (emulated)"
+	else mark peer FAIL "bench/peer-qemu exited $rc"; fi
+}
 group_demo() {
 	# The demo writes its snapshot beside the build outputs: a writable view of them.
 	mkdir -p /tmp/demo/build

@@ -29,6 +29,7 @@
 #   BUILD            build directory (default build); BUILD_ASAN (default build-asan)
 #   LAB_PLAN         default groups (default: "probe linux bzimage agent run linux-tests")
 #   LAB_CMD          shell command for the "cmd" group, run in /lab (cwd) inside L1
+#   LAB_RUNS         runs (pairs) of the bench and peer groups (default 10)
 #   LAB_PUT          "SRC:DEST ..." extra host files or directories, put at /lab/DEST
 #   LAB_OUT          where L1's /out is unpacked (default $BUILD/lab/out)
 #   LAB_HOSTFWD      "HOSTPORT:GUESTPORT ..." TCP ports forwarded from 127.0.0.1:HOSTPORT
@@ -80,6 +81,8 @@ agent          our vmlinux with the agent's initramfs: all BOOT_TIME stages
 run            snapbox run: cold boot, restore per mode, exit codes, signals, env, 256 KiB out
 linux-tests    the Linux end-to-end suites ($BUILD/tests/linux)
 demo           tools/demo.sh (make demo's steps) with its output
+bench          bench/coldboot, bench/restore, snapbox bench ($LAB_RUNS runs; JSON in $LAB_OUT; emulated)
+peer           bench/peer-qemu, $LAB_RUNS pairs (JSON in $LAB_OUT/bench-peer.json; emulated)
 cmd            $LAB_CMD in /lab, its output and exit status
 watchdog-selftest  goes silent in the first L1 (as a frozen L1 would) and passes in the rerun:
                the run must end PASS with 1 L1 freeze (make lab-selftest)
@@ -130,11 +133,20 @@ if [ "${1:-}" = --fetch ]; then say "L1 kernel: $l1_kernel"; exit 0; fi
 plan=${*:-${LAB_PLAN:-probe linux bzimage agent run linux-tests}}
 for g in $plan; do
 	case $g in
-	probe | kvm-suite | kvm-suite-asan | peer-check | linux | bzimage | agent | run | linux-tests | demo | cmd | watchdog-selftest) ;;
+	probe | kvm-suite | kvm-suite-asan | peer-check | linux | bzimage | agent | run | linux-tests | demo | cmd | \
+		watchdog-selftest | bench | peer) ;;
 	*) die "unknown group '$g' (tests/lab/lab.sh --list)" ;;
 	esac
 done
 has_group() { case " $plan " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# One lab run per build directory at a time: runs share $work (disks, logs).
+mkdir -p "$work"
+exec 9>"$work.lock"
+if ! flock -n 9; then
+	say "another lab run is using $work; waiting for it"
+	flock 9
+fi
 
 # --- inputs -----------------------------------------------------------------
 for t in "$qemu" cpio gzip timeout ldd readelf mkfs.ext4 tar truncate flock; do
@@ -194,7 +206,8 @@ if has_group kvm-suite || has_group cmd; then
 	[ -x "$BUILD/tests/kvm" ] || die "$BUILD/tests/kvm not built; run: make"
 	put_bin "$BUILD/tests/kvm" "$BUILD/tests/kvm"
 fi
-if has_group kvm-suite || has_group peer-check || has_group demo || has_group cmd; then
+if has_group kvm-suite || has_group peer-check || has_group demo || has_group cmd || has_group bench ||
+	has_group peer; then
 	for b in "$BUILD"/bench/*; do [ -f "$b" ] && [ -x "$b" ] && put_bin "$b" "$b"; done
 	put bench/peer-qemu bench/peer-qemu
 	put tools/demo.sh tools/demo.sh
@@ -207,7 +220,7 @@ fi
 if has_group linux-tests; then
 	for t in "$BUILD"/tests/linux*; do [ -x "$t" ] && put_bin "$t" "$t"; done
 fi
-if has_group peer-check; then
+if has_group peer-check || has_group peer; then
 	# Debian's QEMU and Python (not a pyenv one on PATH), with what they load.
 	put_bin "$(command -v qemu-system-x86_64)" sys/usr/bin/qemu-system-x86_64
 	for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu; do
@@ -339,7 +352,7 @@ while :; do
 		-drive "file=$work/in.img,if=virtio,format=raw,readonly=on" \
 		-drive "file=$work/out.img,if=virtio,format=raw" \
 		-kernel "$l1_kernel" -initrd "$work/L1.cpio" \
-		-append "console=ttyS0 loglevel=4 panic=-1 lab_timeout=$LAB_TEST_TIMEOUT lab_from=$from lab_attempt=$attempt" \
+		-append "console=ttyS0 loglevel=4 panic=-1 lab_timeout=$LAB_TEST_TIMEOUT lab_from=$from lab_attempt=$attempt lab_runs=${LAB_RUNS:-10}" \
 		</dev/null >"$work/qemu.$attempt.err" 2>&1 &
 	qpid=$!
 	# The nudge: one keyboard interrupt a second through QEMU's monitor. QEMU's
