@@ -281,13 +281,14 @@ enum snapbox_restore_mode {
 struct snapbox_restore_opts {
 	enum snapbox_restore_mode mode;
 	bool no_verify;              /* skip the per-chunk xxh3 check (eager and lazy); a cow template
-				      * is always verified: it is cached and shared by later restores */
+				      * is verified when it is decoded, and a cached one is reused
+				      * only from a file of this user that nobody else can write */
 	bool resume;                 /* start the vCPU (needed for restore_to_ready) */
 	bool ping;                   /* with resume: PING and fill restore_to_ready */
 	unsigned threads;            /* decompression threads; 0: online CPUs */
 	int console_fd;              /* COM1 output after resume; -1 discards */
 	unsigned ping_timeout_ms;    /* default 5000 */
-	const char *cache_dir;       /* cow templates; default /dev/shm */
+	const char *cache_dir;       /* cow templates; default /dev/shm/snapbox-<euid> (0700) */
 };
 
 /*
@@ -322,7 +323,7 @@ struct snapbox_pool_opts {
 	unsigned size;                 /* shells kept ready; default 2 */
 	enum snapbox_restore_mode mode;
 	unsigned threads;              /* decompression threads; 0: online CPUs */
-	const char *cache_dir;         /* cow templates; default /dev/shm */
+	const char *cache_dir;         /* cow templates; default /dev/shm/snapbox-<euid> (0700) */
 	bool no_refill;                /* no background thread: shells are made only on a miss */
 };
 

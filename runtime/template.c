@@ -11,29 +11,78 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/*
+ * The template at path when it can be trusted: a regular file, reached with
+ * no symlink in its last component, owned by this user and writable by
+ * nobody else, of the right size. Its contents are not re-hashed (that would
+ * cost a full read of the image on every restore): the trust is that only this
+ * user could have written it. Returns the fd, -ENOENT when there is none,
+ * -ESTALE for one of ours of the wrong size (rebuilt), or -EPERM for a file
+ * that is not ours to trust (left untouched).
+ */
 static int template_open_existing(const char *path, uint64_t size)
 {
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 
 	if (fd < 0)
-		return -errno;
-	/* A template of the wrong size is not ours to trust; rebuild it. */
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != size) {
+		return errno == ELOOP ? -EPERM : -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		if (fstat(fd, &st) == 0)
+			fprintf(stderr, "snapbox: ignoring memory template %s: not a private file of this "
+				"user (owner %u, mode %04o); using a private copy\n", path,
+				(unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+		close(fd);
+		return -EPERM;
+	}
+	if ((uint64_t)st.st_size != size) {
 		close(fd);
 		return -ESTALE;
 	}
 	return fd;
 }
 
-/* Decode into a fresh file under tmp, then rename it to path. */
-static int template_build(const struct memfile_reader *mem, const char *path, const char *tmp,
+/*
+ * The default cache directory, /dev/shm/snapbox-<euid>: created 0700 and
+ * used only when it is a real directory of this user that nobody else can
+ * enter, so no other local user can plant or swap a template in it.
+ */
+static int template_default_dir(char *buf, size_t len)
+{
+	struct stat st;
+
+	snprintf(buf, len, "/dev/shm/snapbox-%u", (unsigned)geteuid());
+	if (mkdir(buf, 0700) < 0 && errno != EEXIST) {
+		int ret = -errno;
+
+		fprintf(stderr, "snapbox: cannot create the template directory %s: %s\n", buf,
+			strerror(-ret));
+		return ret;
+	}
+	if (lstat(buf, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & 077)) {
+		fprintf(stderr, "snapbox: %s is not a private directory of this user (it must be owned "
+			"by uid %u with mode 0700); remove it or give a cache directory\n", buf,
+			(unsigned)geteuid());
+		return -EPERM;
+	}
+	return 0;
+}
+
+/*
+ * Decode into a fresh file made from the template tmp (mkostemp, so its name
+ * cannot be guessed and pre-planted), then rename it to path; with path NULL
+ * the file is unlinked instead and stays private to the returned fd. Returns
+ * an fd (O_RDWR) or -errno.
+ */
+static int template_build(const struct memfile_reader *mem, const char *path, char *tmp,
 			  unsigned threads)
 {
 	void *map;
 	int fd, ret;
 
-	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
 		fprintf(stderr, "snapbox: cannot create memory template %s: %s\n", tmp, strerror(-ret));
@@ -55,6 +104,10 @@ static int template_build(const struct memfile_reader *mem, const char *path, co
 	munmap(map, mem->raw_size);
 	if (ret)
 		goto err;
+	if (!path) {
+		unlink(tmp);
+		return fd;
+	}
 	if (rename(tmp, path) < 0) {
 		ret = -errno;
 		fprintf(stderr, "snapbox: cannot publish memory template %s: %s\n", path, strerror(-ret));
@@ -79,14 +132,19 @@ static pthread_mutex_t template_lock = PTHREAD_MUTEX_INITIALIZER;
 int template_get(const struct memfile_reader *mem, const char *cache_dir, unsigned threads,
 		 bool *created)
 {
-	char path[4096], tmp[4160];
+	char dir[4096], path[4200], tmp[4300];
 	int fd, ret;
 
 	*created = false;
-	if (!cache_dir)
-		cache_dir = "/dev/shm";
+	if (!cache_dir) {
+		ret = template_default_dir(dir, sizeof(dir));
+		if (ret)
+			return ret;
+		cache_dir = dir;
+	}
 	snprintf(path, sizeof(path), "%s/snapbox-%016llx-%llu.mem", cache_dir,
 		 (unsigned long long)mem->index_xxh64, (unsigned long long)mem->raw_size);
+	snprintf(tmp, sizeof(tmp), "%s.tmp-%d-XXXXXX", path, (int)getpid());
 	fd = template_open_existing(path, mem->raw_size);
 	if (fd >= 0)
 		return fd;
@@ -95,7 +153,13 @@ int template_get(const struct memfile_reader *mem, const char *cache_dir, unsign
 	fd = template_open_existing(path, mem->raw_size);
 	if (fd >= 0)
 		goto out;
-	snprintf(tmp, sizeof(tmp), "%s.tmp-%d", path, (int)getpid());
+	if (fd == -EPERM) {
+		/* Someone else's file holds the name: never map it, never touch
+		 * it; decode a copy only this restore sees. */
+		fd = template_build(mem, NULL, tmp, threads);
+		*created = fd >= 0;
+		goto out;
+	}
 	ret = template_build(mem, path, tmp, threads);
 	if (ret) {
 		fd = ret;
