@@ -106,7 +106,8 @@ int vcpu_start_parked(struct vcpu *v, struct bus *pio, struct bus *mmio,
  * Pause from another thread: the vCPU finishes the exit it is handling,
  * completes any pending I/O inside KVM (so its state is consistent for
  * capture), and parks. Returns 0 when paused, -ESRCH if the guest already
- * stopped, -ETIMEDOUT after timeout_ms.
+ * stopped, -ETIMEDOUT after timeout_ms (the request is then withdrawn: the
+ * vCPU goes on running and never parks for it later).
  */
 int vcpu_pause(struct vcpu *v, unsigned timeout_ms);
 

@@ -303,6 +303,8 @@ static void vcpu_kick(struct vcpu *v)
 	pthread_kill(v->thread, vcpu_kick_signal());
 }
 
+#define VCPU_PAUSE_SLICE_MS 50u   /* re-kick period while a pause waits */
+
 static void vcpu_deadline(struct timespec *ts, unsigned ms)
 {
 	clock_gettime(CLOCK_REALTIME, ts);
@@ -330,11 +332,30 @@ int vcpu_pause(struct vcpu *v, unsigned timeout_ms)
 	atomic_store(&v->pause_req, true);
 	vcpu_kick(v);
 	while (v->state == VCPU_RUNNING && ret == 0) {
-		int rc = pthread_cond_timedwait(&v->cond, &v->lock, &dl);
+		struct timespec slice;
 
-		/* A guest stuck in an in-kernel halt still wakes on the signal; re-kick on timeout. */
-		if (rc == ETIMEDOUT)
+		/* Kicked again every slice: a signal that landed while the thread
+		 * was outside KVM_RUN (in a device handler) is gone by the time it
+		 * re-enters, and immediate_exit alone covers only the next entry. */
+		vcpu_deadline(&slice, VCPU_PAUSE_SLICE_MS);
+		if (slice.tv_sec > dl.tv_sec || (slice.tv_sec == dl.tv_sec && slice.tv_nsec > dl.tv_nsec))
+			slice = dl;
+		if (pthread_cond_timedwait(&v->cond, &v->lock, &slice) != ETIMEDOUT ||
+		    v->state != VCPU_RUNNING)
+			continue;
+		if (slice.tv_sec == dl.tv_sec && slice.tv_nsec == dl.tv_nsec)
 			ret = -ETIMEDOUT;
+		else
+			vcpu_kick(v);
+	}
+	if (ret == -ETIMEDOUT) {
+		/* A pause that gave up must not stay armed: the vCPU (stuck in a
+		 * handler, say) would park whenever it came back, with nobody left
+		 * to resume it, and the guest would be frozen for good. Under the
+		 * lock, so vcpu_park sees either the request or its withdrawal. */
+		atomic_store(&v->pause_req, false);
+		v->run->immediate_exit = 0;
+		pthread_cond_broadcast(&v->cond);
 	}
 	if (ret == 0 && v->state == VCPU_EXITED)
 		ret = -ESRCH;

@@ -1,6 +1,8 @@
 /* kvm_faults.c - a misbehaving probe guest and bad boot input must give errors, never crashes, hangs or leaks. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdio.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -8,6 +10,7 @@
 #include <unistd.h>
 
 #include "runtime/proto_wire.h"
+#include "runtime/sandbox_internal.h"
 #include "tests/common_kvm.h"
 
 static int fault(struct snapbox *sb, uint32_t kind, uint64_t arg, uint64_t *value, unsigned ms)
@@ -205,4 +208,49 @@ Test(kvm_badinput, no_kvm_device)
 {
 	/* Needs no KVM: the point is that there is none at this path. */
 	cr_assert_eq(boot_with(tests_probe_path(), NULL, 0, "/nonexistent/kvm"), -ENODEV);
+}
+
+/* Frames the channel has parsed so far. */
+static uint64_t kf_frames(struct snapbox *sb)
+{
+	uint64_t frames = 0, skipped, oversize;
+
+	snapbox_channel_stats(sb, &frames, &skipped, &oversize);
+	return frames;
+}
+
+Test(kvm_faults, a_pause_that_times_out_leaves_the_guest_running)
+{
+	struct proto_fault_req f = { .kind = PROTO_FAULT_FRAME_FLOOD, .arg = 0 };
+	struct timespec tick = { 0, 200 * 1000 * 1000 };
+	struct snapbox *sb;
+	uint32_t n = 0;
+	void *r = NULL;
+	uint64_t a, b;
+
+	TESTS_REQUIRE_KVM();
+	sb = tests_boot_probe(NULL, NULL, NULL);
+	/* The guest sends frames for ever; each byte reaches the channel on the
+	 * vCPU thread. Holding the channel's lock stops that thread inside its
+	 * COM2 handler, outside KVM_RUN, where no kick can make it park: the
+	 * pause must time out. */
+	cr_assert_eq(snapbox_request(sb, PROTO_T_FAULT, &f, sizeof(f), &r, &n, 300), -ETIMEDOUT);
+	free(r);
+	pthread_mutex_lock(&sb->chan.lock);
+	nanosleep(&tick, NULL);   /* the flood's next byte stops the vCPU thread at the lock */
+	cr_assert_eq(vcpu_pause(&sb->vcpu, 300), -ETIMEDOUT);
+	pthread_mutex_unlock(&sb->chan.lock);
+	/* The withdrawn pause leaves the guest running: frames keep coming.
+	 * Still armed, the vCPU would park once the lock was free, with nobody
+	 * left to resume it, and the frames would stop for good. */
+	nanosleep(&tick, NULL);
+	a = kf_frames(sb);
+	nanosleep(&tick, NULL);
+	b = kf_frames(sb);
+	cr_assert_gt(b, a, "the guest froze after a pause timed out (%llu frames, then %llu)",
+		     (unsigned long long)a, (unsigned long long)b);
+	/* And a later pause and resume still work. */
+	cr_assert_eq(vcpu_pause(&sb->vcpu, 2000), 0);
+	cr_assert_eq(vcpu_resume(&sb->vcpu), 0);
+	snapbox_destroy(sb);
 }
