@@ -324,20 +324,44 @@ void snapbox_exec_result_free(struct snapbox_exec_result *r)
 	r->out_len = r->err_len = 0;
 }
 
+/*
+ * Each call checks the lazy restore's checksums after its reply, as
+ * snapbox_request does: serving it may be what touched a bad chunk, and an
+ * answer from a guest that saw wrong memory is not handed back.
+ */
 int snapbox_exec(struct snapbox *sb, const struct snapbox_exec_opts *o,
 		 struct snapbox_exec_result *r)
 {
-	return agentreq_exec(&sb->chan, o, r);
+	int ret = agentreq_exec(&sb->chan, o, r);
+
+	if (sandbox_lazy_check(sb)) {
+		if (!ret)
+			snapbox_exec_result_free(r);
+		return -EIO;
+	}
+	return ret;
 }
 
 int snapbox_write_file(struct snapbox *sb, const char *path, uint32_t mode, const void *data,
 		       size_t len, unsigned timeout_ms)
 {
-	return agentreq_write_file(&sb->chan, path, mode, data, len, timeout_ms);
+	int ret = agentreq_write_file(&sb->chan, path, mode, data, len, timeout_ms);
+
+	return sandbox_lazy_check(sb) ? -EIO : ret;
 }
 
 int snapbox_read_file(struct snapbox *sb, const char *path, size_t max, void **data,
 		      size_t *len, unsigned timeout_ms)
 {
-	return agentreq_read_file(&sb->chan, path, max, data, len, timeout_ms);
+	int ret = agentreq_read_file(&sb->chan, path, max, data, len, timeout_ms);
+
+	if (sandbox_lazy_check(sb)) {
+		if (!ret) {
+			free(*data);
+			*data = NULL;
+			*len = 0;
+		}
+		return -EIO;
+	}
+	return ret;
 }

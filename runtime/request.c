@@ -23,6 +23,17 @@ const char *snapbox_stop_reason(struct snapbox *sb)
 	return buf;
 }
 
+int sandbox_lazy_check(struct snapbox *sb)
+{
+	if (!sb->lazy || !atomic_load(&sb->lazy->errors))
+		return 0;
+	if (!sb->lazy_reported)
+		fprintf(stderr, "snapbox: guest memory failed its checksum during a lazy "
+			"restore; the sandbox is not trustworthy\n");
+	sb->lazy_reported = true;
+	return -EIO;
+}
+
 int snapbox_request(struct snapbox *sb, uint16_t type, const void *payload,
 		    uint32_t len, void **reply, uint32_t *reply_len, unsigned timeout_ms)
 {
@@ -30,11 +41,7 @@ int snapbox_request(struct snapbox *sb, uint16_t type, const void *payload,
 			       chan_now_ns() + (uint64_t)timeout_ms * 1000000ull);
 
 	/* Checked after the reply: serving the request may be what touched the bad chunk. */
-	if (sb->lazy && atomic_load(&sb->lazy->errors)) {
-		if (!sb->lazy_reported)
-			fprintf(stderr, "snapbox: guest memory failed its checksum during a lazy "
-				"restore; the sandbox is not trustworthy\n");
-		sb->lazy_reported = true;
+	if (sandbox_lazy_check(sb)) {
 		free(*reply);
 		*reply = NULL;
 		*reply_len = 0;

@@ -53,4 +53,7 @@ int sandbox_start(struct snapbox *sb);
 /* The same, parked before its first KVM_RUN (vcpu_start_parked); snapbox_resume starts it. */
 int sandbox_start_parked(struct snapbox *sb);
 
+/* -EIO, logged once per sandbox, when a lazy restore's chunk failed its checksum; else 0. */
+int sandbox_lazy_check(struct snapbox *sb);
+
 #endif

@@ -455,6 +455,19 @@ Test(kvm_snapshot, corrupt_memory_chunk_is_caught_by_verification, .fini = ts_te
 		cr_assert_null(r);
 		cr_assert_eq(snapbox_ping(sb, TS_MS), -EIO);
 	}
+	/* The agent's calls too: none hands back an answer from that guest. */
+	{
+		const char *argv[] = { "/bin/true", NULL };
+		struct snapbox_exec_opts eo = { .argv = argv };
+		struct snapbox_exec_result er;
+		void *data = NULL;
+		size_t dlen = 0;
+
+		cr_assert_eq(snapbox_exec(sb, &eo, &er), -EIO);
+		cr_assert_eq(snapbox_read_file(sb, "/x", 0, &data, &dlen, TS_MS), -EIO);
+		cr_assert_null(data);
+		cr_assert_eq(snapbox_write_file(sb, "/x", 0644, "a", 1, TS_MS), -EIO);
+	}
 	cr_assert_not_null(sb->lazy);
 	cr_assert_geq(atomic_load(&sb->lazy->errors), 1, "lazy did not count the corrupt chunk");
 	snapbox_destroy(sb);
