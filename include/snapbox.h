@@ -11,6 +11,17 @@
 extern "C" {
 #endif
 
+/*
+ * Threads. Calls on different sandboxes (and pools) may run concurrently from
+ * any threads. On one sandbox, the requests (snapbox_request, snapbox_ping,
+ * snapbox_exec, snapbox_write_file, snapbox_read_file, snapbox_probe_fill)
+ * may be made from several threads at once: the library serves them one
+ * after another, each within its own timeout (waiting included), and every
+ * reply reaches the call that asked for it. The other calls on one sandbox
+ * (snapbox_snapshot, snapbox_resume, snapbox_destroy) must not overlap with
+ * any other call on that sandbox; snapbox_destroy comes last.
+ */
+
 /* All durations are nanoseconds of CLOCK_MONOTONIC. */
 struct snapbox_create_profile {
 	uint64_t kvm_fd_open;

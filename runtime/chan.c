@@ -82,6 +82,7 @@ int chan_init(struct chan *c, struct uart *uart)
 	if (ret)
 		return ret;
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->req_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&c->cond, &ca);
@@ -95,6 +96,7 @@ void chan_fini(struct chan *c)
 	free(c->resp);
 	c->resp = NULL;
 	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->req_lock);
 	pthread_mutex_destroy(&c->lock);
 }
 
@@ -162,12 +164,20 @@ int chan_request(struct chan *c, uint16_t type, const void *payload, uint32_t le
 
 	*reply = NULL;
 	*reply_len = 0;
+	/* One request at a time on the channel (it tracks one reply id): a
+	 * caller on another thread waits its turn, within its own deadline. */
+	chan_abstime(&ts, deadline_ns);
+	if (pthread_mutex_clocklock(&c->req_lock, CLOCK_MONOTONIC, &ts) != 0)
+		return -ETIMEDOUT;
 	frame = malloc(cap);
-	if (!frame)
+	if (!frame) {
+		pthread_mutex_unlock(&c->req_lock);
 		return -ENOMEM;
+	}
 	pthread_mutex_lock(&c->lock);
 	if (c->dead) {
 		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(&c->req_lock);
 		free(frame);
 		return -ESHUTDOWN;
 	}
@@ -199,5 +209,6 @@ int chan_request(struct chan *c, uint16_t type, const void *payload, uint32_t le
 	}
 	c->wait_id = 0;
 	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->req_lock);
 	return ret;
 }

@@ -11,6 +11,7 @@
 #include "snapbox.h"
 
 struct chan {
+	pthread_mutex_t req_lock;     /* held for a whole request: one outstanding at a time */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;          /* CLOCK_MONOTONIC */
 	struct proto_parser parser;   /* fed under lock */
@@ -46,7 +47,11 @@ void chan_mark_dead(struct chan *c);
  */
 int chan_wait_ready(struct chan *c, uint64_t deadline_ns);
 
-/* One request/reply exchange; see snapbox_request for the contract. */
+/*
+ * One request/reply exchange; see snapbox_request for the contract. Callers
+ * on several threads are served one after another (req_lock); each gives up
+ * with -ETIMEDOUT at its own deadline, waiting time included.
+ */
 int chan_request(struct chan *c, uint16_t type, const void *payload, uint32_t len,
 		 void **reply, uint32_t *reply_len, uint64_t deadline_ns);
 

@@ -1,6 +1,8 @@
 /* kvm_probe.c - cold boot of the probe guest to READY and its command set, on real KVM. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -186,4 +188,59 @@ Test(kvm_probe, prepare_snapshot_probes_the_msr_set_during_boot)
 	snapbox_destroy(plain);
 	/* The probe's scratch VM is gone by the time boot returns. */
 	cr_assert_eq(tests_count_fds(), fds);
+}
+
+#define KP_THREADS 8
+#define KP_ROUNDS  25
+
+struct kp_worker {
+	struct snapbox *sb;
+	int index;
+	int failures;    /* requests that failed or came back with another thread's bytes */
+	int first_err;
+};
+
+/* KP_ROUNDS ECHOs of bytes only this thread sends, each checked against its own. */
+static void *kp_worker_run(void *arg)
+{
+	struct kp_worker *w = arg;
+
+	for (int k = 0; k < KP_ROUNDS; k++) {
+		char msg[64];
+		uint32_t n = 0;
+		void *r = NULL;
+		int len = snprintf(msg, sizeof(msg), "thread %d round %d", w->index, k);
+		int ret = snapbox_request(w->sb, PROTO_T_ECHO, msg, (uint32_t)len, &r, &n, 20000);
+
+		if (ret || n != (uint32_t)len || memcmp(r, msg, n) != 0) {
+			if (!w->failures)
+				w->first_err = ret;
+			w->failures++;
+		}
+		free(r);
+	}
+	return NULL;
+}
+
+Test(kvm_probe, concurrent_requests_to_one_sandbox_each_get_their_own_reply)
+{
+	struct kp_worker w[KP_THREADS];
+	pthread_t th[KP_THREADS];
+	struct snapbox *sb;
+
+	TESTS_REQUIRE_KVM();
+	sb = tests_boot_probe(NULL, NULL, NULL);
+	/* snapbox.h: requests on one sandbox from several threads are served in
+	 * turn and never lose or swap a reply. */
+	for (int i = 0; i < KP_THREADS; i++) {
+		w[i] = (struct kp_worker){ .sb = sb, .index = i };
+		cr_assert_eq(pthread_create(&th[i], NULL, kp_worker_run, &w[i]), 0);
+	}
+	for (int i = 0; i < KP_THREADS; i++)
+		pthread_join(th[i], NULL);
+	for (int i = 0; i < KP_THREADS; i++)
+		cr_assert_eq(w[i].failures, 0, "thread %d: %d of %d requests failed or got another's reply "
+			     "(first error %d)", i, w[i].failures, KP_ROUNDS, w[i].first_err);
+	cr_assert_eq(snapbox_ping(sb, 5000), 0);
+	snapbox_destroy(sb);
 }
