@@ -29,6 +29,7 @@ static void vcpu_kick_handler(int sig)
 }
 
 static pthread_once_t vcpu_sig_once = PTHREAD_ONCE_INIT;
+static int vcpu_sig_err;   /* the handler's installation, once per process: 0 or -errno */
 
 static void vcpu_install_kick(void)
 {
@@ -37,8 +38,13 @@ static void vcpu_install_kick(void)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = vcpu_kick_handler;
 	sigemptyset(&sa.sa_mask);
-	/* No SA_RESTART: the point is to interrupt KVM_RUN. */
-	sigaction(vcpu_kick_signal(), &sa, NULL);
+	/* No SA_RESTART: the point is to interrupt KVM_RUN. Without the
+	 * handler the first kick's default action would kill the process. */
+	if (sigaction(vcpu_kick_signal(), &sa, NULL) < 0) {
+		vcpu_sig_err = -errno;
+		fprintf(stderr, "snapbox: cannot install the vCPU kick signal handler: %s\n",
+			strerror(errno));
+	}
 }
 
 const char *vcpu_stop_name(enum vcpu_stop why)
@@ -255,6 +261,8 @@ int vcpu_start(struct vcpu *v, struct bus *pio, struct bus *mmio,
 	int ret;
 
 	pthread_once(&vcpu_sig_once, vcpu_install_kick);
+	if (vcpu_sig_err)
+		return vcpu_sig_err;
 	v->pio = pio;
 	v->mmio = mmio;
 	v->stop_fn = stop_fn;

@@ -59,7 +59,12 @@ static int sandbox_read_file(const char *what, const char *path, uint64_t max,
 		fprintf(stderr, "snapbox: cannot open %s %s: %s\n", what, path, strerror(-ret));
 		return ret;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, &st) < 0) {
+		ret = -errno;
+		fprintf(stderr, "snapbox: cannot stat %s %s: %s\n", what, path, strerror(-ret));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
 		ret = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
 		fprintf(stderr, "snapbox: %s %s is not a regular file\n", what, path);
 		goto out;

@@ -280,8 +280,9 @@ static int snapdir_rename_fallback(struct snapdir *d, char *old_name, size_t len
 	if (renameat(d->parent_fd, d->tmp_name, d->parent_fd, d->name) < 0) {
 		int ret = -errno;
 		/* Put the old snapshot back so a failure leaves the target as it was. */
-		if (old_name[0])
-			renameat(d->parent_fd, old_name, d->parent_fd, d->name);
+		if (old_name[0] && renameat(d->parent_fd, old_name, d->parent_fd, d->name) < 0)
+			SNAPDIR_LOG("could not move the old snapshot back to '%s' (%s): it is kept as "
+				    "'%s' beside it", d->path, strerror(errno), old_name);
 		old_name[0] = '\0';
 		return ret;
 	}
@@ -348,8 +349,17 @@ int snapdir_finish(struct snapdir *d)
 	}
 	if (exchanged || old_name[0]) {
 		const char *old = exchanged ? d->tmp_name : old_name;
-		int e = snapdir_remove(d->parent_fd, old);
-		if (e && !ret)
+		int e;
+
+		/* Why not delete it then: until the rename is durable, a crash can
+		 * bring back the old name, and it must still hold the old data. */
+		if (ret) {
+			SNAPDIR_LOG("the old snapshot is kept as '%s' beside it", old);
+			snapdir_release(d);
+			return ret;
+		}
+		e = snapdir_remove(d->parent_fd, old);
+		if (e)
 			SNAPDIR_LOG("removing the old snapshot (now '%s'): %s", old, strerror(-e));
 	}
 	snapdir_release(d);

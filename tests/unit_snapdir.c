@@ -32,6 +32,24 @@ int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpa
 	return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
 }
 
+/*
+ * Interposes fsync the same way: with fail_parent_fsync set, an fsync of the
+ * test's base directory (the snapshot's parent) fails with EIO.
+ */
+static bool fail_parent_fsync;
+
+int fsync(int fd)
+{
+	struct stat a, b;
+
+	if (fail_parent_fsync && fstat(fd, &a) == 0 && stat(base, &b) == 0 && a.st_ino == b.st_ino &&
+	    a.st_dev == b.st_dev) {
+		errno = EIO;
+		return -1;
+	}
+	return (int)syscall(SYS_fsync, fd);
+}
+
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st, (void)flag, (void)ftw;
@@ -156,6 +174,29 @@ Test(snapdir, replace_keeps_old_until_finish)
 	cr_assert_str_eq(slurp(at("snap/memory")), "new");
 	cr_assert_str_eq(slurp(at("snap/vmstate")), "SNAPBOXVnew");
 	cr_assert_str_eq(listing(base), "snap", "the old snapshot is removed");
+}
+
+Test(snapdir, old_snapshot_is_kept_when_the_rename_is_not_durable)
+{
+	struct snapdir d;
+	char old[256];
+	int ret;
+
+	make_snapshot(at("snap"), "old", false);
+	cr_assert_eq(snapdir_begin(&d, at("snap"), false), 0);
+	put(&d, SNAPDIR_MEMORY, "new");
+	put(&d, SNAPDIR_VMSTATE, "SNAPBOXVnew");
+	fail_parent_fsync = true;
+	ret = snapdir_finish(&d);
+	fail_parent_fsync = false;
+	cr_assert_eq(ret, -EIO, "finish must report the failed fsync");
+	/* The new snapshot is in place; the old one, whose name a crash could
+	 * still bring back, keeps its data beside it. */
+	cr_assert_str_eq(slurp(at("snap/memory")), "new");
+	cr_assert_eq(sscanf(listing(base), "%255[^,],snap", old), 1, "%s", listing(base));
+	cr_assert_eq(old[0], '.', "the old snapshot was deleted: %s", listing(base));
+	snprintf(old + strlen(old), sizeof(old) - strlen(old), "/memory");
+	cr_assert_str_eq(slurp(at(old)), "old");
 }
 
 Test(snapdir, replace_without_sync)
