@@ -92,12 +92,13 @@ int compat_check(struct kvmsys *sys, const struct snapconf *conf, const struct v
 		uint32_t want = compat_reg(compat_find(host->cpuid, r->function, r->index), r->reg);
 		/*
 		 * What this host can give: KVM's supported CPUID, which includes
-		 * what KVM emulates (x2APIC, TSC deadline), plus the CPU's own
-		 * bits, because KVM-PVM hands guests the host CPUID filtered at
+		 * what KVM emulates (x2APIC, TSC deadline). On KVM-PVM only, plus
+		 * the CPU's own bits: PVM hands guests the host CPUID filtered at
 		 * KVM_SET_CPUID2 and reports a much smaller "supported" set.
+		 * Hardware KVM's supported set is the whole truth there.
 		 */
 		uint32_t have = compat_reg(compat_find(hc, r->function, r->index), r->reg) |
-				compat_host_cpu(r->function, r->index, r->reg);
+				(sys->is_pvm ? compat_host_cpu(r->function, r->index, r->reg) : 0);
 		uint32_t missing = want & ~have & ~r->ignore;
 
 		if (missing) {
