@@ -91,6 +91,9 @@ enum snapbox_exit {
 	SNAPBOX_EXIT_USAGE = 2,      /* bad command line */
 	SNAPBOX_EXIT_INPUT = 3,      /* bad input file: missing, unreadable, not a kernel, too big */
 	SNAPBOX_EXIT_KVM = 4,        /* /dev/kvm missing, no permission, or lacking features */
+	SNAPBOX_EXIT_HOST = 5,       /* this host failed or cannot honour the snapshot: out of
+				      * memory or descriptors, busy, I/O error, disk full,
+				      * CPU features the snapshot needs */
 };
 
 /*

@@ -27,19 +27,25 @@ struct snapbox_pool {
 };
 
 /* One shell, built outside the pool lock (it costs milliseconds of ioctls). */
-static struct snapbox *pool_build_shell(struct snapbox_pool *p)
+/* A new shell, or NULL with *err set to the failure's own errno. */
+static struct snapbox *pool_build_shell(struct snapbox_pool *p, int *err)
 {
 	struct snapbox_restore_profile ignore;
 	struct snapbox *sb = calloc(1, sizeof(*sb));
+	int ret;
 
+	*err = -ENOMEM;
 	if (!sb)
 		return NULL;
 	sb->console_fd = -1;
 	memset(&ignore, 0, sizeof(ignore));
-	if (restore_shell(sb, &p->snap, p->opts.mode, p->opts.cache_dir, p->threads, &ignore)) {
+	ret = restore_shell(sb, &p->snap, p->opts.mode, p->opts.cache_dir, p->threads, &ignore);
+	if (ret) {
 		sandbox_free(sb);
+		*err = ret;
 		return NULL;
 	}
+	*err = 0;
 	return sb;
 }
 
@@ -56,13 +62,14 @@ static void *pool_refill(void *arg)
 	pthread_mutex_lock(&p->lock);
 	while (!p->stop) {
 		struct snapbox *sb;
+		int err;
 
 		if (p->nready >= p->opts.size) {
 			pthread_cond_wait(&p->cond, &p->lock);
 			continue;
 		}
 		pthread_mutex_unlock(&p->lock);
-		sb = pool_build_shell(p);
+		sb = pool_build_shell(p, &err);
 		pthread_mutex_lock(&p->lock);
 		if (!sb) {
 			p->stats.refill_failures++;
@@ -122,11 +129,9 @@ int snapbox_pool_create(const char *dir, const struct snapbox_pool_opts *opts,
 		p->snap.template_fd = fd;
 	}
 	/* The first shell is built inline: it proves the host can restore this snapshot. */
-	p->ready[0] = pool_build_shell(p);
-	if (!p->ready[0]) {
-		ret = -ENODEV;
+	p->ready[0] = pool_build_shell(p, &ret);
+	if (!p->ready[0])
 		goto err_snap;
-	}
 	p->nready = 1;
 	if (!p->opts.no_refill) {
 		ret = -pthread_create(&p->thread, NULL, pool_refill, p);

@@ -86,6 +86,17 @@ int snapbox_exit_code(int err)
 	case -ESHUTDOWN:
 	case -EREMOTEIO:
 		return SNAPBOX_EXIT_GUEST;
+	case -ENOTSUP:
+	case -ENOMEM:
+	case -EBUSY:
+	case -EIO:
+	case -EAGAIN:
+	case -ENOSPC:
+	case -EDQUOT:
+	case -EMFILE:
+	case -ENFILE:
+	case -EPERM:
+		return SNAPBOX_EXIT_HOST;
 	default:
 		return SNAPBOX_EXIT_INPUT;
 	}

@@ -103,12 +103,12 @@ int restore_shell(struct snapbox *sb, struct restore_snap *s, enum snapbox_resto
 	ret = vm_init(&sb->vm, &sb->sys);
 	p->kvm_create_vm = restore_lap(&t);
 	if (ret)
-		return -ENODEV;
+		return sandbox_kvm_err(ret);
 	sb->have_vm = true;
 	ret = vm_arch_setup(&sb->vm);
 	p->vm_arch_setup = restore_lap(&t);
 	if (ret)
-		return -ENODEV;
+		return sandbox_kvm_err(ret);
 	/* cow's template build (first restore only) is counted here: it is the mapping's cost. */
 	ret = restore_memory_map(sb, s, mode, cache_dir, threads);
 	p->guest_memory_mmap = restore_lap(&t);
@@ -118,11 +118,11 @@ int restore_shell(struct snapbox *sb, struct restore_snap *s, enum snapbox_resto
 	ret = vm_set_memory(&sb->vm, 0, 0, sb->mem.size, sb->mem.host);
 	p->kvm_set_user_memory_region = restore_lap(&t);
 	if (ret)
-		return -ENODEV;
+		return sandbox_kvm_err(ret);
 	ret = vcpu_init(&sb->vcpu, &sb->vm, 0);
 	p->vcpu_creation = restore_lap(&t);
 	if (ret)
-		return -ENODEV;
+		return sandbox_kvm_err(ret);
 	sb->have_vcpu = true;
 	ret = sandbox_setup_devices(sb);
 	p->device_state_restore = restore_lap(&t);
@@ -134,7 +134,7 @@ int restore_shell(struct snapbox *sb, struct restore_snap *s, enum snapbox_resto
 	 * because its exits are dispatched to their buses. */
 	ret = sandbox_start_parked(sb);
 	p->vcpu_creation += restore_lap(&t);
-	return ret ? -ENODEV : 0;
+	return ret;
 }
 
 int restore_state(struct snapbox *sb, struct restore_snap *s, enum snapbox_restore_mode mode,

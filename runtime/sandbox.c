@@ -165,9 +165,18 @@ int sandbox_start_parked(struct snapbox *sb)
 }
 
 /* KVM-level failures all map to -ENODEV so callers can tell them from bad input. */
-static int sandbox_kvm_err(int ret)
+int sandbox_kvm_err(int ret)
 {
-	return ret == -ENOMEM ? ret : -ENODEV;
+	switch (ret) {
+	case -EINVAL:
+	case -ENOTTY:
+	case -ENXIO:
+	case -ENOSYS:
+	case -ENODEV:
+		return -ENODEV;   /* KVM refused or lacks what we asked: "KVM unusable" */
+	default:
+		return ret;       /* -ENOMEM, -EMFILE, -EBUSY, ...: the host's own errno */
+	}
 }
 
 int sandbox_setup_devices(struct snapbox *sb)

@@ -56,4 +56,11 @@ int sandbox_start_parked(struct snapbox *sb);
 /* -EIO, logged once per sandbox, when a lazy restore's chunk failed its checksum; else 0. */
 int sandbox_lazy_check(struct snapbox *sb);
 
+/*
+ * A KVM call's failure as the library reports it: the errnos that mean KVM
+ * refused or lacks something become -ENODEV ("KVM unusable"); every other
+ * errno (-ENOMEM, -EMFILE, -EBUSY, ...) is kept, so callers see what failed.
+ */
+int sandbox_kvm_err(int ret);
+
 #endif

@@ -247,6 +247,21 @@ Test(kvm_pool, tampered_cpuid_is_refused_with_the_difference, .fini = tp_teardow
 	fclose(mem);
 	cr_assert_not_null(strstr(msg, "CPUID 7.0.ebx"), "message: %s", msg);
 	free(msg);
+	/* The pool reports the same errno, not a flattened "KVM unusable". */
+	{
+		struct snapbox_pool_opts po = { .size = 1, .mode = SNAPBOX_RESTORE_EAGER, .no_refill = true };
+		struct snapbox_pool *pool = NULL;
+
+		fflush(stderr);
+		saved = dup(2);
+		dup2(open("/dev/null", O_WRONLY | O_CLOEXEC), 2);
+		ret = snapbox_pool_create(tp_snap, &po, &pool);
+		dup2(saved, 2);
+		close(saved);
+		cr_assert_eq(ret, -ENOTSUP, "pool: got %d", ret);
+		cr_assert_null(pool);
+		cr_assert_eq(snapbox_exit_code(ret), SNAPBOX_EXIT_HOST);
+	}
 }
 
 Test(kvm_pool, both_uarts_work_after_restore, .fini = tp_teardown)

@@ -1,5 +1,6 @@
 /* unit_cli_run.c - `snapbox run`'s argument handling and error paths (no VM is started). */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "snapbox.h"
 #include "tests/common_cli.h"
 
 static char out[8192];
@@ -108,4 +110,22 @@ Test(cli_run, missing_inputs_are_named_before_kvm_is_opened)
 		     125, "%s", out);
 	cr_assert(strstr(out, "/no/such/vmlinux"), "%s", out);
 	cr_assert_null(strstr(out, "/dev/kvm"), "%s", out);
+}
+
+Test(cli_run, exit_codes_keep_the_kind_of_failure)
+{
+	/* KVM itself, the guest, the input, and the host each have their code:
+	 * out of memory or a snapshot this CPU cannot honour is not "bad input". */
+	cr_assert_eq(snapbox_exit_code(0), SNAPBOX_EXIT_OK);
+	cr_assert_eq(snapbox_exit_code(-ENODEV), SNAPBOX_EXIT_KVM);
+	cr_assert_eq(snapbox_exit_code(-ETIMEDOUT), SNAPBOX_EXIT_GUEST);
+	cr_assert_eq(snapbox_exit_code(-ENOENT), SNAPBOX_EXIT_INPUT);
+	cr_assert_eq(snapbox_exit_code(-EPROTO), SNAPBOX_EXIT_INPUT);
+	cr_assert_eq(snapbox_exit_code(-ENOMEM), SNAPBOX_EXIT_HOST);
+	cr_assert_eq(snapbox_exit_code(-ENOTSUP), SNAPBOX_EXIT_HOST);
+	cr_assert_eq(snapbox_exit_code(-EBUSY), SNAPBOX_EXIT_HOST);
+	cr_assert_eq(snapbox_exit_code(-EIO), SNAPBOX_EXIT_HOST);
+	/* and the CLI documents it */
+	cr_assert_eq(tests_cli_capture(tests_cli_path(), NULL, "--help", out, sizeof(out)), 0);
+	cr_assert(strstr(out, "  5  this host failed"), "%s", out);
 }

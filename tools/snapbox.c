@@ -29,7 +29,9 @@ static const char snapbox_usage[] =
 	"  1  the guest failed: it stopped (triple fault, reset, KVM error) or timed out\n"
 	"  2  bad command line\n"
 	"  3  bad input: kernel/initrd missing, unreadable, not ELF/bzImage, too big\n"
-	"  4  KVM unusable: no /dev/kvm, no permission, missing capabilities\n";
+	"  4  KVM unusable: no /dev/kvm, no permission, missing capabilities\n"
+	"  5  this host failed or cannot honour the snapshot: out of memory, busy, I/O\n"
+	"     error, disk full, CPU features the snapshot needs\n";
 
 static const char snapbox_snapshot_usage[] =
 	"usage: snapbox snapshot --kernel FILE --out DIR [options]\n"

@@ -23,6 +23,8 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t tmpfs -o size=1g tmp /tmp
 mkdir -p /dev/shm && mount -t tmpfs -o size=1g shm /dev/shm
+# Pseudo-terminals: bench/peer-qemu runs snapbox on a pty (os.openpty).
+mkdir -p /dev/pts && mount -t devpts -o ptmxmode=0666 devpts /dev/pts
 # Kernel errors (OOM, hung tasks, oopses) reach the console; chatter does not.
 dmesg -n 4
 cd /tmp
