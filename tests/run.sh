@@ -52,8 +52,11 @@ esac
 
 # Lab group rows: one per SNAPBOX-LAB-END line of the lab's console log.
 lab_rows() {
-	sed -n 's/^SNAPBOX-LAB-END [0-9]* \([^ ]*\) \([0-9.]*\)$/\1 \2/p' "$BUILD/lab/serial.log" 2>/dev/null |
-		while read -r g s; do printf '  %-34s %-8s %6ss  (L1 time, emulated)\n' "  lab group $g" lab "${s%.*}"; done
+	awk '/^SNAPBOX-LAB-BEGIN / { g = $3; f = 0; n = 0 }
+		/^SNAPBOX-LAB [^ ]*: (PASS|FAIL)/ { n++; if ($3 == "FAIL") f++ }
+		/^SNAPBOX-LAB-END / { split($4, t, "."); v = f ? sprintf("FAIL (%d of %d)", f, n) : sprintf("PASS (%d)", n)
+			printf "  %-34s %-8s %6ss  %s, L1 time (emulated)\n", "  lab group " $3, "lab", t[1], v }' \
+		"$BUILD/lab/serial.log" 2>/dev/null
 }
 
 kvm_suite() { # kvm_suite BUILDDIR: the probe KVM suite of that build, natively
