@@ -51,8 +51,34 @@ int restore_snap_open(struct restore_snap *s, const char *dir)
 		ret = vm_state_pit_decode(&r, &s->vmst);
 	if (!ret)
 		ret = snapopen_section(&s->so, VMSTATE_TAG_DEVS, DEVICES_STATE_VERSION, &s->devs);
+	/* The device records too, before any VM or template exists: a refused
+	 * snapshot costs no shell, and inspect --verify refuses the same. */
+	if (!ret)
+		ret = restore_snap_check_devices(s);
 	if (ret)
 		restore_snap_close(s);
+	return ret;
+}
+
+int restore_snap_check_devices(const struct restore_snap *s)
+{
+	/* The same queue size as a restore's devices (sandbox_setup_devices):
+	 * the COM2 RX queue in the record is checked against it. */
+	struct devices_cfg cfg = { .com2_rx_cap = PROTO_MAX_PAYLOAD + PROTO_HDR_SIZE };
+	struct sbuf_reader devs = s->devs;
+	struct devices scratch;
+	struct bus pio;
+	int ret;
+
+	ret = bus_init(&pio, "pio");
+	if (ret)
+		return ret;
+	ret = devices_init(&scratch, &pio, &cfg);
+	if (!ret) {
+		ret = devices_load(&scratch, &devs);
+		devices_fini(&scratch);
+	}
+	bus_fini(&pio);
 	return ret;
 }
 

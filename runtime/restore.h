@@ -17,8 +17,21 @@ struct restore_snap {
 	int template_fd;             /* cow: the decompressed template, else -1 */
 };
 
-/* Open, validate and decode `dir`. Returns 0 or -errno (logged once). */
+/*
+ * Open, validate and decode `dir`: the containers, then every section (host,
+ * vCPU, clock, irqchips, PIT, and the device records through
+ * restore_snap_check_devices), all before any VM exists. inspect --verify
+ * uses the same call. Returns 0 or -errno (logged once).
+ */
 int restore_snap_open(struct restore_snap *s, const char *dir);
+
+/*
+ * The device records of an opened snapshot, loaded into scratch devices that
+ * no VM uses: what a restore's device load would refuse, refused at open, so
+ * `inspect --verify` and restore refuse the same snapshots. Returns 0 or -EPROTO
+ * (or -ENOMEM) with the loader's message.
+ */
+int restore_snap_check_devices(const struct restore_snap *s);
 void restore_snap_close(struct restore_snap *s);
 
 /*

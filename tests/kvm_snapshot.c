@@ -10,6 +10,8 @@
 
 #include "runtime/sandbox_internal.h"
 #include "snapshot/memfile.h"
+#include "snapshot/vmstate.h"
+#include "tests/common_capture.h"
 #include "tests/common_kvm.h"
 #include "tests/common_snap.h"
 
@@ -529,6 +531,57 @@ Test(kvm_snapshot, cow_verifies_its_template_even_with_no_verify, .fini = ts_tea
 	ts_flip_chunk_byte(ts_snap);
 	cr_assert_eq(snapbox_restore(ts_snap, &o, &sb, NULL), -EPROTO);
 	cr_assert_null(sb);
+}
+
+/*
+ * Rewrite dir/vmstate with the `tag` section's payload cut short by `cut`
+ * bytes, every checksum recomputed: a file that is sound as a container but
+ * whose section does not decode.
+ */
+static void ts_cut_section(const char *dir, uint32_t tag, size_t cut)
+{
+	char *path = tests_path("%s/vmstate", dir);
+	struct vmstate_reader r;
+	struct vmstate_writer w;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	bool found = false;
+
+	cr_assert(fd >= 0);
+	cr_assert_eq(vmstate_read_fd(&r, fd, NULL, 0), 0);
+	close(fd);
+	vmstate_writer_init(&w);
+	for (size_t i = 0; i < r.nsecs; i++) {
+		const struct vmstate_section *sec = &r.secs[i];
+		size_t len = sec->length;
+
+		if (sec->tag == tag) {
+			cr_assert_gt(len, cut);
+			len -= cut;
+			found = true;
+		}
+		cr_assert_eq(vmstate_add(&w, sec->tag, sec->version, sec->flags, sec->payload, len), 0);
+	}
+	cr_assert(found);
+	fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	cr_assert(fd >= 0);
+	cr_assert_eq(vmstate_write_fd(&w, fd), 0);
+	close(fd);
+	vmstate_writer_fini(&w);
+	vmstate_reader_fini(&r);
+	free(path);
+}
+
+/* inspect --verify and restore refuse the same snapshots: one decoder for every section. */
+Test(kvm_snapshot, verify_refuses_what_restore_refuses, .fini = ts_teardown, .init = tests_quiet_stderr)
+{
+	TESTS_REQUIRE_KVM();
+	ts_setup();
+	tests_make_snapshot(ts_snap);
+	ts_cut_section(ts_snap, VMSTATE_TAG_VCPU, 8);
+	ts_refused(ts_snap, -EPROTO, false);
+	tests_make_snapshot(ts_snap);
+	ts_cut_section(ts_snap, VMSTATE_TAG_DEVS, 4);
+	ts_refused(ts_snap, -EPROTO, false);
 }
 
 Test(kvm_snapshot, truncated_memory_file_is_refused, .fini = ts_teardown)
