@@ -212,3 +212,40 @@ int chan_request(struct chan *c, uint16_t type, const void *payload, uint32_t le
 	pthread_mutex_unlock(&c->req_lock);
 	return ret;
 }
+
+bool chan_is_idle(struct chan *c)
+{
+	bool idle;
+
+	pthread_mutex_lock(&c->lock);
+	idle = !c->parser.in_payload && c->parser.hdr_have == 0 && c->wait_id == 0;
+	pthread_mutex_unlock(&c->lock);
+	return idle;
+}
+
+void chan_get_stats(struct chan *c, uint64_t *frames, uint64_t *skipped, uint64_t *oversize)
+{
+	pthread_mutex_lock(&c->lock);
+	*frames = c->parser.frames;
+	*skipped = c->parser.skipped_bytes;
+	*oversize = c->parser.oversize;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void chan_mark_ready(struct chan *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->ready = true;
+	c->ready_ns = chan_now_ns();
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void chan_get_boot(struct chan *c, uint64_t *ready_ns, uint64_t *stage_ns, bool *stage_valid)
+{
+	pthread_mutex_lock(&c->lock);
+	*ready_ns = c->ready_ns;
+	memcpy(stage_ns, c->stage_ns, sizeof(c->stage_ns));
+	memcpy(stage_valid, c->stage_valid, sizeof(c->stage_valid));
+	pthread_mutex_unlock(&c->lock);
+}

@@ -55,6 +55,22 @@ int chan_wait_ready(struct chan *c, uint64_t deadline_ns);
 int chan_request(struct chan *c, uint16_t type, const void *payload, uint32_t len,
 		 void **reply, uint32_t *reply_len, uint64_t deadline_ns);
 
+/*
+ * True when no frame is half-parsed and no request is outstanding: the
+ * channel's state is then entirely in the guest and the UART queues, and a
+ * snapshot loses nothing. Call with the vCPU paused.
+ */
+bool chan_is_idle(struct chan *c);
+
+/* The parser's counters: whole frames, bytes skipped resynchronising, oversize frames. */
+void chan_get_stats(struct chan *c, uint64_t *frames, uint64_t *skipped, uint64_t *oversize);
+
+/* A restored guest was past READY when captured: mark the fresh channel ready, now. */
+void chan_mark_ready(struct chan *c);
+
+/* READY's time and the BOOT_TIME stages received so far (arrays of SNAPBOX_STAGE_COUNT). */
+void chan_get_boot(struct chan *c, uint64_t *ready_ns, uint64_t *stage_ns, bool *stage_valid);
+
 /* CLOCK_MONOTONIC in ns. */
 uint64_t chan_now_ns(void);
 

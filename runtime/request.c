@@ -63,11 +63,7 @@ int snapbox_ping(struct snapbox *sb, unsigned timeout_ms)
 void snapbox_channel_stats(struct snapbox *sb, uint64_t *frames, uint64_t *skipped,
 			   uint64_t *oversize)
 {
-	pthread_mutex_lock(&sb->chan.lock);
-	*frames = sb->chan.parser.frames;
-	*skipped = sb->chan.parser.skipped_bytes;
-	*oversize = sb->chan.parser.oversize;
-	pthread_mutex_unlock(&sb->chan.lock);
+	chan_get_stats(&sb->chan, frames, skipped, oversize);
 }
 
 uint64_t snapbox_unknown_accesses(struct snapbox *sb)

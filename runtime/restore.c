@@ -207,10 +207,7 @@ int restore_state(struct snapbox *sb, struct restore_snap *s, enum snapbox_resto
 	if (ret)
 		return ret;
 	/* The guest was past READY when it was captured; the fresh channel must know it. */
-	pthread_mutex_lock(&sb->chan.lock);
-	sb->chan.ready = true;
-	sb->chan.ready_ns = chan_now_ns();
-	pthread_mutex_unlock(&sb->chan.lock);
+	chan_mark_ready(&sb->chan);
 	return 0;
 }
 

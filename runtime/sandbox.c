@@ -423,15 +423,13 @@ static void sandbox_fill_boot_profile(struct snapbox *sb, struct snapbox_boot_pr
 {
 	uint64_t first_run = atomic_load(&sb->vcpu.first_run_ns);
 	uint64_t first_byte = atomic_load(&sb->first_byte_ns);
+	uint64_t ready_ns;
 
 	memset(bp, 0, sizeof(*bp));
 	bp->vcpu_thread_start = first_run > sb->wait_t0 ? first_run - sb->wait_t0 : 0;
 	bp->first_guest_byte = first_byte > sb->wait_t0 ? first_byte - sb->wait_t0 : 0;
-	pthread_mutex_lock(&sb->chan.lock);
-	bp->ready = sb->chan.ready_ns > sb->wait_t0 ? sb->chan.ready_ns - sb->wait_t0 : 0;
-	memcpy(bp->stage_ns, sb->chan.stage_ns, sizeof(bp->stage_ns));
-	memcpy(bp->stage_valid, sb->chan.stage_valid, sizeof(bp->stage_valid));
-	pthread_mutex_unlock(&sb->chan.lock);
+	chan_get_boot(&sb->chan, &ready_ns, bp->stage_ns, bp->stage_valid);
+	bp->ready = ready_ns > sb->wait_t0 ? ready_ns - sb->wait_t0 : 0;
 	bp->exits = atomic_load(&sb->vcpu.exits);
 	bp->io_exits = atomic_load(&sb->vcpu.io_exits);
 	bp->mmio_exits = atomic_load(&sb->vcpu.mmio_exits);

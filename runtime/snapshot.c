@@ -178,16 +178,6 @@ static int snapshot_vmstate(struct snapshot_ctx *c, struct snapdir *d)
 	return ret;
 }
 
-static bool snapshot_chan_idle(struct snapbox *sb)
-{
-	bool idle;
-
-	pthread_mutex_lock(&sb->chan.lock);
-	idle = !sb->chan.parser.in_payload && sb->chan.parser.hdr_have == 0 && sb->chan.wait_id == 0;
-	pthread_mutex_unlock(&sb->chan.lock);
-	return idle;
-}
-
 int snapbox_snapshot(struct snapbox *sb, const char *dir, const struct snapbox_snapshot_opts *opts,
 		     struct snapbox_snapshot_profile *prof)
 {
@@ -212,7 +202,7 @@ int snapbox_snapshot(struct snapbox *sb, const char *dir, const struct snapbox_s
 		goto out;
 	}
 	/* After the pause no frame can start arriving; one half-parsed now would be lost on restore. */
-	if (!snapshot_chan_idle(sb)) {
+	if (!chan_is_idle(&sb->chan)) {
 		fprintf(stderr, "snapbox: snapshot: the agent channel is in the middle of a frame\n");
 		ret = -EBUSY;
 		goto out_resume;

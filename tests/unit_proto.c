@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "runtime/chan.h"
 #include "runtime/proto.h"
 
 struct got {
@@ -112,4 +113,32 @@ Test(proto, init_refuses_cap_above_protocol_max)
 	struct proto_parser p;
 
 	cr_assert_eq(proto_parser_init(&p, PROTO_MAX_PAYLOAD + 1, on_frame, NULL), -EINVAL);
+}
+
+/* The channel answers for its own state: idle only between whole frames, READY marked, stats counted. */
+Test(proto, channel_idle_ready_and_stats_through_its_own_calls)
+{
+	uint8_t buf[64];
+	uint64_t frames, skipped, oversize, ready_ns, stage_ns[SNAPBOX_STAGE_COUNT];
+	bool stage_valid[SNAPBOX_STAGE_COUNT];
+	struct chan c;
+	long n = proto_encode(buf, sizeof(buf), PROTO_T_LOG, 0, 0, "half", 4);
+
+	cr_assert_gt(n, 8);
+	cr_assert_eq(chan_init(&c, NULL), 0);
+	cr_assert(chan_is_idle(&c));
+	chan_rx(&c, buf, 8);               /* half a header: a snapshot now would lose it */
+	cr_assert_not(chan_is_idle(&c));
+	chan_rx(&c, buf + 8, (size_t)n - 8);
+	cr_assert(chan_is_idle(&c));
+	chan_get_stats(&c, &frames, &skipped, &oversize);
+	cr_assert_eq(frames, 1);
+	cr_assert_eq(skipped, 0);
+	chan_get_boot(&c, &ready_ns, stage_ns, stage_valid);
+	cr_assert_eq(ready_ns, 0);
+	chan_mark_ready(&c);
+	cr_assert_eq(chan_wait_ready(&c, chan_now_ns()), 0, "a restored channel is ready");
+	chan_get_boot(&c, &ready_ns, stage_ns, stage_valid);
+	cr_assert_gt(ready_ns, 0);
+	chan_fini(&c);
 }
