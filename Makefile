@@ -266,7 +266,7 @@ FUZZ_CFLAGS  := -std=gnu11 -Wall -Wextra -Werror -O1 -g -MMD -MP -I. -Iinclude -
 FUZZ_TARGETS := $(sort $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c)))
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
 FUZZ_LIB     := $(FUZZ_BUILD)/libsnapbox-fuzz.a
-FUZZ_LIB_SRCS := kvm/bootparams.c kvm/bus.c kvm/devices.c kvm/gmem.c kvm/i8042.c kvm/kvmsys.c \
+FUZZ_LIB_SRCS := kvm/bootparams.c kvm/bus.c kvm/devices.c kvm/gmem.c kvm/i8042.c kvm/kvmsys.c kvm/log.c \
 	kvm/loader_bzimage.c kvm/loader_elf.c kvm/sbuf.c kvm/uart.c kvm/vcpu_state.c \
 	kvm/vcpu_state_codec.c kvm/vcpu_state_live.c kvm/vm_state.c runtime/profile.c runtime/proto.c runtime/snapconf.c \
 	snapshot/memfile.c snapshot/vmstate.c

@@ -22,6 +22,23 @@ extern "C" {
  * any other call on that sandbox; snapbox_destroy comes last.
  */
 
+/*
+ * Where the library's error and warning lines go: each call of fn gets one
+ * whole line ("snapbox: ...", ending in a newline), possibly from any of the
+ * library's threads. By default, and after snapbox_set_log(NULL, NULL), they
+ * go to stderr. For a service that keeps its own log.
+ */
+typedef void (*snapbox_log_fn)(void *arg, const char *line);
+void snapbox_set_log(snapbox_log_fn fn, void *arg);
+
+/*
+ * Seccomp confinement of the vCPU and fault-handler threads started from now
+ * on: on by default; off only for strace or valgrind sessions (logged once).
+ * No environment variable changes it: the program decides (the snapbox CLI
+ * turns it off for SNAPBOX_SECCOMP=0, and says so).
+ */
+void snapbox_set_confinement(bool on);
+
 /* All durations are nanoseconds of CLOCK_MONOTONIC. */
 struct snapbox_create_profile {
 	uint64_t kvm_fd_open;

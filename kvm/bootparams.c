@@ -1,5 +1,6 @@
 /* bootparams.c - the zero page (setup header, cmdline, initrd, e820) and the boot GDT, IDT and identity page tables. */
 #include "kvm/bootparams.h"
+#include "kvm/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -155,12 +156,12 @@ int loader_write_boot_params(const struct gmem *m, const struct loader_kernel *k
 
 	/* Every check comes before the first write, so a refused call leaves guest RAM untouched. */
 	if (cl_len > cl_max) {
-		fprintf(stderr, "snapbox: kernel command line is %zu bytes, the limit is %llu\n",
+		log_msg("snapbox: kernel command line is %zu bytes, the limit is %llu\n",
 			cl_len, (unsigned long long)cl_max);
 		return -E2BIG;
 	}
 	if (initrd_size && !gmem_ptr(m, initrd_gpa, initrd_size)) {
-		fprintf(stderr, "snapbox: initrd [0x%llx,+0x%llx) lies outside guest RAM (%llu MiB)\n",
+		log_msg("snapbox: initrd [0x%llx,+0x%llx) lies outside guest RAM (%llu MiB)\n",
 			(unsigned long long)initrd_gpa, (unsigned long long)initrd_size,
 			(unsigned long long)(m->size >> 20));
 		return -ERANGE;
@@ -168,7 +169,7 @@ int loader_write_boot_params(const struct gmem *m, const struct loader_kernel *k
 	struct bp_boot_params *bp = gmem_ptr(m, LAYOUT_ZERO_PAGE, sizeof(*bp));
 	char *cl_dst = gmem_ptr(m, LAYOUT_CMDLINE, cl_len + 1);
 	if (!bp || !cl_dst || m->size <= LAYOUT_HIMEM) {
-		fprintf(stderr, "snapbox: guest RAM (%llu MiB) too small for boot_params\n",
+		log_msg("snapbox: guest RAM (%llu MiB) too small for boot_params\n",
 			(unsigned long long)(m->size >> 20));
 		return -EFAULT;
 	}
@@ -212,7 +213,7 @@ int loader_write_boot_tables(const struct gmem *m)
 	uint8_t *pd = gmem_ptr(m, LAYOUT_PD, 4096 * LAYOUT_PD_COUNT);
 
 	if (!gdt_p || !idt_p || !pml4 || !pdpt || !pd) {
-		fprintf(stderr, "snapbox: guest RAM (%llu MiB) too small for the boot tables\n",
+		log_msg("snapbox: guest RAM (%llu MiB) too small for the boot tables\n",
 			(unsigned long long)(m ? m->size >> 20 : 0));
 		return -EFAULT;
 	}

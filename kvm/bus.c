@@ -1,5 +1,6 @@
 /* bus.c - PIO/MMIO buses: sorted non-overlapping ranges, binary-search dispatch, unknown-access log. */
 #include "kvm/bus.h"
+#include "kvm/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -16,7 +17,7 @@ int bus_init(struct bus *b, const char *kind)
 	b->kind = kind ? kind : "?";
 	int rc = pthread_mutex_init(&b->log_lock, NULL);
 	if (rc) {
-		fprintf(stderr, "snapbox: %s bus: cannot create log lock: %s\n",
+		log_msg("snapbox: %s bus: cannot create log lock: %s\n",
 			b->kind, strerror(rc));
 		return -rc;
 	}
@@ -65,7 +66,7 @@ static const struct bus_range *bus_find(const struct bus *b, uint64_t addr)
 static void bus_report_overlap(const struct bus *b, const char *name, uint64_t base,
 			       uint64_t last, const struct bus_range *old)
 {
-	fprintf(stderr, "snapbox: %s bus: %s [0x%llx-0x%llx] overlaps %s [0x%llx-0x%llx]\n",
+	log_msg("snapbox: %s bus: %s [0x%llx-0x%llx] overlaps %s [0x%llx-0x%llx]\n",
 		b->kind, name ? name : "?", (unsigned long long)base,
 		(unsigned long long)last, old->name ? old->name : "?",
 		(unsigned long long)old->base, (unsigned long long)bus_last(old));
@@ -81,7 +82,7 @@ int bus_register(struct bus *b, uint64_t base, uint64_t len, bus_io_fn fn,
 {
 	/* A range may end at the very top of the address space, not beyond it. */
 	if (len == 0 || len - 1 > UINT64_MAX - base || !fn) {
-		fprintf(stderr, "snapbox: %s bus: %s has an invalid range (base 0x%llx, len 0x%llx)\n",
+		log_msg("snapbox: %s bus: %s has an invalid range (base 0x%llx, len 0x%llx)\n",
 			b->kind, name ? name : "?", (unsigned long long)base,
 			(unsigned long long)len);
 		return -EINVAL;
@@ -103,7 +104,7 @@ int bus_register(struct bus *b, uint64_t base, uint64_t len, bus_io_fn fn,
 		size_t cap = b->cap ? b->cap * 2 : 8;
 		struct bus_range *r = realloc(b->ranges, cap * sizeof(*r));
 		if (!r) {
-			fprintf(stderr, "snapbox: %s bus: out of memory registering %s\n",
+			log_msg("snapbox: %s bus: out of memory registering %s\n",
 				b->kind, name ? name : "?");
 			return -ENOMEM;
 		}
@@ -144,12 +145,12 @@ static void bus_log_unknown(struct bus *b, uint64_t addr, bool is_write)
 	}
 	if (b->nlogged < BUS_LOG_MAX) {
 		b->logged[b->nlogged++] = addr;
-		fprintf(stderr, "snapbox: guest %s access to unknown %s address 0x%llx "
+		log_msg("snapbox: guest %s access to unknown %s address 0x%llx "
 			"(reads all-ones; logged once)\n",
 			is_write ? "write" : "read", b->kind, (unsigned long long)addr);
 	} else if (!b->log_full) {
 		b->log_full = true;
-		fprintf(stderr, "snapbox: further unknown accesses are not logged (%s bus)\n",
+		log_msg("snapbox: further unknown accesses are not logged (%s bus)\n",
 			b->kind);
 	}
 out:

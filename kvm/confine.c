@@ -1,8 +1,10 @@
 /* confine.c - the seccomp allow-lists, written for the syscalls each thread actually makes. */
 #include "kvm/confine.h"
+#include "kvm/log.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/kvm.h>
@@ -121,12 +123,23 @@ static void confine_build_uffd(void)
 	confine_err[CONFINE_UFFD] = confine_build(CONFINE_UFFD, &confine_prog[CONFINE_UFFD]);
 }
 
+/* Off only when the embedding program says so (snapbox_set_confinement), never from the environment. */
+static atomic_bool confine_off;
+
+void confine_set_enabled(bool on)
+{
+	bool was_off = atomic_exchange(&confine_off, !on);
+
+	if (!on && !was_off)
+		log_msg("snapbox: warning: seccomp confinement of vCPU and fault-handler threads is off "
+			"(the caller asked: for strace or valgrind only)\n");
+}
+
 int confine_thread(enum confine_role role)
 {
-	const char *env = getenv("SNAPBOX_SECCOMP");
 	int ret;
 
-	if (env && !strcmp(env, "0"))
+	if (atomic_load(&confine_off))
 		return 0;
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 	/* Sanitizer runtimes make syscalls of their own on these threads
@@ -143,7 +156,7 @@ int confine_thread(enum confine_role role)
 		     syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &confine_prog[role])))
 		ret = -errno;
 	if (ret)
-		fprintf(stderr, "snapbox: cannot confine the %s thread with seccomp: %s\n",
+		log_msg("snapbox: cannot confine the %s thread with seccomp: %s\n",
 			role == CONFINE_VCPU ? "vCPU" : "fault handler", strerror(-ret));
 	return ret;
 }
@@ -203,7 +216,7 @@ int confine_process(bool keep_uffd)
 	/* Capabilities and no_new_privs are per thread: threads that already
 	 * exist would keep theirs, and hand them to the threads they create. */
 	if (confine_count_threads() != 1) {
-		fprintf(stderr, "snapbox: cannot drop privileges: the process has other threads "
+		log_msg("snapbox: cannot drop privileges: the process has other threads "
 			"already (drop them first, before any sandbox or pool exists)\n");
 		return -EBUSY;
 	}
@@ -241,6 +254,6 @@ int confine_process(bool keep_uffd)
 	return 0;
 fail:
 	cap = -errno;
-	fprintf(stderr, "snapbox: cannot drop privileges (%s): %s\n", what, strerror(-cap));
+	log_msg("snapbox: cannot drop privileges (%s): %s\n", what, strerror(-cap));
 	return cap;
 }

@@ -12,10 +12,13 @@ enum confine_role {
 /*
  * Restrict the calling thread (only it: no TSYNC) to the syscalls its role
  * makes; anything else fails with EPERM. Sets no_new_privs. The filter is
- * compiled once per role and process. SNAPBOX_SECCOMP=0 in the environment
- * skips it (for strace/valgrind sessions). Returns 0 or -errno (logged once).
+ * compiled once per role and process. Skipped after confine_set_enabled(false)
+ * (for strace/valgrind sessions). Returns 0 or -errno (logged once).
  */
 int confine_thread(enum confine_role role);
+
+/* Turn thread confinement off (logged once) or back on, for threads started later. */
+void confine_set_enabled(bool on);
 
 /*
  * Drop, for the whole process, what a VMM never needs once it can open

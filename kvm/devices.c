@@ -1,5 +1,6 @@
 /* devices.c - the device table: init, PIO registration, save and load in one fixed order. */
 #include "kvm/devices.h"
+#include "kvm/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -129,7 +130,7 @@ static int devices_pci_load(struct devices *d, struct sbuf_reader *in)
 	uint8_t version = sbuf_get_u8(in);
 	uint32_t addr = sbuf_get_u32(in);
 	if (in->err || version != DEVICES_PCI_VERSION) {
-		fprintf(stderr, "snapbox: pci state: truncated record or unsupported version %u\n",
+		log_msg("snapbox: pci state: truncated record or unsupported version %u\n",
 			version);
 		return -EPROTO;
 	}
@@ -250,7 +251,7 @@ int devices_save(struct devices *d, struct sbuf *out)
 		if (!rc && payload.len > UINT32_MAX)
 			rc = -EOVERFLOW;
 		if (rc) {
-			fprintf(stderr, "snapbox: cannot save device %s: %s\n", e->name, strerror(-rc));
+			log_msg("snapbox: cannot save device %s: %s\n", e->name, strerror(-rc));
 			sbuf_fini(&payload);
 			return rc;
 		}
@@ -285,20 +286,20 @@ static int devices_record(struct sbuf_reader *r, size_t i, struct sbuf_reader *p
 
 	uint32_t name_len = sbuf_get_u32(r);
 	if (r->err || name_len > DEVICES_NAME_MAX || name_len > sbuf_remaining(r)) {
-		fprintf(stderr, "snapbox: device state: record %zu (expected \"%s\") is missing or malformed\n",
+		log_msg("snapbox: device state: record %zu (expected \"%s\") is missing or malformed\n",
 			i, want);
 		return -EPROTO;
 	}
 	sbuf_get_bytes(r, name, name_len);
 	if (name_len != strlen(want) || memcmp(name, want, name_len) != 0) {
 		devices_sanitize(shown, name, name_len);
-		fprintf(stderr, "snapbox: device state: record %zu is \"%s\", expected \"%s\"\n",
+		log_msg("snapbox: device state: record %zu is \"%s\", expected \"%s\"\n",
 			i, shown, want);
 		return -EPROTO;
 	}
 	uint32_t len = sbuf_get_u32(r);
 	if (r->err || len > sbuf_remaining(r)) {
-		fprintf(stderr, "snapbox: device state: record \"%s\" is truncated\n", want);
+		log_msg("snapbox: device state: record \"%s\" is truncated\n", want);
 		return -EPROTO;
 	}
 	sbuf_reader_init(payload, r->p + r->off, len);
@@ -327,7 +328,7 @@ int devices_load(struct devices *d, struct sbuf_reader *in)
 			return rc;
 	}
 	if (sbuf_remaining(&scan) != 0) {
-		fprintf(stderr, "snapbox: device state: %zu unexpected bytes after the last device\n",
+		log_msg("snapbox: device state: %zu unexpected bytes after the last device\n",
 			sbuf_remaining(&scan));
 		return -EPROTO;
 	}
@@ -342,7 +343,7 @@ int devices_load(struct devices *d, struct sbuf_reader *in)
 		if (rc)
 			return rc;
 		if (sbuf_remaining(&payload) != 0) {
-			fprintf(stderr, "snapbox: device state: record \"%s\" has %zu trailing bytes\n",
+			log_msg("snapbox: device state: record \"%s\" has %zu trailing bytes\n",
 				e->name, sbuf_remaining(&payload));
 			return -EPROTO;
 		}

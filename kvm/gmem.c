@@ -1,5 +1,6 @@
 /* gmem.c - guest RAM: the 2 MiB aligned anonymous mapping and the single checked gpa->host accessor. */
 #include "kvm/gmem.h"
+#include "kvm/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -17,12 +18,12 @@
 static int gmem_check_size(uint64_t size)
 {
 	if (size % 4096) {
-		fprintf(stderr, "snapbox: guest memory size %llu is not a multiple of 4 KiB\n",
+		log_msg("snapbox: guest memory size %llu is not a multiple of 4 KiB\n",
 			(unsigned long long)size);
 		return -EINVAL;
 	}
 	if (size < LAYOUT_MEM_MIN || size > LAYOUT_MEM_MAX) {
-		fprintf(stderr, "snapbox: guest memory %llu MiB is outside [%llu, %llu] MiB\n",
+		log_msg("snapbox: guest memory %llu MiB is outside [%llu, %llu] MiB\n",
 			(unsigned long long)(size >> 20), LAYOUT_MEM_MIN >> 20,
 			LAYOUT_MEM_MAX >> 20);
 		return -EINVAL;
@@ -49,7 +50,7 @@ int gmem_init(struct gmem *m, uint64_t size)
 			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (raw == MAP_FAILED) {
 		int err = errno;
-		fprintf(stderr, "snapbox: cannot map %llu MiB of guest memory: %s\n",
+		log_msg("snapbox: cannot map %llu MiB of guest memory: %s\n",
 			(unsigned long long)(size >> 20), strerror(err));
 		return -ENOMEM;
 	}
@@ -88,7 +89,7 @@ int gmem_init_cow(struct gmem *m, int fd, uint64_t size)
 	host = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
 	if (host == MAP_FAILED) {
 		ret = errno;
-		fprintf(stderr, "snapbox: cannot map the %llu MiB memory template: %s\n",
+		log_msg("snapbox: cannot map the %llu MiB memory template: %s\n",
 			(unsigned long long)(size >> 20), strerror(ret));
 		return -ENOMEM;
 	}

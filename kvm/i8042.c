@@ -1,5 +1,6 @@
 /* i8042.c - the minimal keyboard controller: reset via port 0x64 command 0xFE, and port B (0x61). */
 #include "kvm/i8042.h"
+#include "kvm/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -98,11 +99,11 @@ int i8042_load(struct i8042 *k, struct sbuf_reader *in)
 	uint8_t reset = sbuf_get_u8(in);
 
 	if (in->err) {
-		fprintf(stderr, "snapbox: i8042 state: truncated record\n");
+		log_msg("snapbox: i8042 state: truncated record\n");
 		return -EPROTO;
 	}
 	if (version != I8042_STATE_VERSION || reset > 1) {
-		fprintf(stderr, "snapbox: i8042 state: unsupported version %u or bad reset flag %u\n",
+		log_msg("snapbox: i8042 state: unsupported version %u or bad reset flag %u\n",
 			version, reset);
 		return -EPROTO;
 	}

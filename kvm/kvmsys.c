@@ -1,5 +1,6 @@
 /* kvmsys.c - opens /dev/kvm, checks the API and capabilities, caches host CPUID and the vCPU MSR set. */
 #include "kvm/kvmsys.h"
+#include "kvm/log.h"
 
 #include <cpuid.h>
 #include <errno.h>
@@ -87,16 +88,16 @@ int kvmsys_init(struct kvmsys *s, const char *path)
 	if (s->fd < 0) {
 		ret = -errno;
 		if (ret == -ENOENT)
-			fprintf(stderr, "snapbox: %s does not exist: is KVM enabled on this host?\n", path);
+			log_msg("snapbox: %s does not exist: is KVM enabled on this host?\n", path);
 		else if (ret == -EACCES || ret == -EPERM)
-			fprintf(stderr, "snapbox: no permission to open %s (add yourself to the kvm group)\n", path);
+			log_msg("snapbox: no permission to open %s (add yourself to the kvm group)\n", path);
 		else
-			fprintf(stderr, "snapbox: cannot open %s: %s\n", path, strerror(-ret));
+			log_msg("snapbox: cannot open %s: %s\n", path, strerror(-ret));
 		return ret;
 	}
 	ver = ioctl(s->fd, KVM_GET_API_VERSION, 0);
 	if (ver != KVM_API_VERSION) {
-		fprintf(stderr, "snapbox: %s has KVM API version %d, need %d\n", path, ver, KVM_API_VERSION);
+		log_msg("snapbox: %s has KVM API version %d, need %d\n", path, ver, KVM_API_VERSION);
 		ret = -ENOTSUP;
 		goto err_close;
 	}
@@ -107,13 +108,13 @@ int kvmsys_init(struct kvmsys *s, const char *path)
 		strncat(missing, kvmsys_required[i].name, sizeof(missing) - strlen(missing) - 1);
 	}
 	if (missing[0]) {
-		fprintf(stderr, "snapbox: %s lacks required capabilities:%s\n", path, missing);
+		log_msg("snapbox: %s lacks required capabilities:%s\n", path, missing);
 		ret = -ENOTSUP;
 		goto err_close;
 	}
 	s->vcpu_mmap_size = ioctl(s->fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if (s->vcpu_mmap_size < (int)sizeof(struct kvm_run)) {
-		fprintf(stderr, "snapbox: KVM_GET_VCPU_MMAP_SIZE returned %d\n", s->vcpu_mmap_size);
+		log_msg("snapbox: KVM_GET_VCPU_MMAP_SIZE returned %d\n", s->vcpu_mmap_size);
 		ret = -ENOTSUP;
 		goto err_close;
 	}
@@ -153,7 +154,7 @@ const struct kvm_cpuid2 *kvmsys_supported_cpuid(struct kvmsys *s)
 		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + nent * sizeof(c->entries[0]));
 
 		if (!c) {
-			fprintf(stderr, "snapbox: out of memory for CPUID\n");
+			log_msg("snapbox: out of memory for CPUID\n");
 			return NULL;
 		}
 		c->nent = nent;
@@ -163,7 +164,7 @@ const struct kvm_cpuid2 *kvmsys_supported_cpuid(struct kvmsys *s)
 		}
 		free(c);
 		if (errno != E2BIG || nent >= 4096) {
-			fprintf(stderr, "snapbox: KVM_GET_SUPPORTED_CPUID: %s\n", strerror(errno));
+			log_msg("snapbox: KVM_GET_SUPPORTED_CPUID: %s\n", strerror(errno));
 			return NULL;
 		}
 		nent *= 2;
@@ -231,12 +232,12 @@ static int kvmsys_get_index_list(int fd, unsigned long req, const char *what,
 
 		if (err == EINVAL || err == ENOTTY)
 			return 0; /* the feature list is optional: older kernels lack it */
-		fprintf(stderr, "snapbox: %s: %s\n", what, strerror(err));
+		log_msg("snapbox: %s: %s\n", what, strerror(err));
 		return -err;
 	}
 	want = probe.nmsrs;
 	if (want > KVMSYS_MSR_MAX - *n) {
-		fprintf(stderr, "snapbox: %s lists %u MSRs, more than %u\n", what, want, KVMSYS_MSR_MAX);
+		log_msg("snapbox: %s lists %u MSRs, more than %u\n", what, want, KVMSYS_MSR_MAX);
 		return -E2BIG;
 	}
 	l = calloc(1, sizeof(*l) + (size_t)want * sizeof(l->indices[0]));
@@ -246,7 +247,7 @@ static int kvmsys_get_index_list(int fd, unsigned long req, const char *what,
 	if (ioctl(fd, req, l) < 0) {
 		int ret = -errno;
 
-		fprintf(stderr, "snapbox: %s: %s\n", what, strerror(-ret));
+		log_msg("snapbox: %s: %s\n", what, strerror(-ret));
 		free(l);
 		return ret;
 	}
@@ -311,25 +312,25 @@ static int kvmsys_scratch_vcpu(struct kvmsys *s, int *vm_out, int *vcpu_out)
 	vm = ioctl(s->fd, KVM_CREATE_VM, 0);
 	if (vm < 0) {
 		ret = -errno;
-		fprintf(stderr, "snapbox: MSR probe: KVM_CREATE_VM: %s\n", strerror(-ret));
+		log_msg("snapbox: MSR probe: KVM_CREATE_VM: %s\n", strerror(-ret));
 		return ret;
 	}
 	/* The LAPIC-backed MSRs (TSC_DEADLINE) exist only with an in-kernel irqchip. */
 	if (ioctl(vm, KVM_CREATE_IRQCHIP, 0) < 0) {
 		ret = -errno;
-		fprintf(stderr, "snapbox: MSR probe: KVM_CREATE_IRQCHIP: %s\n", strerror(-ret));
+		log_msg("snapbox: MSR probe: KVM_CREATE_IRQCHIP: %s\n", strerror(-ret));
 		goto err_vm;
 	}
 	vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
 	if (vcpu < 0) {
 		ret = -errno;
-		fprintf(stderr, "snapbox: MSR probe: KVM_CREATE_VCPU: %s\n", strerror(-ret));
+		log_msg("snapbox: MSR probe: KVM_CREATE_VCPU: %s\n", strerror(-ret));
 		goto err_vm;
 	}
 	/* CPUID first: KVM accepts some MSRs only when the guest CPUID has the feature. */
 	if (ioctl(vcpu, KVM_SET_CPUID2, cpuid) < 0) {
 		ret = -errno;
-		fprintf(stderr, "snapbox: MSR probe: KVM_SET_CPUID2: %s\n", strerror(-ret));
+		log_msg("snapbox: MSR probe: KVM_SET_CPUID2: %s\n", strerror(-ret));
 		goto err_vcpu;
 	}
 	*vm_out = vm;
@@ -356,7 +357,7 @@ static int kvmsys_msr_probe_locked(struct kvmsys *s)
 	ents = calloc(KVMSYS_MSR_MAX + nextra, sizeof(*ents));
 	buf = calloc(1, sizeof(*buf) + KVMSYS_MSR_BATCH * sizeof(buf->entries[0]));
 	if (!idx || !ents || !buf) {
-		fprintf(stderr, "snapbox: MSR probe: out of memory\n");
+		log_msg("snapbox: MSR probe: out of memory\n");
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -396,7 +397,7 @@ static int kvmsys_msr_probe_locked(struct kvmsys *s)
 	n = kvmsys_msr_filter(vcpu, KVM_GET_MSRS, ents, n, buf);
 	n = kvmsys_msr_filter(vcpu, KVM_SET_MSRS, ents, n, buf);
 	if (n == 0) {
-		fprintf(stderr, "snapbox: MSR probe: the scratch vCPU accepted no MSR at all\n");
+		log_msg("snapbox: MSR probe: the scratch vCPU accepted no MSR at all\n");
 		ret = -ENODEV;
 		goto out;
 	}

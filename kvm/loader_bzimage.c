@@ -1,5 +1,6 @@
 /* loader_bzimage.c - bzImage loading per the Linux x86 boot protocol, kernel format dispatch and initrd placement. */
 #include <errno.h>
+#include "kvm/log.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -36,7 +37,7 @@ static int loader_bz_runtime_base(const struct bp_setup_header *h, uint64_t *bas
 	if (h->relocatable_kernel) {
 		uint64_t align = h->kernel_alignment;
 		if (align == 0 || (align & (align - 1))) {
-			fprintf(stderr, "snapbox: kernel: bzImage kernel_alignment 0x%llx is not a "
+			log_msg("snapbox: kernel: bzImage kernel_alignment 0x%llx is not a "
 				"power of two\n", (unsigned long long)align);
 			return -ENOEXEC;
 		}
@@ -63,17 +64,17 @@ int loader_load_bzimage(const struct gmem *m, const uint8_t *img, size_t len,
 
 	memset(out, 0, sizeof(*out));
 	if (!m || !img) {
-		fprintf(stderr, "snapbox: kernel: no image or guest memory\n");
+		log_msg("snapbox: kernel: no image or guest memory\n");
 		return -EINVAL;
 	}
 	if (len < LOADER_BZ_MIN_LEN) {
-		fprintf(stderr, "snapbox: kernel: bzImage is truncated (%zu bytes, the setup "
+		log_msg("snapbox: kernel: bzImage is truncated (%zu bytes, the setup "
 			"header needs 0x%x)\n", len, LOADER_BZ_MIN_LEN);
 		return -ENOEXEC;
 	}
 	memcpy(&magic, img + LOADER_BZ_MAGIC_OFF, sizeof(magic));
 	if (magic != BP_HDR_MAGIC) {
-		fprintf(stderr, "snapbox: kernel: bzImage has no \"HdrS\" setup header\n");
+		log_msg("snapbox: kernel: bzImage has no \"HdrS\" setup header\n");
 		return -ENOEXEC;
 	}
 	/* Copy only the header's own bytes; what follows it in the image is setup code. */
@@ -84,19 +85,19 @@ int loader_load_bzimage(const struct gmem *m, const uint8_t *img, size_t len,
 	memcpy(&hdr, img + LOADER_BZ_HDR_OFF, hdr_end - LOADER_BZ_HDR_OFF);
 
 	if (hdr.version < LOADER_BZ_MIN_VERSION) {
-		fprintf(stderr, "snapbox: kernel: bzImage boot protocol %u.%02u is older than 2.12\n",
+		log_msg("snapbox: kernel: bzImage boot protocol %u.%02u is older than 2.12\n",
 			hdr.version >> 8, hdr.version & 0xff);
 		return -ENOEXEC;
 	}
 	if (!(hdr.xloadflags & BP_XLF_KERNEL_64)) {
-		fprintf(stderr, "snapbox: kernel: bzImage has no 64-bit entry point "
+		log_msg("snapbox: kernel: bzImage has no 64-bit entry point "
 			"(XLF_KERNEL_64 clear)\n");
 		return -ENOEXEC;
 	}
 	uint64_t setup_sects = hdr.setup_sects ? hdr.setup_sects : 4; /* 0 means 4, for history */
 	uint64_t pm_off = (setup_sects + 1) * 512;
 	if (pm_off >= len || len - pm_off <= LOADER_BZ_ENTRY64) {
-		fprintf(stderr, "snapbox: kernel: bzImage protected-mode part at 0x%llx is missing "
+		log_msg("snapbox: kernel: bzImage protected-mode part at 0x%llx is missing "
 			"or too short for the 64-bit entry (%zu-byte file)\n",
 			(unsigned long long)pm_off, len);
 		return -ENOEXEC;
@@ -107,7 +108,7 @@ int loader_load_bzimage(const struct gmem *m, const uint8_t *img, size_t len,
 	if (rc)
 		return rc;
 	if (__builtin_add_overflow(base, (uint64_t)hdr.init_size, &decomp_end)) {
-		fprintf(stderr, "snapbox: kernel: bzImage decompression area wraps the address "
+		log_msg("snapbox: kernel: bzImage decompression area wraps the address "
 			"space\n");
 		return -ERANGE;
 	}
@@ -116,7 +117,7 @@ int loader_load_bzimage(const struct gmem *m, const uint8_t *img, size_t len,
 		end = decomp_end;
 	uint8_t *dst = gmem_ptr(m, LAYOUT_HIMEM, end - LAYOUT_HIMEM);
 	if (!dst) {
-		fprintf(stderr, "snapbox: kernel: bzImage needs guest RAM up to 0x%llx "
+		log_msg("snapbox: kernel: bzImage needs guest RAM up to 0x%llx "
 			"(%.1f MiB) but guest RAM is %.1f MiB\n", (unsigned long long)end,
 			loader_mib(end), loader_mib(m->size));
 		return -ERANGE;
@@ -146,7 +147,7 @@ int loader_load_kernel(const struct gmem *m, const uint8_t *img, size_t len,
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
 	if (!m || !img) {
-		fprintf(stderr, "snapbox: kernel: no image or guest memory\n");
+		log_msg("snapbox: kernel: no image or guest memory\n");
 		return -EINVAL;
 	}
 	if (len >= 4 && memcmp(img, "\x7f" "ELF", 4) == 0)
@@ -156,7 +157,7 @@ int loader_load_kernel(const struct gmem *m, const uint8_t *img, size_t len,
 		if (magic == BP_HDR_MAGIC)
 			return loader_load_bzimage(m, img, len, out);
 	}
-	fprintf(stderr, "snapbox: kernel: not an ELF vmlinux or bzImage\n");
+	log_msg("snapbox: kernel: not an ELF vmlinux or bzImage\n");
 	return -ENOEXEC;
 }
 
@@ -182,7 +183,7 @@ int loader_load_initrd(const struct gmem *m, const struct loader_kernel *k,
 	floor = (floor + LOADER_PAGE - 1) & ~(LOADER_PAGE - 1);
 
 	if (limit <= floor || limit - floor < len) {
-		fprintf(stderr, "snapbox: initrd of %.1f MiB does not fit in guest RAM above the "
+		log_msg("snapbox: initrd of %.1f MiB does not fit in guest RAM above the "
 			"kernel (%.1f MiB free)\n", loader_mib(len),
 			loader_mib(limit > floor ? limit - floor : 0));
 		return -E2BIG;
@@ -190,7 +191,7 @@ int loader_load_initrd(const struct gmem *m, const struct loader_kernel *k,
 	at = (limit - len) & ~(LOADER_PAGE - 1);
 	/* Cannot fail: [at, at + len) lies inside [floor, limit), which lies inside RAM. */
 	if (gmem_write(m, at, img, len) != 0) {
-		fprintf(stderr, "snapbox: initrd at 0x%llx lies outside guest RAM\n",
+		log_msg("snapbox: initrd at 0x%llx lies outside guest RAM\n",
 			(unsigned long long)at);
 		return -E2BIG;
 	}

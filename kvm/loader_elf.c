@@ -1,5 +1,6 @@
 /* loader_elf.c - loads an x86-64 ELF kernel (vmlinux, probe guest) into guest RAM through libelf. */
 #include <errno.h>
+#include "kvm/log.h"
 #include <gelf.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,30 +19,30 @@ static int loader_elf_check_seg(const struct gmem *m, size_t idx, const GElf_Phd
 	uint64_t file_end, mem_end;
 
 	if (__builtin_add_overflow(ph->p_offset, ph->p_filesz, &file_end) || file_end > len) {
-		fprintf(stderr, "snapbox: kernel: ELF segment %zu file range [0x%llx,+0x%llx) "
+		log_msg("snapbox: kernel: ELF segment %zu file range [0x%llx,+0x%llx) "
 			"reaches beyond the %zu-byte file\n", idx,
 			(unsigned long long)ph->p_offset, (unsigned long long)ph->p_filesz, len);
 		return -ENOEXEC;
 	}
 	if (ph->p_filesz > ph->p_memsz) {
-		fprintf(stderr, "snapbox: kernel: ELF segment %zu has p_filesz 0x%llx larger "
+		log_msg("snapbox: kernel: ELF segment %zu has p_filesz 0x%llx larger "
 			"than p_memsz 0x%llx\n", idx, (unsigned long long)ph->p_filesz,
 			(unsigned long long)ph->p_memsz);
 		return -ENOEXEC;
 	}
 	if (ph->p_paddr < LAYOUT_HIMEM) {
-		fprintf(stderr, "snapbox: kernel: ELF segment %zu at 0x%llx lies below 1 MiB, "
+		log_msg("snapbox: kernel: ELF segment %zu at 0x%llx lies below 1 MiB, "
 			"where the boot structures live\n", idx, (unsigned long long)ph->p_paddr);
 		return -ERANGE;
 	}
 	if (__builtin_add_overflow(ph->p_paddr, ph->p_memsz, &mem_end)) {
-		fprintf(stderr, "snapbox: kernel: ELF segment %zu [0x%llx,+0x%llx) wraps the "
+		log_msg("snapbox: kernel: ELF segment %zu [0x%llx,+0x%llx) wraps the "
 			"address space\n", idx, (unsigned long long)ph->p_paddr,
 			(unsigned long long)ph->p_memsz);
 		return -ERANGE;
 	}
 	if (!gmem_ptr(m, ph->p_paddr, ph->p_memsz)) {
-		fprintf(stderr, "snapbox: kernel: ELF segment %zu [0x%llx,0x%llx) lies outside "
+		log_msg("snapbox: kernel: ELF segment %zu [0x%llx,0x%llx) lies outside "
 			"guest RAM (%llu MiB)\n", idx, (unsigned long long)ph->p_paddr,
 			(unsigned long long)mem_end, (unsigned long long)(m->size >> 20));
 		return -ERANGE;
@@ -56,21 +57,21 @@ static int loader_elf_check_seg(const struct gmem *m, size_t idx, const GElf_Phd
 static int loader_elf_check_ident(const uint8_t *img, size_t len)
 {
 	if (len < EI_NIDENT || memcmp(img, ELFMAG, SELFMAG) != 0) {
-		fprintf(stderr, "snapbox: kernel: ELF identification is missing or truncated "
+		log_msg("snapbox: kernel: ELF identification is missing or truncated "
 			"(%zu bytes)\n", len);
 		return -ENOEXEC;
 	}
 	if (img[EI_CLASS] != ELFCLASS64) {
-		fprintf(stderr, "snapbox: kernel: ELF class %u is not ELFCLASS64\n", img[EI_CLASS]);
+		log_msg("snapbox: kernel: ELF class %u is not ELFCLASS64\n", img[EI_CLASS]);
 		return -ENOEXEC;
 	}
 	if (img[EI_DATA] != ELFDATA2LSB) {
-		fprintf(stderr, "snapbox: kernel: ELF data encoding %u is not little-endian\n",
+		log_msg("snapbox: kernel: ELF data encoding %u is not little-endian\n",
 			img[EI_DATA]);
 		return -ENOEXEC;
 	}
 	if (len < sizeof(Elf64_Ehdr)) {
-		fprintf(stderr, "snapbox: kernel: ELF header is truncated (%zu of %zu bytes)\n",
+		log_msg("snapbox: kernel: ELF header is truncated (%zu of %zu bytes)\n",
 			len, sizeof(Elf64_Ehdr));
 		return -ENOEXEC;
 	}
@@ -81,19 +82,19 @@ static int loader_elf_check_ident(const uint8_t *img, size_t len)
 static int loader_elf_check_ehdr(Elf *e, GElf_Ehdr *eh)
 {
 	if (elf_kind(e) != ELF_K_ELF || !gelf_getehdr(e, eh)) {
-		fprintf(stderr, "snapbox: kernel: ELF header unreadable: %s\n", elf_errmsg(-1));
+		log_msg("snapbox: kernel: ELF header unreadable: %s\n", elf_errmsg(-1));
 		return -ENOEXEC;
 	}
 	if (eh->e_machine != EM_X86_64) {
-		fprintf(stderr, "snapbox: kernel: ELF machine %u is not EM_X86_64\n", eh->e_machine);
+		log_msg("snapbox: kernel: ELF machine %u is not EM_X86_64\n", eh->e_machine);
 		return -ENOEXEC;
 	}
 	if (eh->e_type != ET_EXEC) {
-		fprintf(stderr, "snapbox: kernel: ELF type %u is not ET_EXEC\n", eh->e_type);
+		log_msg("snapbox: kernel: ELF type %u is not ET_EXEC\n", eh->e_type);
 		return -ENOEXEC;
 	}
 	if (eh->e_phnum && eh->e_phentsize != sizeof(Elf64_Phdr)) {
-		fprintf(stderr, "snapbox: kernel: ELF program header size %u is not %zu\n",
+		log_msg("snapbox: kernel: ELF program header size %u is not %zu\n",
 			eh->e_phentsize, sizeof(Elf64_Phdr));
 		return -ENOEXEC;
 	}
@@ -117,14 +118,14 @@ int loader_load_elf(const struct gmem *m, const uint8_t *img, size_t len,
 
 	memset(out, 0, sizeof(*out));
 	if (!m || !img) {
-		fprintf(stderr, "snapbox: kernel: no image or guest memory\n");
+		log_msg("snapbox: kernel: no image or guest memory\n");
 		return -EINVAL;
 	}
 	rc = loader_elf_check_ident(img, len);
 	if (rc)
 		return rc;
 	if (elf_version(EV_CURRENT) == EV_NONE) {
-		fprintf(stderr, "snapbox: kernel: libelf init failed: %s\n", elf_errmsg(-1));
+		log_msg("snapbox: kernel: libelf init failed: %s\n", elf_errmsg(-1));
 		return -EINVAL;
 	}
 	/*
@@ -133,7 +134,7 @@ int loader_load_elf(const struct gmem *m, const uint8_t *img, size_t len,
 	 */
 	Elf *e = elf_memory((char *)(uintptr_t)img, len);
 	if (!e) {
-		fprintf(stderr, "snapbox: kernel: libelf cannot open the image: %s\n",
+		log_msg("snapbox: kernel: libelf cannot open the image: %s\n",
 			elf_errmsg(-1));
 		return -ENOEXEC;
 	}
@@ -141,7 +142,7 @@ int loader_load_elf(const struct gmem *m, const uint8_t *img, size_t len,
 	if (rc)
 		goto out_elf;
 	if (elf_getphdrnum(e, &phnum) != 0) {
-		fprintf(stderr, "snapbox: kernel: ELF program headers unreadable: %s\n",
+		log_msg("snapbox: kernel: ELF program headers unreadable: %s\n",
 			elf_errmsg(-1));
 		rc = -ENOEXEC;
 		goto out_elf;
@@ -150,7 +151,7 @@ int loader_load_elf(const struct gmem *m, const uint8_t *img, size_t len,
 	/* Validate every segment before copying any, so a refused image leaves RAM untouched. */
 	for (size_t i = 0; i < phnum; i++) {
 		if (!gelf_getphdr(e, (int)i, &ph)) {
-			fprintf(stderr, "snapbox: kernel: ELF program header %zu unreadable: %s\n",
+			log_msg("snapbox: kernel: ELF program header %zu unreadable: %s\n",
 				i, elf_errmsg(-1));
 			rc = -ENOEXEC;
 			goto out_elf;
@@ -169,12 +170,12 @@ int loader_load_elf(const struct gmem *m, const uint8_t *img, size_t len,
 			entry_ok = true;
 	}
 	if (nload == 0) {
-		fprintf(stderr, "snapbox: kernel: ELF file has no PT_LOAD segment\n");
+		log_msg("snapbox: kernel: ELF file has no PT_LOAD segment\n");
 		rc = -ENOEXEC;
 		goto out_elf;
 	}
 	if (!entry_ok) {
-		fprintf(stderr, "snapbox: kernel: ELF entry 0x%llx lies outside every loaded "
+		log_msg("snapbox: kernel: ELF entry 0x%llx lies outside every loaded "
 			"segment\n", (unsigned long long)eh.e_entry);
 		rc = -ENOEXEC;
 		goto out_elf;

@@ -1,5 +1,6 @@
 /* uart.c - 16550A UART emulation (register semantics after QEMU's hw/char/serial.c) with save/load. */
 #include "kvm/uart.h"
+#include "kvm/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -261,18 +262,18 @@ int uart_init(struct uart *u, uint16_t base, unsigned irq, size_t rx_cap,
 {
 	memset(u, 0, sizeof(*u));
 	if (rx_cap == 0) {
-		fprintf(stderr, "snapbox: uart 0x%x: RX queue size must be non-zero\n", base);
+		log_msg("snapbox: uart 0x%x: RX queue size must be non-zero\n", base);
 		return -EINVAL;
 	}
 	u->rx = malloc(rx_cap);
 	if (!u->rx) {
-		fprintf(stderr, "snapbox: uart 0x%x: cannot allocate %zu byte RX queue\n",
+		log_msg("snapbox: uart 0x%x: cannot allocate %zu byte RX queue\n",
 			base, rx_cap);
 		return -ENOMEM;
 	}
 	int rc = pthread_mutex_init(&u->lock, NULL);
 	if (rc) {
-		fprintf(stderr, "snapbox: uart 0x%x: cannot create lock: %s\n", base, strerror(rc));
+		log_msg("snapbox: uart 0x%x: cannot create lock: %s\n", base, strerror(rc));
 		free(u->rx);
 		u->rx = NULL;
 		return -rc;
@@ -414,7 +415,7 @@ int uart_save(struct uart *u, struct sbuf *out)
 	sbuf_put_bytes(out, u->rx, u->rx_len - first);
 	pthread_mutex_unlock(&u->lock);
 	if (out->err)
-		fprintf(stderr, "snapbox: uart 0x%x: cannot save state: %s\n", u->base,
+		log_msg("snapbox: uart 0x%x: cannot save state: %s\n", u->base,
 			strerror(-out->err));
 	return out->err;
 }
@@ -435,25 +436,25 @@ int uart_load(struct uart *u, struct sbuf_reader *in)
 	uint32_t rx_len = sbuf_get_u32(in);
 
 	if (in->err) {
-		fprintf(stderr, "snapbox: uart 0x%x state: truncated record\n", u->base);
+		log_msg("snapbox: uart 0x%x state: truncated record\n", u->base);
 		return -EPROTO;
 	}
 	if (version != UART_STATE_VERSION) {
-		fprintf(stderr, "snapbox: uart 0x%x state: unsupported version %u\n",
+		log_msg("snapbox: uart 0x%x state: unsupported version %u\n",
 			u->base, version);
 		return -EPROTO;
 	}
 	if (regs[9] > 1) {
-		fprintf(stderr, "snapbox: uart 0x%x state: bad THRE latch %u\n", u->base, regs[9]);
+		log_msg("snapbox: uart 0x%x state: bad THRE latch %u\n", u->base, regs[9]);
 		return -EPROTO;
 	}
 	if (rx_len > u->rx_cap) {
-		fprintf(stderr, "snapbox: uart 0x%x state: %u queued RX bytes exceed capacity %zu\n",
+		log_msg("snapbox: uart 0x%x state: %u queued RX bytes exceed capacity %zu\n",
 			u->base, rx_len, u->rx_cap);
 		return -EPROTO;
 	}
 	if (rx_len > sbuf_remaining(in)) {
-		fprintf(stderr, "snapbox: uart 0x%x state: truncated RX queue\n", u->base);
+		log_msg("snapbox: uart 0x%x state: truncated RX queue\n", u->base);
 		return -EPROTO;
 	}
 

@@ -1,5 +1,6 @@
 /* vcpu.c - vCPU creation, CPUID policy, and register state for the 64-bit boot protocol. */
 #include "kvm/vcpu.h"
+#include "kvm/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -52,7 +53,7 @@ int vcpu_init(struct vcpu *v, struct vm *vm, int id)
 	v->fd = ioctl(vm->fd, KVM_CREATE_VCPU, id);
 	if (v->fd < 0) {
 		ret = -errno;
-		fprintf(stderr, "snapbox: KVM_CREATE_VCPU %d: %s\n", id, strerror(-ret));
+		log_msg("snapbox: KVM_CREATE_VCPU %d: %s\n", id, strerror(-ret));
 		goto err;
 	}
 	v->run_size = (size_t)vm->sys->vcpu_mmap_size;
@@ -60,7 +61,7 @@ int vcpu_init(struct vcpu *v, struct vm *vm, int id)
 	if (v->run == MAP_FAILED) {
 		ret = -errno;
 		v->run = NULL;
-		fprintf(stderr, "snapbox: mmap of vCPU %d run area: %s\n", id, strerror(-ret));
+		log_msg("snapbox: mmap of vCPU %d run area: %s\n", id, strerror(-ret));
 		goto err_close;
 	}
 	return 0;
@@ -92,7 +93,7 @@ static int vcpu_ioctl(struct vcpu *v, unsigned long req, void *arg, const char *
 	if (ioctl(v->fd, req, arg) < 0) {
 		int ret = -errno;
 
-		fprintf(stderr, "snapbox: vCPU %d %s: %s\n", v->id, what, strerror(-ret));
+		log_msg("snapbox: vCPU %d %s: %s\n", v->id, what, strerror(-ret));
 		return ret;
 	}
 	return 0;
@@ -167,12 +168,12 @@ static int vcpu_set_boot_msrs(struct vcpu *v)
 	n = ioctl(v->fd, KVM_SET_MSRS, &m);
 	if (n < 0) {
 		n = -errno;
-		fprintf(stderr, "snapbox: vCPU %d KVM_SET_MSRS: %s\n", v->id, strerror(-n));
+		log_msg("snapbox: vCPU %d KVM_SET_MSRS: %s\n", v->id, strerror(-n));
 		return n;
 	}
 	if (n != N) {
 		/* KVM stops at the first MSR it refuses. */
-		fprintf(stderr, "snapbox: vCPU %d refused boot MSR 0x%x\n", v->id, boot[n].index);
+		log_msg("snapbox: vCPU %d refused boot MSR 0x%x\n", v->id, boot[n].index);
 		return -EINVAL;
 	}
 	return 0;

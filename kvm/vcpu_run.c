@@ -1,5 +1,6 @@
 /* vcpu_run.c - the vCPU thread: KVM_RUN loop, exit dispatch, and pause/resume/kill via immediate_exit plus a signal. */
 #include "kvm/vcpu.h"
+#include "kvm/log.h"
 
 #include "kvm/confine.h"
 
@@ -42,7 +43,7 @@ static void vcpu_install_kick(void)
 	 * handler the first kick's default action would kill the process. */
 	if (sigaction(vcpu_kick_signal(), &sa, NULL) < 0) {
 		vcpu_sig_err = -errno;
-		fprintf(stderr, "snapbox: cannot install the vCPU kick signal handler: %s\n",
+		log_msg("snapbox: cannot install the vCPU kick signal handler: %s\n",
 			strerror(errno));
 	}
 }
@@ -277,7 +278,7 @@ int vcpu_start(struct vcpu *v, struct bus *pio, struct bus *mmio,
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret) {
 		v->state = VCPU_CREATED;
-		fprintf(stderr, "snapbox: cannot start vCPU thread: %s\n", strerror(-ret));
+		log_msg("snapbox: cannot start vCPU thread: %s\n", strerror(-ret));
 		return ret;
 	}
 	v->thread_started = true;

@@ -1,5 +1,6 @@
 /* vcpu_state.c - capture and restore of one vCPU's KVM state, in the orders that keep it consistent. */
 #include "kvm/vcpu_state.h"
+#include "kvm/log.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -33,7 +34,7 @@ static int vcpu_state_ioctl(struct vcpu *v, unsigned long req, void *arg, const 
 	if (ioctl(v->fd, req, arg) < 0) {
 		int ret = -errno;
 
-		fprintf(stderr, "snapbox: vCPU %d %s: %s\n", v->id, what, strerror(-ret));
+		log_msg("snapbox: vCPU %d %s: %s\n", v->id, what, strerror(-ret));
 		return ret;
 	}
 	return 0;
@@ -55,7 +56,7 @@ int vcpu_state_read_cpuid(struct vcpu *v, struct vcpu_state *st)
 		int err;
 
 		if (!c) {
-			fprintf(stderr, "snapbox: vCPU %d: out of memory for CPUID\n", v->id);
+			log_msg("snapbox: vCPU %d: out of memory for CPUID\n", v->id);
 			return -ENOMEM;
 		}
 		c->nent = cap;
@@ -66,7 +67,7 @@ int vcpu_state_read_cpuid(struct vcpu *v, struct vcpu_state *st)
 		err = errno;
 		free(c);
 		if (err != E2BIG || cap >= VCPU_STATE_MAX_CPUID) {
-			fprintf(stderr, "snapbox: vCPU %d KVM_GET_CPUID2: %s\n", v->id, strerror(err));
+			log_msg("snapbox: vCPU %d KVM_GET_CPUID2: %s\n", v->id, strerror(err));
 			return -err;
 		}
 		cap *= 2;
@@ -88,7 +89,7 @@ static int vcpu_state_msr_io(struct vcpu *v, unsigned long req, const char *what
 	int ret = 0, r;
 
 	if (!b) {
-		fprintf(stderr, "snapbox: vCPU %d: out of memory for MSRs\n", v->id);
+		log_msg("snapbox: vCPU %d: out of memory for MSRs\n", v->id);
 		return -ENOMEM;
 	}
 	for (done = 0; done < n; done += len) {
@@ -99,11 +100,11 @@ static int vcpu_state_msr_io(struct vcpu *v, unsigned long req, const char *what
 		r = ioctl(v->fd, req, b);
 		if (r < 0) {
 			ret = -errno;
-			fprintf(stderr, "snapbox: vCPU %d %s: %s\n", v->id, what, strerror(-ret));
+			log_msg("snapbox: vCPU %d %s: %s\n", v->id, what, strerror(-ret));
 			break;
 		}
 		if ((uint32_t)r != len) {
-			fprintf(stderr, "snapbox: vCPU %d %s refused MSR 0x%x (value 0x%llx)\n", v->id, what,
+			log_msg("snapbox: vCPU %d %s refused MSR 0x%x (value 0x%llx)\n", v->id, what,
 				b->entries[r].index, (unsigned long long)b->entries[r].data);
 			ret = -EINVAL;
 			break;
@@ -122,7 +123,7 @@ static int vcpu_state_get_msrs(struct vcpu *v, const uint32_t *idx, uint32_t n, 
 	int ret;
 
 	if (!m) {
-		fprintf(stderr, "snapbox: vCPU %d: out of memory for MSRs\n", v->id);
+		log_msg("snapbox: vCPU %d: out of memory for MSRs\n", v->id);
 		return -ENOMEM;
 	}
 	m->nmsrs = n;
@@ -149,7 +150,7 @@ int vcpu_state_capture(struct vcpu *v, struct vcpu_state *st)
 		return ret;
 	st->xsave = calloc(1, xsize);
 	if (!st->xsave) {
-		fprintf(stderr, "snapbox: vCPU %d: out of memory for XSAVE\n", v->id);
+		log_msg("snapbox: vCPU %d: out of memory for XSAVE\n", v->id);
 		return -ENOMEM;
 	}
 	st->xsave_size = xsize;
@@ -187,7 +188,7 @@ int vcpu_state_capture(struct vcpu *v, struct vcpu_state *st)
 	ret = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
 	if (ret <= 0) {
 		ret = ret < 0 ? -errno : -EIO;
-		fprintf(stderr, "snapbox: vCPU %d KVM_GET_TSC_KHZ: %s\n", v->id, strerror(-ret));
+		log_msg("snapbox: vCPU %d KVM_GET_TSC_KHZ: %s\n", v->id, strerror(-ret));
 		goto err;
 	}
 	st->tsc_khz = (uint32_t)ret;
@@ -237,7 +238,7 @@ static int vcpu_state_host_tsc_khz(struct vcpu *v, uint32_t *khz)
 	r = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
 	if (r <= 0) {
 		r = r < 0 ? -errno : -EIO;
-		fprintf(stderr, "snapbox: vCPU %d KVM_GET_TSC_KHZ: %s\n", v->id, strerror(-r));
+		log_msg("snapbox: vCPU %d KVM_GET_TSC_KHZ: %s\n", v->id, strerror(-r));
 		return r;
 	}
 	*khz = (uint32_t)r;
@@ -251,7 +252,7 @@ int vcpu_state_restore_cpuid(struct vcpu *v, const struct vcpu_state *st)
 	int ret;
 
 	if (!st->cpuid) {
-		fprintf(stderr, "snapbox: vCPU %d: state has no CPUID\n", v->id);
+		log_msg("snapbox: vCPU %d: state has no CPUID\n", v->id);
 		return -EINVAL;
 	}
 	ret = vcpu_state_host_tsc_khz(v, &host_khz);
@@ -268,13 +269,13 @@ int vcpu_state_restore_cpuid(struct vcpu *v, const struct vcpu_state *st)
 		/* Without TSC scaling KVM only "accepts" a faster rate by catch-up
 		 * emulation; refuse anything outside its own tolerance instead. */
 		if (!v->vm->sys->tsc_control && diff * 1000000u > (uint64_t)host_khz * VCPU_STATE_TSC_PPM) {
-			fprintf(stderr, "snapbox: vCPU %d: snapshot TSC runs at %u kHz, this host at %u kHz, "
+			log_msg("snapbox: vCPU %d: snapshot TSC runs at %u kHz, this host at %u kHz, "
 				"and KVM cannot scale the TSC here\n", v->id, st->tsc_khz, host_khz);
 			return -ENOTSUP;
 		}
 		if (ioctl(v->fd, KVM_SET_TSC_KHZ, (unsigned long)st->tsc_khz) < 0) {
 			ret = -errno;
-			fprintf(stderr, "snapbox: vCPU %d KVM_SET_TSC_KHZ %u: %s\n", v->id, st->tsc_khz,
+			log_msg("snapbox: vCPU %d KVM_SET_TSC_KHZ %u: %s\n", v->id, st->tsc_khz,
 				strerror(-ret));
 			return ret;
 		}
@@ -305,21 +306,21 @@ static int vcpu_state_set_xsave(struct vcpu *v, const struct vcpu_state *st)
 	int ret;
 
 	if (!st->xsave) {
-		fprintf(stderr, "snapbox: vCPU %d: state has no XSAVE area\n", v->id);
+		log_msg("snapbox: vCPU %d: state has no XSAVE area\n", v->id);
 		return -EINVAL;
 	}
 	if (st->xsave_size > hsize) {
 		/* KVM reads hsize bytes; anything beyond must be unused. */
 		for (i = hsize; i < st->xsave_size; i++)
 			if (((const uint8_t *)st->xsave)[i]) {
-				fprintf(stderr, "snapbox: vCPU %d: XSAVE area of %u bytes uses state beyond "
+				log_msg("snapbox: vCPU %d: XSAVE area of %u bytes uses state beyond "
 					"this host's %u\n", v->id, st->xsave_size, hsize);
 				return -ENOTSUP;
 			}
 	} else if (st->xsave_size < hsize) {
 		buf = calloc(1, hsize);
 		if (!buf) {
-			fprintf(stderr, "snapbox: vCPU %d: out of memory for XSAVE\n", v->id);
+			log_msg("snapbox: vCPU %d: out of memory for XSAVE\n", v->id);
 			return -ENOMEM;
 		}
 		memcpy(buf, st->xsave, st->xsave_size);
@@ -345,7 +346,7 @@ static int vcpu_state_set_msrs(struct vcpu *v, const struct kvm_msrs *src)
 	int ret;
 
 	if (!e) {
-		fprintf(stderr, "snapbox: vCPU %d: out of memory for MSRs\n", v->id);
+		log_msg("snapbox: vCPU %d: out of memory for MSRs\n", v->id);
 		return -ENOMEM;
 	}
 	for (i = 0; i < n; i++) {
@@ -383,7 +384,7 @@ int vcpu_state_restore_regs(struct vcpu *v, const struct vcpu_state *st)
 	int ret;
 
 	if (!st->msrs) {
-		fprintf(stderr, "snapbox: vCPU %d: state has no MSRs\n", v->id);
+		log_msg("snapbox: vCPU %d: state has no MSRs\n", v->id);
 		return -EINVAL;
 	}
 	/* MP_STATE right after CPUID, before the events: KVM refuses

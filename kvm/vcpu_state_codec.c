@@ -1,5 +1,6 @@
 /* vcpu_state_codec.c - the 'VCPU' and 'HOST' section payloads: field-by-field little-endian encode and checked decode. */
 #include "kvm/vcpu_state.h"
+#include "kvm/log.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -172,14 +173,14 @@ void vcpu_state_host_encode(const struct vcpu_state *st, const uint32_t *msr_ind
 /* Log one decode failure and return its error. */
 static int vcpu_state_bad(const char *sec, const char *what, uint32_t got)
 {
-	fprintf(stderr, "snapbox: '%s' section: %s (%u)\n", sec, what, got);
+	log_msg("snapbox: '%s' section: %s (%u)\n", sec, what, got);
 	return -EPROTO;
 }
 
 /* Log a truncated payload and return its error. */
 static int vcpu_state_trunc(const char *sec, const char *where)
 {
-	fprintf(stderr, "snapbox: '%s' section truncated %s\n", sec, where);
+	log_msg("snapbox: '%s' section truncated %s\n", sec, where);
 	return -EPROTO;
 }
 
@@ -191,7 +192,7 @@ static int vcpu_state_get_version(struct sbuf_reader *in, const char *sec, uint1
 	if (in->err)
 		return vcpu_state_trunc(sec, "before its version");
 	if (v != want) {
-		fprintf(stderr, "snapbox: '%s' section version %u, this build reads only %u\n",
+		log_msg("snapbox: '%s' section version %u, this build reads only %u\n",
 			sec, v, want);
 		return -EPROTO;
 	}
@@ -206,7 +207,7 @@ static int vcpu_state_get_count(struct sbuf_reader *in, const char *sec, const c
 	if (in->err)
 		return vcpu_state_trunc(sec, "at its end");
 	if (*n > cap) {
-		fprintf(stderr, "snapbox: '%s' section: %u %s, more than the cap of %u\n",
+		log_msg("snapbox: '%s' section: %u %s, more than the cap of %u\n",
 			sec, *n, what, cap);
 		return -EPROTO;
 	}
@@ -276,7 +277,7 @@ static int vcpu_state_get_cpuid(struct sbuf_reader *in, const char *sec, struct 
 		return ret;
 	c = calloc(1, sizeof(*c) + (size_t)n * sizeof(c->entries[0]));
 	if (!c) {
-		fprintf(stderr, "snapbox: '%s' section: out of memory\n", sec);
+		log_msg("snapbox: '%s' section: out of memory\n", sec);
 		return -ENOMEM;
 	}
 	c->nent = n;
@@ -308,7 +309,7 @@ static int vcpu_state_get_xsave(struct sbuf_reader *in, struct vcpu_state *st)
 		return vcpu_state_trunc("VCPU", "inside XSAVE");
 	st->xsave = malloc(size);
 	if (!st->xsave) {
-		fprintf(stderr, "snapbox: 'VCPU' section: out of memory for XSAVE\n");
+		log_msg("snapbox: 'VCPU' section: out of memory for XSAVE\n");
 		return -ENOMEM;
 	}
 	st->xsave_size = size;
@@ -326,7 +327,7 @@ static int vcpu_state_get_msrs(struct sbuf_reader *in, struct vcpu_state *st)
 		return ret;
 	st->msrs = calloc(1, sizeof(*st->msrs) + (size_t)n * sizeof(st->msrs->entries[0]));
 	if (!st->msrs) {
-		fprintf(stderr, "snapbox: 'VCPU' section: out of memory for MSRs\n");
+		log_msg("snapbox: 'VCPU' section: out of memory for MSRs\n");
 		return -ENOMEM;
 	}
 	st->msrs->nmsrs = n;
@@ -460,7 +461,7 @@ int vcpu_state_host_decode(struct sbuf_reader *in, struct vcpu_state_host *h)
 		goto err;
 	t.msr_index = malloc((size_t)(t.nmsrs ? t.nmsrs : 1) * sizeof(*t.msr_index));
 	if (!t.msr_index) {
-		fprintf(stderr, "snapbox: 'HOST' section: out of memory\n");
+		log_msg("snapbox: 'HOST' section: out of memory\n");
 		ret = -ENOMEM;
 		goto err;
 	}

@@ -1,5 +1,6 @@
 /* vcpu_state_live.c - the parts of a vCPU restore that real KVM treats differently once a vCPU has run or a TSC is written: CPUID equality and an exact guest TSC. */
 #include "kvm/vcpu_state.h"
+#include "kvm/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -69,11 +70,11 @@ int vcpu_state_cpuid_on_run_vcpu(struct vcpu *v, const struct kvm_cpuid2 *want, 
 	if (vcpu_live_cpuid_diff(want, cur.cpuid, &fn, &idx) == 0) {
 		*same = true;
 	} else if (fn == 0xffffffffu) {
-		fprintf(stderr, "snapbox: vCPU %d has run with %u CPUID leaves, the state has %u; KVM takes "
+		log_msg("snapbox: vCPU %d has run with %u CPUID leaves, the state has %u; KVM takes "
 			"no new CPUID once a vCPU has run (restore into a new vCPU)\n", v->id,
 			cur.cpuid->nent, want->nent);
 	} else {
-		fprintf(stderr, "snapbox: vCPU %d has run with another CPUID leaf 0x%x.%u than the "
+		log_msg("snapbox: vCPU %d has run with another CPUID leaf 0x%x.%u than the "
 			"state's; KVM takes no new CPUID once a vCPU has run (restore into a new vCPU)\n",
 			v->id, fn, idx);
 	}
@@ -90,7 +91,7 @@ static int vcpu_live_get_msr(struct vcpu *v, uint32_t index, uint64_t *val)
 	} m = { .h.nmsrs = 1, .e.index = index };
 
 	if (ioctl(v->fd, KVM_GET_MSRS, &m) != 1) {
-		fprintf(stderr, "snapbox: vCPU %d KVM_GET_MSRS 0x%x failed\n", v->id, index);
+		log_msg("snapbox: vCPU %d KVM_GET_MSRS 0x%x failed\n", v->id, index);
 		return -EIO;
 	}
 	*val = m.e.data;
@@ -121,7 +122,7 @@ int vcpu_state_set_tsc(struct vcpu *v, uint64_t tsc)
 		return 1;
 	if (ioctl(v->fd, KVM_GET_DEVICE_ATTR, &a) < 0) {
 		ret = -errno;
-		fprintf(stderr, "snapbox: vCPU %d: reading the TSC offset: %s\n", v->id, strerror(-ret));
+		log_msg("snapbox: vCPU %d: reading the TSC offset: %s\n", v->id, strerror(-ret));
 		return ret;
 	}
 	ret = vcpu_live_get_msr(v, VCPU_LIVE_MSR_TSC, &now);
@@ -130,7 +131,7 @@ int vcpu_state_set_tsc(struct vcpu *v, uint64_t tsc)
 	off += tsc - now;
 	if (ioctl(v->fd, KVM_SET_DEVICE_ATTR, &a) < 0) {
 		ret = -errno;
-		fprintf(stderr, "snapbox: vCPU %d: setting the TSC offset: %s\n", v->id, strerror(-ret));
+		log_msg("snapbox: vCPU %d: setting the TSC offset: %s\n", v->id, strerror(-ret));
 		return ret;
 	}
 	return 0;

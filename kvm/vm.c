@@ -1,5 +1,6 @@
 /* vm.c - KVM VM creation, arch setup and memory slots. */
 #include "kvm/vm.h"
+#include "kvm/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -16,7 +17,7 @@ int vm_init(struct vm *vm, struct kvmsys *sys)
 	if (vm->fd < 0) {
 		int ret = -errno;
 
-		fprintf(stderr, "snapbox: KVM_CREATE_VM: %s\n", strerror(-ret));
+		log_msg("snapbox: KVM_CREATE_VM: %s\n", strerror(-ret));
 		return ret;
 	}
 	return 0;
@@ -34,7 +35,7 @@ static int vm_ioctl(struct vm *vm, unsigned long req, unsigned long arg, const c
 	if (ioctl(vm->fd, req, arg) < 0) {
 		int ret = -errno;
 
-		fprintf(stderr, "snapbox: %s: %s\n", what, strerror(-ret));
+		log_msg("snapbox: %s: %s\n", what, strerror(-ret));
 		return ret;
 	}
 	return 0;

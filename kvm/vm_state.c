@@ -1,5 +1,6 @@
 /* vm_state.c - capture/restore of kvmclock, the PICs, the IOAPIC and the PIT, and their section payloads. */
 #include "kvm/vm_state.h"
+#include "kvm/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -21,7 +22,7 @@ static int vm_state_ioctl(struct vm *vm, unsigned long req, void *arg, const cha
 	if (ioctl(vm->fd, req, arg) < 0) {
 		int ret = -errno;
 
-		fprintf(stderr, "snapbox: %s: %s\n", what, strerror(-ret));
+		log_msg("snapbox: %s: %s\n", what, strerror(-ret));
 		return ret;
 	}
 	return 0;
@@ -126,11 +127,11 @@ static int vm_state_version(struct sbuf_reader *in, const char *sec, uint16_t wa
 	uint16_t v = sbuf_get_u16(in);
 
 	if (in->err) {
-		fprintf(stderr, "snapbox: '%s' section truncated before its version\n", sec);
+		log_msg("snapbox: '%s' section truncated before its version\n", sec);
 		return -EPROTO;
 	}
 	if (v != want) {
-		fprintf(stderr, "snapbox: '%s' section version %u, this build reads only %u\n",
+		log_msg("snapbox: '%s' section version %u, this build reads only %u\n",
 			sec, v, want);
 		in->err = -EPROTO;
 		return -EPROTO;
@@ -142,7 +143,7 @@ static int vm_state_end(struct sbuf_reader *in, const char *sec)
 {
 	if (!in->err)
 		return 0;
-	fprintf(stderr, "snapbox: '%s' section truncated\n", sec);
+	log_msg("snapbox: '%s' section truncated\n", sec);
 	return -EPROTO;
 }
 
@@ -236,7 +237,7 @@ int vm_state_irqchip_decode(struct sbuf_reader *in, struct vm_state *st)
 	io.irr = sbuf_get_u32(in);
 	pins = sbuf_get_u32(in);
 	if (!in->err && pins != VM_STATE_IOAPIC_PINS) {
-		fprintf(stderr, "snapbox: 'IRQC' section: IOAPIC with %u pins, KVM has %u\n",
+		log_msg("snapbox: 'IRQC' section: IOAPIC with %u pins, KVM has %u\n",
 			pins, VM_STATE_IOAPIC_PINS);
 		in->err = -EPROTO;
 		return -EPROTO;

@@ -1,5 +1,6 @@
 /* agent.c - host side of EXEC, WRITE_FILE and READ_FILE: request encoders, hostile-reply decoders, deadlines. */
 #include "runtime/agent.h"
+#include "kvm/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -58,31 +59,31 @@ int agentreq_exec_encode(const struct snapbox_exec_opts *o, uint32_t timeout_ms,
 	envc = agentreq_count(o->env, &bytes);
 	bytes += cwdlen + o->stdin_len;
 	if (argc == 0 || !o->argv[0][0]) {
-		fprintf(stderr, "snapbox: exec: no command given\n");
+		log_msg("snapbox: exec: no command given\n");
 		return -EINVAL;
 	}
 	for (i = 0; i < argc + envc; i++) {
 		const char *s = i < argc ? o->argv[i] : o->env[i - argc];
 
 		if (strlen(s) > PROTO_EXEC_MAX_STR) {
-			fprintf(stderr, "snapbox: exec: an argument or env entry exceeds %u bytes\n",
+			log_msg("snapbox: exec: an argument or env entry exceeds %u bytes\n",
 				PROTO_EXEC_MAX_STR);
 			return -E2BIG;
 		}
 		if (i >= argc && (s[0] == '=' || !strchr(s, '='))) {
-			fprintf(stderr, "snapbox: exec: env entry '%.64s' is not KEY=VALUE\n", s);
+			log_msg("snapbox: exec: env entry '%.64s' is not KEY=VALUE\n", s);
 			return -EINVAL;
 		}
 	}
 	if (o->cwd && (o->cwd[0] != '/' || cwdlen > PROTO_PATH_MAX)) {
-		fprintf(stderr, "snapbox: exec: cwd must be an absolute path of at most %u bytes\n",
+		log_msg("snapbox: exec: cwd must be an absolute path of at most %u bytes\n",
 			PROTO_PATH_MAX);
 		return -EINVAL;
 	}
 	if (argc > PROTO_EXEC_MAX_ARGS || envc > PROTO_EXEC_MAX_ENV || bytes > PROTO_MAX_PAYLOAD ||
 	    (uint64_t)out_cap + err_cap > PROTO_EXEC_MAX_OUTPUT ||
 	    timeout_ms > PROTO_EXEC_MAX_TIMEOUT_MS) {
-		fprintf(stderr, "snapbox: exec: request exceeds the protocol's caps (%zu args, %zu env, "
+		log_msg("snapbox: exec: request exceeds the protocol's caps (%zu args, %zu env, "
 			"%zu bytes, output caps %u+%u, timeout %u ms)\n", argc, envc, bytes, out_cap,
 			err_cap, timeout_ms);
 		return -E2BIG;
@@ -155,7 +156,7 @@ int agentreq_exec_decode(const uint8_t *p, uint32_t n, uint32_t out_cap, uint32_
 	r->err_len = elen;
 	return 0;
 bad:
-	fprintf(stderr, "snapbox: malformed exec reply from the guest (%u bytes)\n", n);
+	log_msg("snapbox: malformed exec reply from the guest (%u bytes)\n", n);
 	return -EPROTO;
 }
 
@@ -179,9 +180,9 @@ int agentreq_guest_error(const char *what, const void *reply, uint32_t len)
 		text[j++] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
 	text[j] = '\0';
 	if (j)
-		fprintf(stderr, "snapbox: guest: %s\n", text);
+		log_msg("snapbox: guest: %s\n", text);
 	else
-		fprintf(stderr, "snapbox: guest: %s failed (no reason given)\n", what);
+		log_msg("snapbox: guest: %s failed (no reason given)\n", what);
 	for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 		if (err == known[i])
 			return -err;
@@ -200,12 +201,12 @@ static int agentreq_request(struct chan *c, const char *what, uint16_t type, con
 		free(*reply);
 		*reply = NULL;
 	} else if (ret == -ETIMEDOUT) {
-		fprintf(stderr, "snapbox: %s: no reply from the guest within %llu ms\n", what,
+		log_msg("snapbox: %s: no reply from the guest within %llu ms\n", what,
 			(unsigned long long)timeout_ms);
 	} else if (ret == -ESHUTDOWN) {
-		fprintf(stderr, "snapbox: %s: the guest has stopped\n", what);
+		log_msg("snapbox: %s: the guest has stopped\n", what);
 	} else if (ret) {
-		fprintf(stderr, "snapbox: %s: %s\n", what, strerror(-ret));
+		log_msg("snapbox: %s: %s\n", what, strerror(-ret));
 	}
 	return ret;
 }
@@ -240,7 +241,7 @@ static int agentreq_file_req(const char *path, uint32_t a, size_t extra, struct 
 	size_t plen = path ? strlen(path) : 0;
 
 	if (!path || path[0] != '/' || plen > PROTO_PATH_MAX) {
-		fprintf(stderr, "snapbox: file path must be absolute, at most %u bytes\n",
+		log_msg("snapbox: file path must be absolute, at most %u bytes\n",
 			PROTO_PATH_MAX);
 		return -EINVAL;
 	}
@@ -263,7 +264,7 @@ int agentreq_write_file(struct chan *c, const char *path, uint32_t mode, const v
 	int ret;
 
 	if (len > PROTO_FILE_MAX || (mode & ~07777u)) {
-		fprintf(stderr, "snapbox: write-file %s: %s\n", path ? path : "(null)",
+		log_msg("snapbox: write-file %s: %s\n", path ? path : "(null)",
 			len > PROTO_FILE_MAX ? "more than SNAPBOX_FILE_MAX bytes" : "bad mode");
 		return len > PROTO_FILE_MAX ? -EFBIG : -EINVAL;
 	}
@@ -291,7 +292,7 @@ int agentreq_read_file(struct chan *c, const char *path, size_t max, void **data
 	if (max == 0)
 		max = PROTO_FILE_MAX;
 	if (max > PROTO_FILE_MAX) {
-		fprintf(stderr, "snapbox: read-file: max_bytes above SNAPBOX_FILE_MAX\n");
+		log_msg("snapbox: read-file: max_bytes above SNAPBOX_FILE_MAX\n");
 		return -EINVAL;
 	}
 	ret = agentreq_file_req(path, (uint32_t)max, 0, &b);
@@ -301,7 +302,7 @@ int agentreq_read_file(struct chan *c, const char *path, size_t max, void **data
 			       &rlen, timeout_ms);
 	free(b.p);
 	if (!ret && rlen > max) {
-		fprintf(stderr, "snapbox: read-file: the guest sent %u bytes, more than %zu asked\n",
+		log_msg("snapbox: read-file: the guest sent %u bytes, more than %zu asked\n",
 			rlen, max);
 		ret = -EPROTO;
 	}

@@ -1,5 +1,6 @@
 /* compat.c - snapshot-versus-host compatibility check with a message listing every difference. */
 #include "runtime/compat.h"
+#include "kvm/log.h"
 
 #include <cpuid.h>
 #include <errno.h>
@@ -108,7 +109,7 @@ int compat_check(struct kvmsys *sys, const struct snapconf *conf, const struct v
 		}
 	}
 	if (msg[0]) {
-		fprintf(stderr, "snapbox: this host cannot restore the snapshot: %s\n", msg);
+		log_msg("snapbox: this host cannot restore the snapshot: %s\n", msg);
 		return -ENOTSUP;
 	}
 	return 0;

@@ -1,5 +1,6 @@
 /* lazy.c - userfaultfd-driven, chunk-at-a-time decoding of guest memory for lazy restores. */
 #include "runtime/lazy.h"
+#include "kvm/log.h"
 
 #include "kvm/confine.h"
 
@@ -126,7 +127,7 @@ int lazy_start(struct lazy *l, uint8_t *base, uint64_t size, const struct memfil
 	l->base = base;
 	l->size = size;
 	if (mem->raw_size != size) {
-		fprintf(stderr, "snapbox: lazy restore: memory file holds %llu bytes, RAM is %llu\n",
+		log_msg("snapbox: lazy restore: memory file holds %llu bytes, RAM is %llu\n",
 			(unsigned long long)mem->raw_size, (unsigned long long)size);
 		return -EINVAL;
 	}
@@ -145,12 +146,12 @@ int lazy_start(struct lazy *l, uint8_t *base, uint64_t size, const struct memfil
 	l->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	if (l->uffd < 0) {
 		ret = -errno;
-		fprintf(stderr, "snapbox: lazy restore needs userfaultfd: %s\n", strerror(-ret));
+		log_msg("snapbox: lazy restore needs userfaultfd: %s\n", strerror(-ret));
 		goto err;
 	}
 	if (ioctl(l->uffd, UFFDIO_API, &api) < 0 || ioctl(l->uffd, UFFDIO_REGISTER, &reg) < 0) {
 		ret = -errno;
-		fprintf(stderr, "snapbox: lazy restore: userfaultfd setup: %s\n", strerror(-ret));
+		log_msg("snapbox: lazy restore: userfaultfd setup: %s\n", strerror(-ret));
 		goto err;
 	}
 	l->stop_fd = eventfd(0, EFD_CLOEXEC);
@@ -184,7 +185,7 @@ void lazy_stop(struct lazy *l)
 	if (l->uffd < 0)
 		return;
 	if (write(l->stop_fd, &one, sizeof(one)) != sizeof(one))
-		fprintf(stderr, "snapbox: lazy restore: cannot stop the fault handler\n");
+		log_msg("snapbox: lazy restore: cannot stop the fault handler\n");
 	pthread_join(l->thread, NULL);
 	/* Closing the uffd unregisters the range; later touches fault in zero pages normally. */
 	close(l->uffd);

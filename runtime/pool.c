@@ -1,5 +1,6 @@
 /* pool.c - the shell pool: pre-built VM shells for one snapshot, refilled in the background. */
 #include <errno.h>
+#include "kvm/log.h"
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -108,7 +109,7 @@ int snapbox_pool_create(const char *dir, const struct snapbox_pool_opts *opts,
 	if (p->opts.size == 0)
 		p->opts.size = POOL_DEFAULT_SIZE;
 	if (p->opts.size > POOL_MAX_SIZE) {
-		fprintf(stderr, "snapbox: pool size %u is above the limit %u\n", p->opts.size,
+		log_msg("snapbox: pool size %u is above the limit %u\n", p->opts.size,
 			POOL_MAX_SIZE);
 		free(p);
 		return -EINVAL;

@@ -1,5 +1,6 @@
 /* request.c - the running sandbox's public calls: requests to its guest, status, statistics, exit codes. */
 #include <errno.h>
+#include "kvm/log.h"
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +29,7 @@ int sandbox_lazy_check(struct snapbox *sb)
 	if (!sb->lazy || !atomic_load(&sb->lazy->errors))
 		return 0;
 	if (!sb->lazy_reported)
-		fprintf(stderr, "snapbox: guest memory failed its checksum during a lazy "
+		log_msg("snapbox: guest memory failed its checksum during a lazy "
 			"restore; the sandbox is not trustworthy\n");
 	sb->lazy_reported = true;
 	return -EIO;
@@ -116,7 +117,7 @@ int snapbox_probe_fill(struct snapbox *sb, uint32_t mib, uint64_t seed, unsigned
 	int ret = snapbox_request(sb, PROTO_T_FILL, &req, sizeof(req), &r, &n, timeout_ms);
 
 	if (ret == -EREMOTEIO)
-		fprintf(stderr, "snapbox: the guest refused to fill %u MiB: %.*s\n", mib, (int)n,
+		log_msg("snapbox: the guest refused to fill %u MiB: %.*s\n", mib, (int)n,
 			(const char *)r);
 	free(r);
 	return ret;

@@ -1,5 +1,6 @@
 /* restore.c - rebuild a sandbox from a snapshot directory, timing every phase into RestoreProfile. */
 #include "runtime/restore.h"
+#include "kvm/log.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -232,7 +233,7 @@ int restore_resume(struct snapbox *sb, const struct snapbox_restore_opts *o, uin
 	ret = snapbox_ping(sb, o->ping_timeout_ms ? o->ping_timeout_ms : 5000);
 	p->restore_to_ready = chan_now_ns() - t0;
 	if (ret)
-		fprintf(stderr, "snapbox: restored guest did not answer PING: %s\n",
+		log_msg("snapbox: restored guest did not answer PING: %s\n",
 			ret == -ESHUTDOWN ? snapbox_stop_reason(sb) : strerror(-ret));
 	return ret;
 }

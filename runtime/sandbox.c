@@ -1,5 +1,6 @@
 /* sandbox.c - the cold-boot path: build a VM from a kernel, run it to READY, and tear it down. */
 #include <errno.h>
+#include "kvm/log.h"
 #include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -56,21 +57,21 @@ static int sandbox_read_file(const char *what, const char *path, uint64_t max,
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
-		fprintf(stderr, "snapbox: cannot open %s %s: %s\n", what, path, strerror(-ret));
+		log_msg("snapbox: cannot open %s %s: %s\n", what, path, strerror(-ret));
 		return ret;
 	}
 	if (fstat(fd, &st) < 0) {
 		ret = -errno;
-		fprintf(stderr, "snapbox: cannot stat %s %s: %s\n", what, path, strerror(-ret));
+		log_msg("snapbox: cannot stat %s %s: %s\n", what, path, strerror(-ret));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
 		ret = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
-		fprintf(stderr, "snapbox: %s %s is not a regular file\n", what, path);
+		log_msg("snapbox: %s %s is not a regular file\n", what, path);
 		goto out;
 	}
 	if ((uint64_t)st.st_size > max) {
-		fprintf(stderr, "snapbox: %s %s is %llu MiB, larger than guest memory (%llu MiB)\n",
+		log_msg("snapbox: %s %s is %llu MiB, larger than guest memory (%llu MiB)\n",
 			what, path, (unsigned long long)st.st_size >> 20,
 			(unsigned long long)max >> 20);
 		ret = -E2BIG;
@@ -86,7 +87,7 @@ static int sandbox_read_file(const char *what, const char *path, uint64_t max,
 
 		if (n <= 0) {
 			ret = n < 0 ? -errno : -EIO;
-			fprintf(stderr, "snapbox: reading %s %s failed\n", what, path);
+			log_msg("snapbox: reading %s %s failed\n", what, path);
 			free(buf);
 			goto out;
 		}
@@ -218,16 +219,16 @@ static int sandbox_check_input(const char *what, const char *path)
 
 	if (stat(path, &st) < 0) {
 		ret = -errno;
-		fprintf(stderr, "snapbox: %s %s: %s\n", what, path, strerror(-ret));
+		log_msg("snapbox: %s %s: %s\n", what, path, strerror(-ret));
 		return ret;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		fprintf(stderr, "snapbox: %s %s is not a regular file\n", what, path);
+		log_msg("snapbox: %s %s is not a regular file\n", what, path);
 		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
 	}
 	if (access(path, R_OK) < 0) {
 		ret = -errno;
-		fprintf(stderr, "snapbox: %s %s: %s\n", what, path, strerror(-ret));
+		log_msg("snapbox: %s %s: %s\n", what, path, strerror(-ret));
 		return ret;
 	}
 	return 0;
@@ -238,7 +239,7 @@ static int sandbox_check_config(const struct snapbox_config *cfg)
 	int ret;
 
 	if (!cfg->kernel) {
-		fprintf(stderr, "snapbox: no kernel given\n");
+		log_msg("snapbox: no kernel given\n");
 		return -EINVAL;
 	}
 	/* Why first: a missing input is the user's to fix on any host, so it is
@@ -249,12 +250,12 @@ static int sandbox_check_config(const struct snapbox_config *cfg)
 	if (ret)
 		return ret;
 	if (cfg->vcpus > 1) {
-		fprintf(stderr, "snapbox: %u vCPUs requested; only 1 is supported\n", cfg->vcpus);
+		log_msg("snapbox: %u vCPUs requested; only 1 is supported\n", cfg->vcpus);
 		return -EINVAL;
 	}
 	if (cfg->mem_bytes && (cfg->mem_bytes < LAYOUT_MEM_MIN || cfg->mem_bytes > LAYOUT_MEM_MAX ||
 			       cfg->mem_bytes % 4096)) {
-		fprintf(stderr, "snapbox: guest memory must be a multiple of 4 KiB in [%llu, %llu] MiB\n",
+		log_msg("snapbox: guest memory must be a multiple of 4 KiB in [%llu, %llu] MiB\n",
 			LAYOUT_MEM_MIN >> 20, LAYOUT_MEM_MAX >> 20);
 		return -EINVAL;
 	}
@@ -280,7 +281,7 @@ static void sandbox_warn_linux_on_pvm(const struct snapbox *sb, const struct loa
 		return;
 	if (atomic_exchange(&warned, true))
 		return;
-	fprintf(stderr, "snapbox: warning: /dev/kvm is KVM-PVM here (no vmx/svm in /proc/cpuinfo): "
+	log_msg("snapbox: warning: /dev/kvm is KVM-PVM here (no vmx/svm in /proc/cpuinfo): "
 		"a Linux guest cannot run at useful speed on it (its kernel code is emulated), so this "
 		"boot will most likely give up after the %u ms boot timeout. Use a host with hardware "
 		"virtualisation or the nested lab (make lab); the probe guest runs natively here.\n",
@@ -477,9 +478,9 @@ int snapbox_boot(const struct snapbox_config *cfg, struct snapbox **out,
 	ret = chan_wait_ready(&sb->chan, sb->wait_t0 + (uint64_t)timeout * 1000000ull);
 	cpl.boot_wait = chan_now_ns() - sb->wait_t0;
 	if (ret == -ETIMEDOUT)
-		fprintf(stderr, "snapbox: guest did not report READY within %u ms\n", timeout);
+		log_msg("snapbox: guest did not report READY within %u ms\n", timeout);
 	else if (ret)
-		fprintf(stderr, "snapbox: guest stopped before READY: %s\n", snapbox_stop_reason(sb));
+		log_msg("snapbox: guest stopped before READY: %s\n", snapbox_stop_reason(sb));
 	if (ret)
 		goto err;
 	snapbox_create_profile_finish(&cpl);

@@ -1,5 +1,6 @@
 /* snapconf.c - explicit encoding of the CONF and MEMF snapshot sections. */
 #include "runtime/snapconf.h"
+#include "kvm/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -66,7 +67,7 @@ int snapconf_decode(struct sbuf_reader *in, struct snapconf *c)
 	if (!ret)
 		ret = snapconf_get_str(in, c->version, sizeof(c->version));
 	if (ret || in->err || sbuf_remaining(in) != 0 || c->backend > 1 || has_initrd > 1) {
-		fprintf(stderr, "snapbox: snapshot CONF section is malformed\n");
+		log_msg("snapbox: snapshot CONF section is malformed\n");
 		return -EPROTO;
 	}
 	return 0;
@@ -93,7 +94,7 @@ int snapconf_memf_decode(struct sbuf_reader *in, struct snapconf_memf *m)
 	m->index_xxh64 = sbuf_get_u64(in);
 	/* Only the one file name snapbox writes: a path here could point anywhere. */
 	if (ret || in->err || sbuf_remaining(in) != 0 || strcmp(m->name, "memory") != 0) {
-		fprintf(stderr, "snapbox: snapshot MEMF section is malformed\n");
+		log_msg("snapbox: snapshot MEMF section is malformed\n");
 		return -EPROTO;
 	}
 	return 0;

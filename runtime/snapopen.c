@@ -1,5 +1,6 @@
 /* snapopen.c - validation of a snapshot directory before anything trusts it. */
 #include "runtime/snapopen.h"
+#include "kvm/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,12 +18,12 @@ int snapopen_section(const struct snapopen *so, uint32_t tag, uint16_t version,
 
 	vmstate_tag_str(tag, name);
 	if (!s || vmstate_count(&so->vs, tag) != 1) {
-		fprintf(stderr, "snapbox: snapshot has %s %s section\n", s ? "more than one" : "no", name);
+		log_msg("snapbox: snapshot has %s %s section\n", s ? "more than one" : "no", name);
 		return -EPROTO;
 	}
 	/* A section version this build does not know means a layout it cannot read. */
 	if (s->version != version) {
-		fprintf(stderr, "snapbox: snapshot %s section is version %u; this snapbox reads version %u\n",
+		log_msg("snapbox: snapshot %s section is version %u; this snapbox reads version %u\n",
 			name, s->version, version);
 		return -EPROTO;
 	}
@@ -37,11 +38,11 @@ static int snapopen_check_memf(const struct snapopen *so)
 
 	if (m->raw_size != r->raw_size || m->chunk_size != r->chunk_size ||
 	    m->chunk_count != r->chunk_count || m->index_xxh64 != r->index_xxh64) {
-		fprintf(stderr, "snapbox: snapshot memory file does not match its vmstate (MEMF)\n");
+		log_msg("snapbox: snapshot memory file does not match its vmstate (MEMF)\n");
 		return -EPROTO;
 	}
 	if (so->conf.mem_bytes != r->raw_size) {
-		fprintf(stderr, "snapbox: snapshot memory file holds %llu bytes, CONF says %llu\n",
+		log_msg("snapbox: snapshot memory file holds %llu bytes, CONF says %llu\n",
 			(unsigned long long)r->raw_size, (unsigned long long)so->conf.mem_bytes);
 		return -EPROTO;
 	}
@@ -58,13 +59,13 @@ int snapopen_open(struct snapopen *so, const char *dir)
 	so->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (so->dir_fd < 0) {
 		ret = -errno;
-		fprintf(stderr, "snapbox: cannot open snapshot %s: %s\n", dir, strerror(-ret));
+		log_msg("snapbox: cannot open snapshot %s: %s\n", dir, strerror(-ret));
 		return ret;
 	}
 	fd = openat(so->dir_fd, SNAPDIR_VMSTATE, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
-		fprintf(stderr, "snapbox: %s has no readable vmstate: %s\n", dir, strerror(-ret));
+		log_msg("snapbox: %s has no readable vmstate: %s\n", dir, strerror(-ret));
 		goto err_dir;
 	}
 	ret = vmstate_read_fd(&so->vs, fd, NULL, 0);
@@ -83,7 +84,7 @@ int snapopen_open(struct snapopen *so, const char *dir)
 	so->mem_fd = openat(so->dir_fd, so->memf.name, O_RDONLY | O_CLOEXEC);
 	if (so->mem_fd < 0) {
 		ret = -errno;
-		fprintf(stderr, "snapbox: %s has no readable memory file: %s\n", dir, strerror(-ret));
+		log_msg("snapbox: %s has no readable memory file: %s\n", dir, strerror(-ret));
 		goto err_vs;
 	}
 	ret = memfile_open(&so->mem, so->mem_fd);

@@ -1,5 +1,6 @@
 /* snapshot.c - snapshot a running sandbox: pause, capture state and memory, write the snapshot directory atomically. */
 #include <errno.h>
+#include "kvm/log.h"
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +40,7 @@ static int snapshot_add(struct snapshot_ctx *c, uint32_t tag, uint16_t version, 
 	int ret = b->err ? b->err : vmstate_add(&c->w, tag, version, 0, b->data, b->len);
 
 	if (b->err)
-		fprintf(stderr, "snapbox: snapshot: cannot encode a section: %s\n", strerror(-b->err));
+		log_msg("snapbox: snapshot: cannot encode a section: %s\n", strerror(-b->err));
 	sbuf_fini(b);
 	return ret;
 }
@@ -196,14 +197,14 @@ int snapbox_snapshot(struct snapbox *sb, const char *dir, const struct snapbox_s
 	ret = vcpu_pause(&sb->vcpu, 2000);
 	pl.pause = snapshot_lap(&c);
 	if (ret) {
-		fprintf(stderr, "snapbox: snapshot: cannot pause the guest: %s\n",
+		log_msg("snapbox: snapshot: cannot pause the guest: %s\n",
 			ret == -ESRCH ? snapbox_stop_reason(sb) : strerror(-ret));
 		ret = ret == -ESRCH ? -ESHUTDOWN : ret;
 		goto out;
 	}
 	/* After the pause no frame can start arriving; one half-parsed now would be lost on restore. */
 	if (!chan_is_idle(&sb->chan)) {
-		fprintf(stderr, "snapbox: snapshot: the agent channel is in the middle of a frame\n");
+		log_msg("snapbox: snapshot: the agent channel is in the middle of a frame\n");
 		ret = -EBUSY;
 		goto out_resume;
 	}

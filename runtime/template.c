@@ -1,5 +1,6 @@
 /* template.c - build or reuse the decompressed memory template of a snapshot. */
 #include "runtime/template.h"
+#include "kvm/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,7 +31,7 @@ static int template_open_existing(const char *path, uint64_t size)
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
 	    (st.st_mode & (S_IWGRP | S_IWOTH))) {
 		if (fstat(fd, &st) == 0)
-			fprintf(stderr, "snapbox: ignoring memory template %s: not a private file of this "
+			log_msg("snapbox: ignoring memory template %s: not a private file of this "
 				"user (owner %u, mode %04o); using a private copy\n", path,
 				(unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
 		close(fd);
@@ -56,13 +57,13 @@ static int template_default_dir(char *buf, size_t len)
 	if (mkdir(buf, 0700) < 0 && errno != EEXIST) {
 		int ret = -errno;
 
-		fprintf(stderr, "snapbox: cannot create the template directory %s: %s\n", buf,
+		log_msg("snapbox: cannot create the template directory %s: %s\n", buf,
 			strerror(-ret));
 		return ret;
 	}
 	if (lstat(buf, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
 	    (st.st_mode & 077)) {
-		fprintf(stderr, "snapbox: %s is not a private directory of this user (it must be owned "
+		log_msg("snapbox: %s is not a private directory of this user (it must be owned "
 			"by uid %u with mode 0700); remove it or give a cache directory\n", buf,
 			(unsigned)geteuid());
 		return -EPERM;
@@ -85,19 +86,19 @@ static int template_build(const struct memfile_reader *mem, const char *path, ch
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
-		fprintf(stderr, "snapbox: cannot create memory template %s: %s\n", tmp, strerror(-ret));
+		log_msg("snapbox: cannot create memory template %s: %s\n", tmp, strerror(-ret));
 		return ret;
 	}
 	/* A new file reads as zeros, which is what memfile_read_all expects for ZERO chunks. */
 	if (ftruncate(fd, (off_t)mem->raw_size) < 0) {
 		ret = -errno;
-		fprintf(stderr, "snapbox: cannot size memory template: %s\n", strerror(-ret));
+		log_msg("snapbox: cannot size memory template: %s\n", strerror(-ret));
 		goto err;
 	}
 	map = mmap(NULL, mem->raw_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED) {
 		ret = -errno;
-		fprintf(stderr, "snapbox: cannot map memory template: %s\n", strerror(-ret));
+		log_msg("snapbox: cannot map memory template: %s\n", strerror(-ret));
 		goto err;
 	}
 	ret = memfile_read_all(mem, map, mem->raw_size, threads);
@@ -110,7 +111,7 @@ static int template_build(const struct memfile_reader *mem, const char *path, ch
 	}
 	if (rename(tmp, path) < 0) {
 		ret = -errno;
-		fprintf(stderr, "snapbox: cannot publish memory template %s: %s\n", path, strerror(-ret));
+		log_msg("snapbox: cannot publish memory template %s: %s\n", path, strerror(-ret));
 		goto err;
 	}
 	close(fd);
@@ -168,7 +169,7 @@ int template_get(const struct memfile_reader *mem, const char *cache_dir, unsign
 	*created = true;
 	fd = template_open_existing(path, mem->raw_size);
 	if (fd < 0)
-		fprintf(stderr, "snapbox: memory template %s vanished: %s\n", path, strerror(-fd));
+		log_msg("snapbox: memory template %s vanished: %s\n", path, strerror(-fd));
 out:
 	pthread_mutex_unlock(&template_lock);
 	return fd;

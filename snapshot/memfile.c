@@ -1,5 +1,6 @@
 /* memfile.c - memory file reader: validate header and index, decode one chunk or all of them in parallel; shared zero helpers. */
 #include "snapshot/memfile.h"
+#include "kvm/log.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -16,11 +17,7 @@
 
 #include "kvm/sbuf.h"
 
-#define MEMFILE_LOG(...) \
-	do { \
-		fprintf(stderr, "snapbox: memory file: " __VA_ARGS__); \
-		fputc('\n', stderr); \
-	} while (0)
+#define MEMFILE_LOG(...) log_line("snapbox: memory file: ", __VA_ARGS__)
 
 #define MEMFILE_ZERO_HEAD 256u
 

@@ -1,5 +1,6 @@
 /* memfile_write.c - memory file writer: zero scan, xxh3 and lz4 in worker threads, chunks written in order, index and header last. */
 #include "snapshot/memfile.h"
+#include "kvm/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,11 +15,7 @@
 
 #include "kvm/sbuf.h"
 
-#define MEMFILE_LOG(...) \
-	do { \
-		fprintf(stderr, "snapbox: memory file: " __VA_ARGS__); \
-		fputc('\n', stderr); \
-	} while (0)
+#define MEMFILE_LOG(...) log_line("snapbox: memory file: ", __VA_ARGS__)
 
 /* lz4 acceleration 1 (LZ4_compress_default's); see docs/snapshot-format.md §5. */
 #define MEMFILE_LZ4_ACCEL 1

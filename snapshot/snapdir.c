@@ -1,5 +1,6 @@
 /* snapdir.c - atomic snapshot directories: hidden temporary, fsync, rename/exchange into place, removal of the old one. */
 #include "snapshot/snapdir.h"
+#include "kvm/log.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -16,11 +17,7 @@
 
 #include "snapshot/vmstate.h"
 
-#define SNAPDIR_LOG(...) \
-	do { \
-		fprintf(stderr, "snapbox: snapshot dir: " __VA_ARGS__); \
-		fputc('\n', stderr); \
-	} while (0)
+#define SNAPDIR_LOG(...) log_line("snapbox: snapshot dir: ", __VA_ARGS__)
 
 /* Release everything in *d without touching the file system. */
 static void snapdir_release(struct snapdir *d)

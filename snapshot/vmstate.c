@@ -1,5 +1,6 @@
 /* vmstate.c - vmstate file writer (sections collected in memory, END appended) and validating reader. */
 #include "snapshot/vmstate.h"
+#include "kvm/log.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -40,11 +41,7 @@ _Static_assert(sizeof(struct vmstate_disk_end) == VMSTATE_END_LEN, "END payload 
 _Static_assert(offsetof(struct vmstate_disk_sec, length) == 8, "length at 8");
 _Static_assert(offsetof(struct vmstate_disk_sec, xxh64) == 16, "xxh64 at 16");
 
-#define VMSTATE_LOG(...) \
-	do { \
-		fprintf(stderr, "snapbox: vmstate: " __VA_ARGS__); \
-		fputc('\n', stderr); \
-	} while (0)
+#define VMSTATE_LOG(...) log_line("snapbox: vmstate: ", __VA_ARGS__)
 
 static const uint32_t vmstate_v1_tags[] = {
 	VMSTATE_TAG_CONF, VMSTATE_TAG_HOST, VMSTATE_TAG_VCPU, VMSTATE_TAG_CLCK,

@@ -88,3 +88,12 @@ int tests_count_fds(void)
 	closedir(d);
 	return n - 1; /* the directory's own fd */
 }
+
+/* The test binaries, like the CLI, turn confinement off for SNAPBOX_SECCOMP=0 (valgrind runs). */
+__attribute__((constructor)) static void tests_confinement_from_env(void)
+{
+	const char *e = getenv("SNAPBOX_SECCOMP");
+
+	if (e && !strcmp(e, "0"))
+		snapbox_set_confinement(false);
+}

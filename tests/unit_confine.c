@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "kvm/confine.h"
+#include "snapbox.h"
+#include "tests/common_capture.h"
 
 struct confine_probe {
 	enum confine_role role;
@@ -54,7 +56,7 @@ static void confine_check(enum confine_role role)
 #endif
 	cr_assert_eq(pipe(fds), 0);
 	p.pipe_w = fds[1];
-	unsetenv("SNAPBOX_SECCOMP");
+	confine_set_enabled(true);
 	cr_assert_eq(pthread_create(&t, NULL, confine_thread_main, &p), 0);
 	pthread_join(t, NULL);
 	cr_assert_eq(p.confine_ret, 0);
@@ -217,7 +219,7 @@ Test(confine, many_threads_confine_at_once, .timeout = 60)
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 	cr_skip_test("sanitizer builds run unconfined (kvm/confine.c)");
 #endif
-	unsetenv("SNAPBOX_SECCOMP");
+	confine_set_enabled(true);
 	cr_assert_eq(pthread_barrier_init(&confine_barrier, NULL, N), 0);
 	for (int i = 0; i < N; i++)
 		cr_assert_eq(pthread_create(&t[i], NULL, confine_racer, &result[i]), 0);
@@ -226,4 +228,31 @@ Test(confine, many_threads_confine_at_once, .timeout = 60)
 		cr_assert_eq(result[i], 0, "thread %d: %d", i, result[i]);
 	}
 	pthread_barrier_destroy(&confine_barrier);
+}
+
+/* Confinement is the embedding program's choice: the environment no longer turns it off. */
+Test(confine, only_the_caller_turns_confinement_off, .init = tests_quiet_stderr)
+{
+	struct confine_probe p = { .role = CONFINE_VCPU };
+	int fds[2];
+	pthread_t t;
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	cr_skip_test("sanitizer builds run unconfined (kvm/confine.c)");
+#endif
+	cr_assert_eq(pipe(fds), 0);
+	p.pipe_w = fds[1];
+	setenv("SNAPBOX_SECCOMP", "0", 1);
+	confine_set_enabled(true);
+	cr_assert_eq(pthread_create(&t, NULL, confine_thread_main, &p), 0);
+	pthread_join(t, NULL);
+	unsetenv("SNAPBOX_SECCOMP");
+	cr_assert_eq(p.open_errno, EPERM, "SNAPBOX_SECCOMP=0 in the environment unconfined a thread");
+	snapbox_set_confinement(false);
+	cr_assert_eq(pthread_create(&t, NULL, confine_thread_main, &p), 0);
+	pthread_join(t, NULL);
+	snapbox_set_confinement(true);
+	cr_assert_eq(p.open_errno, 0, "snapbox_set_confinement(false) did not apply");
+	close(fds[0]);
+	close(fds[1]);
 }
