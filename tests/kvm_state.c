@@ -170,6 +170,18 @@ static int ks_cmp_pit(const struct vm_state *a, const struct vm_state *b)
 	return ks_diff("PIT2", &x, &y, sizeof(x), false);
 }
 
+/* Whether the irqchips (or the PIT) of a and b are equal, logging nothing: a difference is expected here. */
+static bool ks_same_quietly(bool irqchip, const struct vm_state *a, const struct vm_state *b)
+{
+	struct kvm_pit_state2 x = a->pit, y = b->pit;
+
+	if (irqchip)
+		return !memcmp(a->pic, b->pic, sizeof(a->pic)) && !memcmp(&a->ioapic, &b->ioapic, sizeof(a->ioapic));
+	for (int i = 0; i < 3; i++)
+		x.channels[i].count_load_time = y.channels[i].count_load_time = 0;
+	return !memcmp(&x, &y, sizeof(x));
+}
+
 /* kvmclock after a restore: resumed from the saved value, advanced only by the elapsed host time. */
 static void ks_check_clock(const struct vm_state *saved, const struct vm_state *now, uint64_t elapsed_ns)
 {
@@ -326,8 +338,7 @@ static void ks_vm_section(enum ks_vm_sec sec)
 		}
 		cr_assert_eq(vm_state_restore(&dst->vm, &other), 0);
 		cr_assert_eq(vm_state_capture(&dst->vm, &c), 0);
-		cr_assert_neq(sec == KS_IRQC ? ks_cmp_irqchip(&a, &c) : ks_cmp_pit(&a, &c), 0,
-			      "the destination already held the source's state");
+		cr_assert_not(ks_same_quietly(sec == KS_IRQC, &a, &c), "the destination already held the source's state");
 		snapbox_destroy(sb);
 		sb = dst;
 	}
