@@ -85,16 +85,20 @@ int vcpu_state_cpuid_on_run_vcpu(struct vcpu *v, const struct kvm_cpuid2 *want, 
 /* One MSR of this vCPU through KVM_GET_MSRS (host-initiated). */
 static int vcpu_live_get_msr(struct vcpu *v, uint32_t index, uint64_t *val)
 {
-	struct {
+	/* kvm_msrs ends in a flexible array: room for one entry behind it. */
+	union {
 		struct kvm_msrs h;
-		struct kvm_msr_entry e;
-	} m = { .h.nmsrs = 1, .e.index = index };
+		uint8_t room[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
+	} m;
 
+	memset(&m, 0, sizeof(m));
+	m.h.nmsrs = 1;
+	m.h.entries[0].index = index;
 	if (ioctl(v->fd, KVM_GET_MSRS, &m) != 1) {
 		log_msg("snapbox: vCPU %d KVM_GET_MSRS 0x%x failed\n", v->id, index);
 		return -EIO;
 	}
-	*val = m.e.data;
+	*val = m.h.entries[0].data;
 	return 0;
 }
 
