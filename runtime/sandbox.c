@@ -211,44 +211,12 @@ int sandbox_setup_devices(struct snapbox *sb)
 	return piowin_init(&sb->piowin, &sb->mmio, &sb->pio);
 }
 
-/* An input file that exists, is a regular file and is readable; else a message and its errno. */
-static int sandbox_check_input(const char *what, const char *path)
-{
-	struct stat st;
-	int ret;
-
-	if (stat(path, &st) < 0) {
-		ret = -errno;
-		log_msg("snapbox: %s %s: %s\n", what, path, strerror(-ret));
-		return ret;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		log_msg("snapbox: %s %s is not a regular file\n", what, path);
-		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
-	}
-	if (access(path, R_OK) < 0) {
-		ret = -errno;
-		log_msg("snapbox: %s %s: %s\n", what, path, strerror(-ret));
-		return ret;
-	}
-	return 0;
-}
-
 static int sandbox_check_config(const struct snapbox_config *cfg)
 {
-	int ret;
-
 	if (!cfg->kernel) {
 		log_msg("snapbox: no kernel given\n");
 		return -EINVAL;
 	}
-	/* Why first: a missing input is the user's to fix on any host, so it is
-	 * reported before the absence of KVM, which would hide it. */
-	ret = sandbox_check_input("kernel", cfg->kernel);
-	if (!ret && cfg->initrd)
-		ret = sandbox_check_input("initrd", cfg->initrd);
-	if (ret)
-		return ret;
 	if (cfg->vcpus > 1) {
 		log_msg("snapbox: %u vCPUs requested; only 1 is supported\n", cfg->vcpus);
 		return -EINVAL;
@@ -301,26 +269,8 @@ static int sandbox_build(struct snapbox *sb, const struct snapbox_config *cfg,
 	uint64_t initrd_gpa = 0, t = chan_now_ns();
 	int ret;
 
-	ret = kvmsys_init(&sb->sys, cfg->kvm_path);
-	cp->kvm_fd_open = sandbox_elapsed(&t);
-	if (ret)
-		return -ENODEV;
-	sb->have_sys = true;
-	ret = vm_init(&sb->vm, &sb->sys);
-	cp->kvm_create_vm = sandbox_elapsed(&t);
-	if (ret)
-		return sandbox_kvm_err(ret);
-	sb->have_vm = true;
-	ret = vm_arch_setup(&sb->vm);
-	cp->vm_arch_setup = sandbox_elapsed(&t);
-	if (ret)
-		return sandbox_kvm_err(ret);
-	ret = gmem_init(&sb->mem, mem);
-	cp->guest_memory_mmap = sandbox_elapsed(&t);
-	if (ret)
-		return ret;
-	sb->have_mem = true;
-
+	/* The inputs first: a missing or bad file is the user's to fix on any
+	 * host, so it is reported before the absence of KVM could hide it. */
 	ret = sandbox_read_file("kernel", cfg->kernel, mem, &kimg, &klen);
 	if (!ret)
 		sandbox_hash(kimg, klen, sb->kernel_hash);
@@ -337,6 +287,31 @@ static int sandbox_build(struct snapbox *sb, const struct snapbox_config *cfg,
 		if (ret)
 			goto out;
 	}
+	ret = kvmsys_init(&sb->sys, cfg->kvm_path);
+	cp->kvm_fd_open = sandbox_elapsed(&t);
+	if (ret) {
+		ret = -ENODEV;
+		goto out;
+	}
+	sb->have_sys = true;
+	ret = vm_init(&sb->vm, &sb->sys);
+	cp->kvm_create_vm = sandbox_elapsed(&t);
+	if (ret) {
+		ret = sandbox_kvm_err(ret);
+		goto out;
+	}
+	sb->have_vm = true;
+	ret = vm_arch_setup(&sb->vm);
+	cp->vm_arch_setup = sandbox_elapsed(&t);
+	if (ret) {
+		ret = sandbox_kvm_err(ret);
+		goto out;
+	}
+	ret = gmem_init(&sb->mem, mem);
+	cp->guest_memory_mmap = sandbox_elapsed(&t);
+	if (ret)
+		goto out;
+	sb->have_mem = true;
 	ret = loader_load_kernel(&sb->mem, kimg, klen, &k);
 	cp->kernel_elf_load = sandbox_elapsed(&t);
 	if (ret)
