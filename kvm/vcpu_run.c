@@ -342,17 +342,17 @@ int vcpu_pause(struct vcpu *v, unsigned timeout_ms)
 	vcpu_kick(v);
 	while (v->state == VCPU_RUNNING && ret == 0) {
 		struct timespec slice;
+		bool last;
 
 		/* Kicked again every slice: a signal that landed while the thread
 		 * was outside KVM_RUN (in a device handler) is gone by the time it
 		 * re-enters, and immediate_exit alone covers only the next entry. */
 		vcpu_deadline(&slice, VCPU_PAUSE_SLICE_MS);
-		if (slice.tv_sec > dl.tv_sec || (slice.tv_sec == dl.tv_sec && slice.tv_nsec > dl.tv_nsec))
-			slice = dl;
-		if (pthread_cond_timedwait(&v->cond, &v->lock, &slice) != ETIMEDOUT ||
+		last = slice.tv_sec > dl.tv_sec || (slice.tv_sec == dl.tv_sec && slice.tv_nsec >= dl.tv_nsec);
+		if (pthread_cond_timedwait(&v->cond, &v->lock, last ? &dl : &slice) != ETIMEDOUT ||
 		    v->state != VCPU_RUNNING)
 			continue;
-		if (slice.tv_sec == dl.tv_sec && slice.tv_nsec == dl.tv_nsec)
+		if (last)
 			ret = -ETIMEDOUT;
 		else
 			vcpu_kick(v);

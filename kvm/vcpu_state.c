@@ -286,14 +286,8 @@ int vcpu_state_restore_cpuid(struct vcpu *v, const struct vcpu_state *st)
 	 * ever run (a change gives -EINVAL or -EBUSY); a fresh vCPU takes any.
 	 * So a vCPU that has run keeps its CPUID when the state's is the same
 	 * outside KVM's runtime bits, and refuses it otherwise. */
-	if (atomic_load(&v->first_run_ns)) {
-		bool same = false;
-
-		ret = vcpu_state_cpuid_on_run_vcpu(v, st->cpuid, &same);
-		if (ret)
-			return ret;
-		return same ? 0 : -EBUSY;
-	}
+	if (atomic_load(&v->first_run_ns))
+		return vcpu_state_cpuid_on_run_vcpu(v, st->cpuid);
 	return vcpu_state_ioctl(v, KVM_SET_CPUID2, st->cpuid, "KVM_SET_CPUID2");
 }
 

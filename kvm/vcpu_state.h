@@ -90,12 +90,12 @@ int vcpu_state_restore_regs(struct vcpu *v, const struct vcpu_state *st);
 int vcpu_state_read_cpuid(struct vcpu *v, struct vcpu_state *st);
 
 /*
- * For a vCPU that has run, which KVM refuses a different CPUID: *same is true
- * when want equals the vCPU's CPUID outside the bits KVM updates at run time
- * (the caller then skips KVM_SET_CPUID2); false after a message naming the
- * first leaf that differs. Returns 0, or -errno when the CPUID cannot be read.
+ * For a vCPU that has run, which KVM refuses a different CPUID: 0 when want
+ * equals the vCPU's CPUID outside the bits KVM updates at run time (the
+ * caller then skips KVM_SET_CPUID2), -EBUSY after a message naming the first
+ * leaf that differs, or -errno when the CPUID cannot be read.
  */
-int vcpu_state_cpuid_on_run_vcpu(struct vcpu *v, const struct kvm_cpuid2 *want, bool *same);
+int vcpu_state_cpuid_on_run_vcpu(struct vcpu *v, const struct kvm_cpuid2 *want);
 
 /*
  * Set the guest TSC to exactly tsc through the vCPU's TSC offset attribute

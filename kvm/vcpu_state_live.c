@@ -56,30 +56,31 @@ static int vcpu_live_cpuid_diff(const struct kvm_cpuid2 *a, const struct kvm_cpu
 	return 0;
 }
 
-int vcpu_state_cpuid_on_run_vcpu(struct vcpu *v, const struct kvm_cpuid2 *want, bool *same)
+int vcpu_state_cpuid_on_run_vcpu(struct vcpu *v, const struct kvm_cpuid2 *want)
 {
 	struct vcpu_state cur;
 	uint32_t fn = 0, idx = 0;
 	int ret;
 
-	*same = false;
 	vcpu_state_init(&cur);
 	ret = vcpu_state_read_cpuid(v, &cur);
 	if (ret)
 		return ret;
 	if (vcpu_live_cpuid_diff(want, cur.cpuid, &fn, &idx) == 0) {
-		*same = true;
+		ret = 0;
 	} else if (fn == 0xffffffffu) {
 		log_msg("snapbox: vCPU %d has run with %u CPUID leaves, the state has %u; KVM takes "
 			"no new CPUID once a vCPU has run (restore into a new vCPU)\n", v->id,
 			cur.cpuid->nent, want->nent);
+		ret = -EBUSY;
 	} else {
 		log_msg("snapbox: vCPU %d has run with another CPUID leaf 0x%x.%u than the "
 			"state's; KVM takes no new CPUID once a vCPU has run (restore into a new vCPU)\n",
 			v->id, fn, idx);
+		ret = -EBUSY;
 	}
 	vcpu_state_fini(&cur);
-	return 0;
+	return ret;
 }
 
 /* One MSR of this vCPU through KVM_GET_MSRS (host-initiated). */

@@ -224,16 +224,21 @@ group_probe() {
 		mark probe-snapshot FAIL "snapbox snapshot exited $rc"
 	fi
 }
+# l2_boot NAME KERNEL: boot KERNEL with the lab's shell init; PASS when it reached
+# READY and its console greeting came through COM1.
+l2_boot() {
+	run "$1" snapbox boot --kernel "$2" --initrd /lab/l2-init.cpio.gz --timeout 300000 --console
+	if [ "$rc" = 0 ] && grep -q 'lab-l2-init: hello from the L2 guest' "/tmp/$1.out"; then
+		mark "$1" PASS "$(grep -m1 'reached READY' "/tmp/$1.out"); console: $(grep -m1 'lab-l2-init: hello' "/tmp/$1.out" | sed 's/.*lab-l2-init: //')"
+	else
+		mark "$1" FAIL "snapbox boot exited $rc"
+	fi
+}
 group_linux() {
 	# 4. Our Linux guest kernel with the lab's shell init: boot to READY, console,
 	#    then snapshot -> restore -> PING of a real Linux guest.
 	if has /lab/vmlinux; then
-		run linux-boot snapbox boot --kernel /lab/vmlinux --initrd /lab/l2-init.cpio.gz --timeout 300000 --console
-		if [ "$rc" = 0 ] && grep -q 'lab-l2-init: hello from the L2 guest' /tmp/linux-boot.out; then
-			mark linux-boot PASS "$(grep -m1 'reached READY' /tmp/linux-boot.out); console: $(grep -m1 'lab-l2-init: hello' /tmp/linux-boot.out | sed 's/.*lab-l2-init: //')"
-		else
-			mark linux-boot FAIL "snapbox boot exited $rc"
-		fi
+		l2_boot linux-boot /lab/vmlinux
 		run linux-snapshot snapbox snapshot --kernel /lab/vmlinux --initrd /lab/l2-init.cpio.gz --timeout 300000 --out /tmp/snap-linux
 		if [ "$rc" = 0 ]; then
 			mark linux-snapshot PASS "snapshot of the Linux guest at READY written"
@@ -257,12 +262,7 @@ group_bzimage() {
 	# 4b. A user's bzImage instead of our vmlinux: Debian's cloud kernel (the L1
 	#     kernel itself) through snapbox's bzImage loader, with the same shell init.
 	if has /lab/bzImage; then
-		run bzimage-boot snapbox boot --kernel /lab/bzImage --initrd /lab/l2-init.cpio.gz --timeout 300000 --console
-		if [ "$rc" = 0 ] && grep -q 'lab-l2-init: hello from the L2 guest' /tmp/bzimage-boot.out; then
-			mark bzimage-boot PASS "$(grep -m1 'reached READY' /tmp/bzimage-boot.out); console: $(grep -m1 'lab-l2-init: hello' /tmp/bzimage-boot.out | sed 's/.*lab-l2-init: //')"
-		else
-			mark bzimage-boot FAIL "snapbox boot exited $rc"
-		fi
+		l2_boot bzimage-boot /lab/bzImage
 	else
 		mark bzimage-boot SKIP "no bzImage in the lab (LAB_BZIMAGE=0)"
 	fi
