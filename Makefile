@@ -167,7 +167,7 @@ BENCH_CLI_RUNS ?= 20
 # Without a usable /dev/kvm (or with SNAPBOX_KVM=lab), `make bench` and `make
 # peer` run the same programs inside the nested lab, fewer runs, and copy the
 # JSON back into $(BUILD); every report says "emulated" and means nothing.
-KVM_HERE = $(shell [ "$${SNAPBOX_KVM:-auto}" != lab ] && [ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ] && echo yes)
+KVM_HERE = $(shell [ "$$(sh tests/lab/where.sh)" = native ] && echo yes)
 bench: $(BENCH_BINS) $(PROBE) $(CLI)
 ifneq ($(KVM_HERE),yes)
 	@echo "No usable /dev/kvm here: the benchmarks run inside the nested lab (emulated; their times mean nothing)."
@@ -247,7 +247,7 @@ asan-unit: asan-build
 	SNAPBOX_AGENT=$(ASAN_BUILD)/guest/agent SNAPBOX_MKINITRAMFS=$(ASAN_BUILD)/mkinitramfs \
 		SNAPBOX_CLI=$(ASAN_BUILD)/snapbox $(ASAN_BUILD)/tests/unit --jobs 1
 asan: asan-unit $(PROBE) $(CLI)
-	@if [ "$${SNAPBOX_KVM:-auto}" != lab ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then \
+	@if [ "$$(sh tests/lab/where.sh)" = native ]; then \
 		SNAPBOX_KVM_REQUIRED=1 SNAPBOX_PROBE=$(PROBE) $(ASAN_BUILD)/tests/kvm --jobs 1; \
 	else BUILD=$(BUILD) BUILD_ASAN=$(ASAN_BUILD) sh tests/lab/lab.sh kvm-suite-asan; fi
 

@@ -44,7 +44,7 @@ stage unit native "$BUILD/tests/unit" --jobs 1
 
 case $where in
 auto)
-	if [ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then where=native; else where=lab; fi
+	where=$(sh tests/lab/where.sh)
 	echo "make test: KVM tests run $( [ $where = native ] && echo "natively on /dev/kvm" || echo "in the nested lab: no usable /dev/kvm here")" ;;
 native | lab | skip) ;;
 *) echo "make test: SNAPBOX_KVM=$where: want auto, native, lab or skip" >&2; exit 2 ;;

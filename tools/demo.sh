@@ -6,7 +6,7 @@ SNAP="$B/demo-snapshot"
 
 if [ "${SNAPBOX_DEMO_IN_LAB:-0}" = 1 ]; then
 	echo "== KVM backend: real kvm-amd inside the nested lab (QEMU TCG emulates the CPU: every time below is emulated and means nothing)."
-elif [ ! -c /dev/kvm ] || [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ] || [ "${SNAPBOX_KVM:-auto}" = lab ]; then
+elif [ "$(sh tests/lab/where.sh)" = lab ]; then
 	echo "No usable /dev/kvm here, so the demo runs inside an emulated KVM host (the nested lab, QEMU TCG); its timings mean nothing (real ones: docs/benchmarks.md)."
 	BUILD=$B LAB_SHOW=1 LAB_TIMEOUT=${LAB_TIMEOUT:-600} exec sh tests/lab/lab.sh demo
 elif grep -qE '\b(vmx|svm)\b' /proc/cpuinfo; then
