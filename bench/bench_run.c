@@ -1,4 +1,5 @@
 /* bench_run.c - the measuring loops behind bench/coldboot, bench/snapshot, bench/restore and `snapbox bench`. */
+#include "kvm/mono.h"
 #include "bench/bench_run.h"
 
 #include <errno.h>
@@ -116,9 +117,9 @@ int bench_cold_loop(const struct snapbox_config *cfg, long runs, long warmup, co
 			bench_progress_break();
 			return ret;
 		}
-		t = bench_now_ns();
+		t = mono_now_ns();
 		ret = snapbox_ping(sb, BENCH_PING_TIMEOUT_MS);
-		x.ping = bench_now_ns() - t;
+		x.ping = mono_now_ns() - t;
 		if (ret) {
 			bench_progress_break();
 			fprintf(stderr, "bench: no PONG after cold boot %ld: %s (%s)\n", i, strerror(-ret),

@@ -2,6 +2,8 @@
 #ifndef SNAPBOX_BENCH_STATS_H
 #define SNAPBOX_BENCH_STATS_H
 
+#include "kvm/mono.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,9 +31,6 @@ struct bench_host {
 	bool emulated;               /* snapbox_host_emulated(): timings here mean nothing */
 	double loadavg[3];           /* 1, 5, 15 minutes; -1 when unknown */
 };
-
-/* CLOCK_MONOTONIC in ns. */
-uint64_t bench_now_ns(void);
 
 /* Copy the phase at `off` of n samples (sample_size bytes each) into v[0..n). */
 void bench_column(const void *samples, size_t sample_size, size_t n, size_t off, uint64_t *v);

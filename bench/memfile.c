@@ -1,4 +1,5 @@
 /* memfile.c - memory-file codec benchmark: compress+write and read+decompress throughput and ratio per chunk size and thread count, p50, JSON. */
+#include "kvm/mono.h"
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -23,14 +24,6 @@ struct bench_cell {
 	uint64_t compress_ns, io_ns;      /* p50 of the writer's own split: lz4+scan (summed over workers), pwrite */
 	struct memfile_stats st;
 };
-
-static uint64_t bench_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static uint64_t bench_mix(uint64_t x)
 {
@@ -147,10 +140,10 @@ static int bench_cell_run(struct bench_cell *c, const uint8_t *ram, uint8_t *out
 			ret = -errno;
 			goto out;
 		}
-		t = bench_now();
+		t = mono_now_ns();
 		ret = memfile_write(fd, ram, size, &(struct memfile_write_opts){ .chunk_size = c->chunk,
 			.threads = c->threads }, &c->st);
-		w[i] = bench_now() - t;
+		w[i] = mono_now_ns() - t;
 		if (ret)
 			goto out;
 		cw[i] = c->st.compress_ns;
@@ -158,10 +151,10 @@ static int bench_cell_run(struct bench_cell *c, const uint8_t *ram, uint8_t *out
 	}
 	/* Restore's fixed cost before any chunk: header, index read, hash and checks. */
 	for (int i = 0; i < 16; i++) {
-		uint64_t t = bench_now();
+		uint64_t t = mono_now_ns();
 
 		ret = memfile_open(&rd, fd);
-		op[i] = bench_now() - t;
+		op[i] = mono_now_ns() - t;
 		if (ret)
 			goto out;
 		if (i < 15)
@@ -172,9 +165,9 @@ static int bench_cell_run(struct bench_cell *c, const uint8_t *ram, uint8_t *out
 
 		/* Zeroed outside the timing: restore gets zeroed memory from mmap for free. */
 		memset(out, 0, size);
-		t = bench_now();
+		t = mono_now_ns();
 		ret = memfile_read_all(&rd, out, size, c->threads);
-		r[i] = bench_now() - t;
+		r[i] = mono_now_ns() - t;
 		if (ret)
 			goto close;
 	}
@@ -191,9 +184,9 @@ static int bench_cell_run(struct bench_cell *c, const uint8_t *ram, uint8_t *out
 
 		while (rd.chunks[k].kind == MEMFILE_KIND_ZERO && rd.zero_chunks < rd.chunk_count)
 			k = (k + 1) % rd.chunk_count;
-		t = bench_now();
+		t = mono_now_ns();
 		ret = memfile_read_chunk(&rd, k, out, size - (uint64_t)k * rd.chunk_size, scratch);
-		one[i] = bench_now() - t;
+		one[i] = mono_now_ns() - t;
 		if (ret)
 			goto close;
 	}
@@ -242,10 +235,10 @@ static int bench_zero_guest(uint64_t mib, int runs)
 				memset(ram, 0, size);
 			if (ftruncate(fd, 0) < 0)
 				ret = -errno;
-			t0 = bench_now();
+			t0 = mono_now_ns();
 			if (!ret)
 				ret = memfile_write(fd, ram, size, &o, NULL);
-			t[k][i] = bench_now() - t0;
+			t[k][i] = mono_now_ns() - t0;
 			munmap(ram, size);
 		}
 	}

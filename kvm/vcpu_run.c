@@ -1,4 +1,5 @@
 /* vcpu_run.c - the vCPU thread: KVM_RUN loop, exit dispatch, and pause/resume/kill via immediate_exit plus a signal. */
+#include "kvm/mono.h"
 #include "kvm/vcpu.h"
 #include "kvm/log.h"
 
@@ -10,14 +11,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
-
-static uint64_t vcpu_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static int vcpu_kick_signal(void)
 {
@@ -237,7 +230,7 @@ static void *vcpu_thread(void *arg)
 			continue;
 		}
 		if (atomic_load(&v->first_run_ns) == 0)
-			atomic_store(&v->first_run_ns, vcpu_now_ns());
+			atomic_store(&v->first_run_ns, mono_now_ns());
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;

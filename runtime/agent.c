@@ -1,4 +1,5 @@
 /* agent.c - host side of EXEC, WRITE_FILE and READ_FILE: request encoders, hostile-reply decoders, deadlines. */
+#include "kvm/mono.h"
 #include "runtime/agent.h"
 #include "kvm/log.h"
 
@@ -194,7 +195,7 @@ static int agentreq_request(struct chan *c, const char *what, uint16_t type, con
 			    uint32_t len, void **reply, uint32_t *rlen, uint64_t timeout_ms)
 {
 	int ret = chan_request(c, type, payload, len, reply, rlen,
-			       chan_now_ns() + timeout_ms * 1000000ull);
+			       mono_now_ns() + timeout_ms * 1000000ull);
 
 	if (ret == -EREMOTEIO) {
 		ret = agentreq_guest_error(what, *reply, *rlen);

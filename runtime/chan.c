@@ -1,4 +1,5 @@
 /* chan.c - frame dispatch for the agent channel and the host's request/reply waits. */
+#include "kvm/mono.h"
 #include "runtime/chan.h"
 
 #include <errno.h>
@@ -7,14 +8,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-uint64_t chan_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void chan_abstime(struct timespec *ts, uint64_t ns)
 {
@@ -50,7 +43,7 @@ static void chan_on_frame(void *opaque, const struct proto_hdr *h, const uint8_t
 	case PROTO_T_READY:
 		if (!c->ready) {
 			c->ready = true;
-			c->ready_ns = chan_now_ns();
+			c->ready_ns = mono_now_ns();
 			pthread_cond_broadcast(&c->cond);
 		}
 		break;
@@ -145,7 +138,7 @@ static int chan_send(struct chan *c, const uint8_t *frame, size_t n, uint64_t de
 			return ret;
 		if (n > c->uart->rx_cap)
 			return -EMSGSIZE;
-		if (chan_now_ns() >= deadline_ns)
+		if (mono_now_ns() >= deadline_ns)
 			return -ETIMEDOUT;
 		/* The guest drains the queue at its own pace; poll briefly. */
 		usleep(200);
@@ -236,7 +229,7 @@ void chan_mark_ready(struct chan *c)
 {
 	pthread_mutex_lock(&c->lock);
 	c->ready = true;
-	c->ready_ns = chan_now_ns();
+	c->ready_ns = mono_now_ns();
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 }

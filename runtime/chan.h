@@ -2,6 +2,8 @@
 #ifndef SNAPBOX_RUNTIME_CHAN_H
 #define SNAPBOX_RUNTIME_CHAN_H
 
+#include "kvm/mono.h"
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -70,8 +72,5 @@ void chan_mark_ready(struct chan *c);
 
 /* READY's time and the BOOT_TIME stages received so far (arrays of SNAPBOX_STAGE_COUNT). */
 void chan_get_boot(struct chan *c, uint64_t *ready_ns, uint64_t *stage_ns, bool *stage_valid);
-
-/* CLOCK_MONOTONIC in ns. */
-uint64_t chan_now_ns(void);
 
 #endif

@@ -1,4 +1,5 @@
 /* pool.c - the shell pool: pre-built VM shells for one snapshot, refilled in the background. */
+#include "kvm/mono.h"
 #include <errno.h>
 #include "kvm/log.h"
 #include <pthread.h>
@@ -175,7 +176,7 @@ int snapbox_pool_restore(struct snapbox_pool *pool, const struct snapbox_restore
 	const struct snapbox_restore_opts *o = opts ? opts : &defaults;
 	struct snapbox_restore_profile pl;
 	struct snapbox *sb = NULL;
-	uint64_t t0 = chan_now_ns();
+	uint64_t t0 = mono_now_ns();
 	int ret;
 
 	*out = NULL;
@@ -199,7 +200,7 @@ int snapbox_pool_restore(struct snapbox_pool *pool, const struct snapbox_restore
 			goto err;
 	}
 	ret = restore_state(sb, &pool->snap, pool->opts.mode, !o->no_verify, pool->threads, &pl);
-	pl.total_without_resume = chan_now_ns() - t0;
+	pl.total_without_resume = mono_now_ns() - t0;
 	if (!ret && o->resume)
 		ret = restore_resume(sb, o, t0, &pl);
 	if (ret)

@@ -1,4 +1,5 @@
 /* request.c - the running sandbox's public calls: requests to its guest, status, statistics, exit codes. */
+#include "kvm/mono.h"
 #include <errno.h>
 #include "kvm/log.h"
 #include <stdatomic.h>
@@ -39,7 +40,7 @@ int snapbox_request(struct snapbox *sb, uint16_t type, const void *payload,
 		    uint32_t len, void **reply, uint32_t *reply_len, unsigned timeout_ms)
 {
 	int ret = chan_request(&sb->chan, type, payload, len, reply, reply_len,
-			       chan_now_ns() + (uint64_t)timeout_ms * 1000000ull);
+			       mono_now_ns() + (uint64_t)timeout_ms * 1000000ull);
 
 	/* Checked after the reply: serving the request may be what touched the bad chunk. */
 	if (sandbox_lazy_check(sb)) {

@@ -1,4 +1,5 @@
 /* restore.c - rebuild a sandbox from a snapshot directory, timing every phase into RestoreProfile. */
+#include "kvm/mono.h"
 #include "runtime/restore.h"
 #include "kvm/log.h"
 
@@ -11,14 +12,7 @@
 
 #include "runtime/compat.h"
 #include "runtime/template.h"
-
-static uint64_t restore_lap(uint64_t *t)
-{
-	uint64_t now = chan_now_ns(), d = now - *t;
-
-	*t = now;
-	return d;
-}
+#include "runtime/vmshell.h"
 
 int restore_snap_open(struct restore_snap *s, const char *dir)
 {
@@ -111,56 +105,66 @@ static int restore_memory_map(struct snapbox *sb, struct restore_snap *s,
 	return gmem_init_cow(&sb->mem, s->template_fd, s->so.conf.mem_bytes);
 }
 
+/* restore_shell's hooks for vmshell_build. */
+struct restore_shell_ctx {
+	struct restore_snap *s;
+	enum snapbox_restore_mode mode;
+	const char *cache_dir;
+	unsigned threads;
+	struct snapbox_restore_profile *p;
+};
+
+/* Compatibility before the VM exists: refusing must cost nothing. */
+static int restore_shell_check(struct snapbox *sb, void *arg)
+{
+	struct restore_shell_ctx *c = arg;
+	uint64_t t = mono_now_ns();
+	int ret;
+
+	ret = compat_check(&sb->sys, &c->s->so.conf, &c->s->host);
+	c->p->snapshot_open += mono_lap(&t);
+	return ret;
+}
+
+/* cow's template build (first restore only) is counted here: it is the mapping's cost. */
+static int restore_shell_map(struct snapbox *sb, void *arg)
+{
+	struct restore_shell_ctx *c = arg;
+
+	return restore_memory_map(sb, c->s, c->mode, c->cache_dir, c->threads);
+}
+
 int restore_shell(struct snapbox *sb, struct restore_snap *s, enum snapbox_restore_mode mode,
 		  const char *cache_dir, unsigned threads, struct snapbox_restore_profile *p)
 {
-	uint64_t t = chan_now_ns();
+	struct restore_shell_ctx c = {
+		.s = s, .mode = mode, .cache_dir = cache_dir, .threads = threads, .p = p,
+	};
+	const struct vmshell_ops ops = {
+		.check = restore_shell_check,
+		.map_memory = restore_shell_map,
+	};
+	struct vmshell_times tm;
+	uint64_t t;
 	int ret;
 
-	ret = kvmsys_init(&sb->sys, NULL);
-	p->kvm_fd_open = restore_lap(&t);
-	if (ret)
-		return -ENODEV;
-	sb->have_sys = true;
-	/* Compatibility before the VM exists: refusing must cost nothing. */
-	ret = compat_check(&sb->sys, &s->so.conf, &s->host);
-	p->snapshot_open += restore_lap(&t);
-	if (ret)
-		return ret;
-	ret = vm_init(&sb->vm, &sb->sys);
-	p->kvm_create_vm = restore_lap(&t);
-	if (ret)
-		return sandbox_kvm_err(ret);
-	sb->have_vm = true;
-	ret = vm_arch_setup(&sb->vm);
-	p->vm_arch_setup = restore_lap(&t);
-	if (ret)
-		return sandbox_kvm_err(ret);
-	/* cow's template build (first restore only) is counted here: it is the mapping's cost. */
-	ret = restore_memory_map(sb, s, mode, cache_dir, threads);
-	p->guest_memory_mmap = restore_lap(&t);
-	if (ret)
-		return ret;
-	sb->have_mem = true;
-	ret = vm_set_memory(&sb->vm, 0, 0, sb->mem.size, sb->mem.host);
-	p->kvm_set_user_memory_region = restore_lap(&t);
-	if (ret)
-		return sandbox_kvm_err(ret);
-	ret = vcpu_init(&sb->vcpu, &sb->vm, 0);
-	p->vcpu_creation = restore_lap(&t);
-	if (ret)
-		return sandbox_kvm_err(ret);
-	sb->have_vcpu = true;
-	ret = sandbox_setup_devices(sb);
-	p->device_state_restore = restore_lap(&t);
+	ret = vmshell_build(sb, &ops, &c, &tm);
+	p->kvm_fd_open = tm.kvm_fd_open;
+	p->kvm_create_vm = tm.kvm_create_vm;
+	p->vm_arch_setup = tm.vm_arch_setup;
+	p->guest_memory_mmap = tm.guest_memory_mmap;
+	p->kvm_set_user_memory_region = tm.set_memory;
+	p->vcpu_creation = tm.vcpu_creation;
+	p->device_state_restore = tm.devices;
 	if (ret)
 		return ret;
 	/* The run thread now, parked and confined: a pooled shell then resumes
 	 * without thread creation or a seccomp load on the request's path (a
 	 * one-shot restore pays the same either way). After the devices,
 	 * because its exits are dispatched to their buses. */
+	t = mono_now_ns();
 	ret = sandbox_start_parked(sb);
-	p->vcpu_creation += restore_lap(&t);
+	p->vcpu_creation += mono_lap(&t);
 	return ret;
 }
 
@@ -168,11 +172,11 @@ int restore_state(struct snapbox *sb, struct restore_snap *s, enum snapbox_resto
 		  bool verify, unsigned threads, struct snapbox_restore_profile *p)
 {
 	struct sbuf_reader devs = s->devs;
-	uint64_t t = chan_now_ns();
+	uint64_t t = mono_now_ns();
 	int ret;
 
 	ret = vcpu_state_restore_cpuid(&sb->vcpu, &s->vst);
-	p->cpuid_config = restore_lap(&t);
+	p->cpuid_config = mono_lap(&t);
 	if (ret)
 		return ret;
 	if (mode == SNAPBOX_RESTORE_EAGER) {
@@ -193,18 +197,18 @@ int restore_state(struct snapbox *sb, struct restore_snap *s, enum snapbox_resto
 			sb->lazy = NULL;
 		}
 	}
-	p->memory_state_write = restore_lap(&t);
+	p->memory_state_write = mono_lap(&t);
 	if (ret)
 		return ret;
 	/* VM state before the vCPU's: the clock and irqchips are what its MSRs and LAPIC refer to. */
 	ret = vm_state_restore(&sb->vm, &s->vmst);
 	if (!ret)
 		ret = devices_load(&sb->dev, &devs);
-	p->device_state_restore += restore_lap(&t);
+	p->device_state_restore += mono_lap(&t);
 	if (ret)
 		return ret;
 	ret = vcpu_state_restore_regs(&sb->vcpu, &s->vst);
-	p->vcpu_state_restore = restore_lap(&t);
+	p->vcpu_state_restore = mono_lap(&t);
 	if (ret)
 		return ret;
 	/* The guest was past READY when it was captured; the fresh channel must know it. */
@@ -215,7 +219,7 @@ int restore_state(struct snapbox *sb, struct restore_snap *s, enum snapbox_resto
 int restore_resume(struct snapbox *sb, const struct snapbox_restore_opts *o, uint64_t t0,
 		   struct snapbox_restore_profile *p)
 {
-	uint64_t t = chan_now_ns();
+	uint64_t t = mono_now_ns();
 	int ret;
 
 	sb->console_fd = o->console_fd;
@@ -223,15 +227,15 @@ int restore_resume(struct snapbox *sb, const struct snapbox_restore_opts *o, uin
 	if (ret)
 		return ret;
 	/* Wait (briefly) for the thread to enter KVM_RUN, to time it. */
-	while (!atomic_load(&sb->vcpu.first_run_ns) && chan_now_ns() - t < 1000000000ull)
+	while (!atomic_load(&sb->vcpu.first_run_ns) && mono_now_ns() - t < 1000000000ull)
 		sched_yield();
 	p->resume_kvm_run = atomic_load(&sb->vcpu.first_run_ns) > t ?
 			    atomic_load(&sb->vcpu.first_run_ns) - t : 0;
-	p->total_with_resume = chan_now_ns() - t0;
+	p->total_with_resume = mono_now_ns() - t0;
 	if (!o->ping)
 		return 0;
 	ret = snapbox_ping(sb, o->ping_timeout_ms ? o->ping_timeout_ms : 5000);
-	p->restore_to_ready = chan_now_ns() - t0;
+	p->restore_to_ready = mono_now_ns() - t0;
 	if (ret)
 		log_msg("snapbox: restored guest did not answer PING: %s\n",
 			ret == -ESHUTDOWN ? snapbox_stop_reason(sb) : strerror(-ret));
@@ -266,7 +270,7 @@ int snapbox_restore(const char *dir, const struct snapbox_restore_opts *opts, st
 	struct snapbox_restore_profile pl;
 	struct restore_snap s;
 	struct snapbox *sb;
-	uint64_t t0 = chan_now_ns();
+	uint64_t t0 = mono_now_ns();
 	int ret;
 
 	*out = NULL;
@@ -276,7 +280,7 @@ int snapbox_restore(const char *dir, const struct snapbox_restore_opts *opts, st
 		return -ENOMEM;
 	sb->console_fd = -1;
 	ret = restore_snap_open(&s, dir);
-	pl.snapshot_open = chan_now_ns() - t0;
+	pl.snapshot_open = mono_now_ns() - t0;
 	if (ret) {
 		free(sb);
 		return ret;
@@ -284,7 +288,7 @@ int snapbox_restore(const char *dir, const struct snapbox_restore_opts *opts, st
 	ret = restore_shell(sb, &s, o->mode, o->cache_dir, threads, &pl);
 	if (!ret)
 		ret = restore_state(sb, &s, o->mode, !o->no_verify, threads, &pl);
-	pl.total_without_resume = chan_now_ns() - t0;
+	pl.total_without_resume = mono_now_ns() - t0;
 	if (!ret && o->resume)
 		ret = restore_resume(sb, o, t0, &pl);
 	restore_snap_close(&s);

@@ -38,7 +38,8 @@ void restore_snap_close(struct restore_snap *s);
  * Build an empty VM shell for s in sb: /dev/kvm, compatibility check, VM,
  * irqchip and PIT, guest memory (fresh anonymous memory for eager; a private
  * view of the template for cow, built on first use), memory slot, vCPU and
- * devices. Times go into p's matching fields. Returns 0 or -errno.
+ * devices, built by vmshell_build (its error policy), then the vCPU thread
+ * started parked. Times go into p's matching fields. Returns 0 or -errno.
  */
 int restore_shell(struct snapbox *sb, struct restore_snap *s, enum snapbox_restore_mode mode,
 		  const char *cache_dir, unsigned threads, struct snapbox_restore_profile *p);

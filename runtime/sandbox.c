@@ -1,4 +1,5 @@
 /* sandbox.c - the cold-boot path: build a VM from a kernel, run it to READY, and tear it down. */
+#include "kvm/mono.h"
 #include <errno.h>
 #include "kvm/log.h"
 #include <stdatomic.h>
@@ -20,6 +21,7 @@
 #include "kvm/vm.h"
 #include "runtime/chan.h"
 #include "runtime/sandbox_internal.h"
+#include "runtime/vmshell.h"
 #include "snapbox.h"
 
 #include <xxhash.h>
@@ -27,14 +29,6 @@
 #define SANDBOX_DEFAULT_MEM      (256ull << 20)
 #define SANDBOX_DEFAULT_TIMEOUT  10000u
 #define SANDBOX_DEFAULT_CMDLINE  "console=ttyS0"
-
-static uint64_t sandbox_elapsed(uint64_t *t)
-{
-	uint64_t now = chan_now_ns(), d = now - *t;
-
-	*t = now;
-	return d;
-}
 
 /* xxh3-128 of an input file, recorded so a snapshot says what it came from. */
 static void sandbox_hash(const uint8_t *p, size_t n, uint64_t out[2])
@@ -112,7 +106,7 @@ static void sandbox_note_byte(struct snapbox *sb)
 {
 	uint64_t zero = 0;
 
-	atomic_compare_exchange_strong(&sb->first_byte_ns, &zero, chan_now_ns());
+	atomic_compare_exchange_strong(&sb->first_byte_ns, &zero, mono_now_ns());
 }
 
 static void sandbox_console(void *opaque, const uint8_t *buf, size_t n)
@@ -166,20 +160,6 @@ int sandbox_start_parked(struct snapbox *sb)
 }
 
 /* KVM-level failures all map to -ENODEV so callers can tell them from bad input. */
-int sandbox_kvm_err(int ret)
-{
-	switch (ret) {
-	case -EINVAL:
-	case -ENOTTY:
-	case -ENXIO:
-	case -ENOSYS:
-	case -ENODEV:
-		return -ENODEV;   /* KVM refused or lacks what we asked: "KVM unusable" */
-	default:
-		return ret;       /* -ENOMEM, -EMFILE, -EBUSY, ...: the host's own errno */
-	}
-}
-
 int sandbox_setup_devices(struct snapbox *sb)
 {
 	struct devices_cfg dc = {
@@ -256,112 +236,117 @@ static void sandbox_warn_linux_on_pvm(const struct snapbox *sb, const struct loa
 		timeout_ms);
 }
 
+/* A cold boot's part of the shell: its inputs, and the hooks vmshell_build calls. */
+struct sandbox_boot {
+	const struct snapbox_config *cfg;
+	struct snapbox_create_profile *cp;
+	uint64_t mem;
+	const char *cmdline;
+	uint8_t *kimg, *iimg;
+	size_t klen, ilen;
+	struct loader_kernel k;
+	uint64_t initrd_gpa;
+};
+
+static int sandbox_boot_map(struct snapbox *sb, void *arg)
+{
+	struct sandbox_boot *b = arg;
+
+	return gmem_init(&sb->mem, b->mem);
+}
+
+/* The kernel, then the initrd placed after it (loader_load_initrd needs k). */
+static int sandbox_boot_fill(struct snapbox *sb, void *arg)
+{
+	struct sandbox_boot *b = arg;
+	uint64_t t = mono_now_ns();
+	int ret;
+
+	ret = loader_load_kernel(&sb->mem, b->kimg, b->klen, &b->k);
+	b->cp->kernel_elf_load = mono_lap(&t);
+	if (ret)
+		return ret;
+	sandbox_warn_linux_on_pvm(sb, &b->k, b->kimg, b->klen, b->cfg->boot_timeout_ms ?
+				  b->cfg->boot_timeout_ms : SANDBOX_DEFAULT_TIMEOUT);
+	t = mono_now_ns();   /* the check's time belongs to misc, not to a phase */
+	if (!b->iimg)
+		return 0;
+	ret = loader_load_initrd(&sb->mem, &b->k, b->iimg, b->ilen, &b->initrd_gpa);
+	b->cp->rootfs_write = mono_lap(&t);
+	return ret;
+}
+
+static int sandbox_boot_vcpu(struct snapbox *sb, void *arg)
+{
+	struct sandbox_boot *b = arg;
+	const struct kvm_cpuid2 *cpuid;
+	uint64_t t = mono_now_ns();
+	int ret;
+
+	/* CPUID before MSRs: KVM only accepts MSRs of features the guest CPUID has. */
+	cpuid = kvmsys_supported_cpuid(&sb->sys);
+	ret = cpuid ? vcpu_set_cpuid(&sb->vcpu, cpuid) : -ENODEV;
+	b->cp->cpuid_config = mono_lap(&t);
+	if (ret)
+		return sandbox_kvm_err(ret);
+	ret = vcpu_setup_boot_regs(&sb->vcpu, b->k.entry, LAYOUT_ZERO_PAGE);
+	b->cp->vcpu_register_config = mono_lap(&t);
+	if (ret)
+		return sandbox_kvm_err(ret);
+	ret = loader_write_boot_params(&sb->mem, &b->k, b->cmdline, b->initrd_gpa, b->ilen);
+	if (!ret)
+		ret = loader_write_boot_tables(&sb->mem);
+	b->cp->boot_params = mono_lap(&t);
+	return ret;
+}
+
 /* Steps up to a configured, not yet running VM; each one timed into cp. */
 static int sandbox_build(struct snapbox *sb, const struct snapbox_config *cfg,
 			 struct snapbox_create_profile *cp)
 {
-	uint64_t mem = cfg->mem_bytes ? cfg->mem_bytes : SANDBOX_DEFAULT_MEM;
-	const char *cmdline = cfg->cmdline ? cfg->cmdline : SANDBOX_DEFAULT_CMDLINE;
-	uint8_t *kimg = NULL, *iimg = NULL;
-	size_t klen = 0, ilen = 0;
-	struct loader_kernel k;
-	const struct kvm_cpuid2 *cpuid;
-	uint64_t initrd_gpa = 0, t = chan_now_ns();
+	struct sandbox_boot b = {
+		.cfg = cfg, .cp = cp,
+		.mem = cfg->mem_bytes ? cfg->mem_bytes : SANDBOX_DEFAULT_MEM,
+		.cmdline = cfg->cmdline ? cfg->cmdline : SANDBOX_DEFAULT_CMDLINE,
+	};
+	const struct vmshell_ops ops = {
+		.kvm_path = cfg->kvm_path,
+		.map_memory = sandbox_boot_map,
+		.fill_memory = sandbox_boot_fill,
+		.setup_vcpu = sandbox_boot_vcpu,
+	};
+	struct vmshell_times tm;
+	uint64_t t = mono_now_ns();
 	int ret;
 
 	/* The inputs first: a missing or bad file is the user's to fix on any
 	 * host, so it is reported before the absence of KVM could hide it. */
-	ret = sandbox_read_file("kernel", cfg->kernel, mem, &kimg, &klen);
+	ret = sandbox_read_file("kernel", cfg->kernel, b.mem, &b.kimg, &b.klen);
 	if (!ret)
-		sandbox_hash(kimg, klen, sb->kernel_hash);
-	cp->kernel_asset_read = sandbox_elapsed(&t);
+		sandbox_hash(b.kimg, b.klen, sb->kernel_hash);
+	cp->kernel_asset_read = mono_lap(&t);
 	if (ret)
 		goto out;
 	if (cfg->initrd) {
-		ret = sandbox_read_file("initrd", cfg->initrd, mem, &iimg, &ilen);
+		ret = sandbox_read_file("initrd", cfg->initrd, b.mem, &b.iimg, &b.ilen);
 		if (!ret) {
-			sandbox_hash(iimg, ilen, sb->initrd_hash);
+			sandbox_hash(b.iimg, b.ilen, sb->initrd_hash);
 			sb->has_initrd = true;
 		}
-		cp->rootfs_asset_read = sandbox_elapsed(&t);
+		cp->rootfs_asset_read = mono_lap(&t);
 		if (ret)
 			goto out;
 	}
-	ret = kvmsys_init(&sb->sys, cfg->kvm_path);
-	cp->kvm_fd_open = sandbox_elapsed(&t);
-	if (ret) {
-		ret = -ENODEV;
-		goto out;
-	}
-	sb->have_sys = true;
-	ret = vm_init(&sb->vm, &sb->sys);
-	cp->kvm_create_vm = sandbox_elapsed(&t);
-	if (ret) {
-		ret = sandbox_kvm_err(ret);
-		goto out;
-	}
-	sb->have_vm = true;
-	ret = vm_arch_setup(&sb->vm);
-	cp->vm_arch_setup = sandbox_elapsed(&t);
-	if (ret) {
-		ret = sandbox_kvm_err(ret);
-		goto out;
-	}
-	ret = gmem_init(&sb->mem, mem);
-	cp->guest_memory_mmap = sandbox_elapsed(&t);
-	if (ret)
-		goto out;
-	sb->have_mem = true;
-	ret = loader_load_kernel(&sb->mem, kimg, klen, &k);
-	cp->kernel_elf_load = sandbox_elapsed(&t);
-	if (ret)
-		goto out;
-	sandbox_warn_linux_on_pvm(sb, &k, kimg, klen,
-				  cfg->boot_timeout_ms ? cfg->boot_timeout_ms : SANDBOX_DEFAULT_TIMEOUT);
-	t = chan_now_ns();   /* the check's time belongs to misc, not to a phase */
-	if (iimg) {
-		ret = loader_load_initrd(&sb->mem, &k, iimg, ilen, &initrd_gpa);
-		cp->rootfs_write = sandbox_elapsed(&t);
-		if (ret)
-			goto out;
-	}
-	ret = vm_set_memory(&sb->vm, 0, 0, sb->mem.size, sb->mem.host);
-	cp->kvm_set_user_memory_region = sandbox_elapsed(&t);
-	if (ret) {
-		ret = sandbox_kvm_err(ret);
-		goto out;
-	}
-	ret = vcpu_init(&sb->vcpu, &sb->vm, 0);
-	cp->vcpu_creation = sandbox_elapsed(&t);
-	if (ret) {
-		ret = sandbox_kvm_err(ret);
-		goto out;
-	}
-	sb->have_vcpu = true;
-	/* CPUID before MSRs: KVM only accepts MSRs of features the guest CPUID has. */
-	cpuid = kvmsys_supported_cpuid(&sb->sys);
-	ret = cpuid ? vcpu_set_cpuid(&sb->vcpu, cpuid) : -ENODEV;
-	cp->cpuid_config = sandbox_elapsed(&t);
-	if (ret) {
-		ret = sandbox_kvm_err(ret);
-		goto out;
-	}
-	ret = vcpu_setup_boot_regs(&sb->vcpu, k.entry, LAYOUT_ZERO_PAGE);
-	cp->vcpu_register_config = sandbox_elapsed(&t);
-	if (ret) {
-		ret = sandbox_kvm_err(ret);
-		goto out;
-	}
-	ret = loader_write_boot_params(&sb->mem, &k, cmdline, initrd_gpa, ilen);
-	if (!ret)
-		ret = loader_write_boot_tables(&sb->mem);
-	cp->boot_params = sandbox_elapsed(&t);
-	if (ret)
-		goto out;
-	ret = sandbox_setup_devices(sb);
+	ret = vmshell_build(sb, &ops, &b, &tm);
+	cp->kvm_fd_open = tm.kvm_fd_open;
+	cp->kvm_create_vm = tm.kvm_create_vm;
+	cp->vm_arch_setup = tm.vm_arch_setup;
+	cp->guest_memory_mmap = tm.guest_memory_mmap;
+	cp->kvm_set_user_memory_region = tm.set_memory;
+	cp->vcpu_creation = tm.vcpu_creation;
 out:
-	free(iimg);
-	free(kimg);
+	free(b.iimg);
+	free(b.kimg);
 	return ret;
 }
 
@@ -435,13 +420,13 @@ int snapbox_boot(const struct snapbox_config *cfg, struct snapbox **out,
 		goto err;
 	}
 	memset(&cpl, 0, sizeof(cpl));
-	t0 = chan_now_ns();
+	t0 = mono_now_ns();
 	ret = sandbox_build(sb, cfg, &cpl);
 	if (ret)
 		goto err;
-	cpl.create_vm_total = chan_now_ns() - t0;
+	cpl.create_vm_total = mono_now_ns() - t0;
 
-	sb->wait_t0 = chan_now_ns();
+	sb->wait_t0 = mono_now_ns();
 	ret = sandbox_start(sb);
 	if (ret)
 		goto err;
@@ -451,7 +436,7 @@ int snapbox_boot(const struct snapbox_config *cfg, struct snapbox **out,
 	if (cfg->prepare_snapshot)
 		(void)kvmsys_probe_msrs(&sb->sys);
 	ret = chan_wait_ready(&sb->chan, sb->wait_t0 + (uint64_t)timeout * 1000000ull);
-	cpl.boot_wait = chan_now_ns() - sb->wait_t0;
+	cpl.boot_wait = mono_now_ns() - sb->wait_t0;
 	if (ret == -ETIMEDOUT)
 		log_msg("snapbox: guest did not report READY within %u ms\n", timeout);
 	else if (ret)

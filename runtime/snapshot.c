@@ -1,4 +1,5 @@
 /* snapshot.c - snapshot a running sandbox: pause, capture state and memory, write the snapshot directory atomically. */
+#include "kvm/mono.h"
 #include <errno.h>
 #include "kvm/log.h"
 #include <fcntl.h>
@@ -25,14 +26,6 @@ struct snapshot_ctx {
 	struct snapbox_snapshot_profile *p;
 	uint64_t t;
 };
-
-static uint64_t snapshot_lap(struct snapshot_ctx *c)
-{
-	uint64_t now = chan_now_ns(), d = now - c->t;
-
-	c->t = now;
-	return d;
-}
 
 /* Encode with fn into a fresh sbuf and add it as a section. */
 static int snapshot_add(struct snapshot_ctx *c, uint32_t tag, uint16_t version, struct sbuf *b)
@@ -168,14 +161,14 @@ static int snapshot_memory(struct snapshot_ctx *c, struct snapdir *d,
 
 static int snapshot_vmstate(struct snapshot_ctx *c, struct snapdir *d)
 {
-	uint64_t t = chan_now_ns();
+	uint64_t t = mono_now_ns();
 	int fd = snapdir_create_file(d, SNAPDIR_VMSTATE), ret;
 
 	if (fd < 0)
 		return fd;
 	ret = vmstate_write_fd(&c->w, fd);
 	close(fd);
-	c->p->write += chan_now_ns() - t;
+	c->p->write += mono_now_ns() - t;
 	return ret;
 }
 
@@ -193,9 +186,9 @@ int snapbox_snapshot(struct snapbox *sb, const char *dir, const struct snapbox_s
 	memset(&pl, 0, sizeof(pl));
 	vmstate_writer_init(&c.w);
 	vcpu_state_init(&c.vst);
-	t0 = c.t = chan_now_ns();
+	t0 = c.t = mono_now_ns();
 	ret = vcpu_pause(&sb->vcpu, 2000);
-	pl.pause = snapshot_lap(&c);
+	pl.pause = mono_lap(&c.t);
 	if (ret) {
 		log_msg("snapbox: snapshot: cannot pause the guest: %s\n",
 			ret == -ESRCH ? snapbox_stop_reason(sb) : strerror(-ret));
@@ -214,26 +207,26 @@ int snapbox_snapshot(struct snapbox *sb, const char *dir, const struct snapbox_s
 	ret = snapshot_conf(&c);
 	if (!ret)
 		ret = snapshot_state(&c);
-	pl.vcpu_capture = snapshot_lap(&c);
+	pl.vcpu_capture = mono_lap(&c.t);
 	if (!ret)
 		ret = snapshot_devices(&c);
-	pl.device_capture = snapshot_lap(&c);
+	pl.device_capture = mono_lap(&c.t);
 	if (!ret)
 		ret = snapshot_memory(&c, &d, o);
 	if (!ret)
 		ret = snapshot_vmstate(&c, &d);
-	snapshot_lap(&c);
+	mono_lap(&c.t);
 	if (ret) {
 		snapdir_abort(&d);
 		goto out_resume;
 	}
 	ret = snapdir_finish(&d);
-	pl.fsync = snapshot_lap(&c);
+	pl.fsync = mono_lap(&c.t);
 out_resume:
 	if (!o->leave_paused)
 		vcpu_resume(&sb->vcpu);
 out:
-	pl.total = chan_now_ns() - t0;
+	pl.total = mono_now_ns() - t0;
 	if (prof)
 		*prof = pl;
 	vcpu_state_fini(&c.vst);

@@ -1,4 +1,5 @@
 /* memfile_write.c - memory file writer: zero scan, xxh3 and lz4 in worker threads, chunks written in order, index and header last. */
+#include "kvm/mono.h"
 #include "snapshot/memfile.h"
 #include "kvm/log.h"
 
@@ -52,14 +53,6 @@ struct memfile_wctx {
 	struct memfile_slot *slots;
 	unsigned nslots;
 };
-
-static uint64_t memfile_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* pwrite exactly len bytes at off: 0 or -errno (-EIO if the kernel makes no progress). */
 static int memfile_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
@@ -163,10 +156,10 @@ static int memfile_emit(struct memfile_wctx *w, uint32_t i, const struct memfile
 	struct memfile_chunk ent = s->ent;
 
 	if (ent.kind != MEMFILE_KIND_ZERO) {
-		uint64_t t = memfile_now();
+		uint64_t t = mono_now_ns();
 		int ret = memfile_pwrite_full(w->fd, s->src, ent.stored_len, w->off);
 
-		w->st.write_ns += memfile_now() - t;
+		w->st.write_ns += mono_now_ns() - t;
 		if (ret) {
 			MEMFILE_LOG("writing chunk %u at offset %llu: %s", i, (unsigned long long)w->off,
 				    strerror(-ret));
@@ -223,9 +216,9 @@ static void *memfile_worker(void *arg)
 		struct memfile_slot *s = &w->slots[i % w->nslots];
 		pthread_mutex_unlock(&w->mu);
 
-		uint64_t t = memfile_now();
+		uint64_t t = mono_now_ns();
 		memfile_encode(w, i, s);
-		busy += memfile_now() - t;
+		busy += mono_now_ns() - t;
 
 		pthread_mutex_lock(&w->mu);
 		s->idx = i;
@@ -247,9 +240,9 @@ static int memfile_run_inline(struct memfile_wctx *w)
 			memfile_emit_untouched(w, i);
 			continue;
 		}
-		uint64_t t = memfile_now();
+		uint64_t t = mono_now_ns();
 		memfile_encode(w, i, s);
-		w->st.compress_ns += memfile_now() - t;
+		w->st.compress_ns += mono_now_ns() - t;
 		int ret = memfile_emit(w, i, s);
 		if (ret)
 			return ret;
@@ -348,7 +341,7 @@ static int memfile_finish(struct memfile_wctx *w)
 		goto out;
 	}
 	end = index_offset + idx.len;
-	t = memfile_now();
+	t = mono_now_ns();
 	/*
 	 * Index, then the final length (drops stale bytes of a reused file), then
 	 * the header: until the header lands the file has no valid magic or hash,
@@ -359,7 +352,7 @@ static int memfile_finish(struct memfile_wctx *w)
 		ret = -errno;
 	if (!ret)
 		ret = memfile_pwrite_full(w->fd, hdr.data, hdr.len, 0);
-	w->st.write_ns += memfile_now() - t;
+	w->st.write_ns += mono_now_ns() - t;
 	if (ret) {
 		MEMFILE_LOG("writing the index and header: %s", strerror(-ret));
 		goto out;
@@ -378,7 +371,7 @@ int memfile_write(int fd, const void *ram, uint64_t size, const struct memfile_w
 				  };
 	uint32_t chunk_size = opts && opts->chunk_size ? opts->chunk_size : MEMFILE_DEFAULT_CHUNK;
 	unsigned threads = opts && opts->threads ? opts->threads : 1;
-	uint64_t t0 = memfile_now();
+	uint64_t t0 = mono_now_ns();
 	int ret = -ENOMEM;
 
 	if (!ram || size == 0 || size > MEMFILE_MAX_RAW || chunk_size < MEMFILE_MIN_CHUNK ||
@@ -431,7 +424,7 @@ out:
 		w.st.bytes_in = size;
 		w.st.chunk_size = chunk_size;
 		w.st.chunk_count = w.count;
-		w.st.total_ns = memfile_now() - t0;
+		w.st.total_ns = mono_now_ns() - t0;
 		*stats = w.st;
 	}
 	return ret;

@@ -1,4 +1,5 @@
 /* common_agent.c - the host-side harness that runs guest/agent as a test-mode child behind chan + UART. */
+#include "kvm/mono.h"
 #include "tests/common_agent.h"
 
 #include <criterion/criterion.h>
@@ -195,7 +196,7 @@ void tagent_start(struct tagent *t, enum tagent_mode mode, unsigned stall_ms)
 	pthread_create(&t->pump, NULL, tagent_pump, t);
 	pthread_create(&t->reader, NULL, tagent_reader, t);
 	t->started = true;
-	ret = chan_wait_ready(&t->chan, chan_now_ns() + 5000000000ull);
+	ret = chan_wait_ready(&t->chan, mono_now_ns() + 5000000000ull);
 	cr_assert_eq(ret, 0, "agent sent no READY: %s", strerror(-ret));
 	pthread_mutex_lock(&t->chan.lock);
 	for (i = 0; i < SNAPBOX_STAGE_COUNT; i++)
@@ -238,7 +239,7 @@ int tagent_ping(struct tagent *t, unsigned timeout_ms)
 	uint32_t n;
 	void *r;
 	int ret = chan_request(&t->chan, PROTO_T_PING, NULL, 0, &r, &n,
-			       chan_now_ns() + (uint64_t)timeout_ms * 1000000ull);
+			       mono_now_ns() + (uint64_t)timeout_ms * 1000000ull);
 
 	free(r);
 	return ret;

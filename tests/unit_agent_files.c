@@ -1,4 +1,5 @@
 /* unit_agent_files.c - the agent's WRITE_FILE/READ_FILE (caps, symlink refusal) and its handling of hostile frames. */
+#include "kvm/mono.h"
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -55,7 +56,7 @@ static int raw_request(uint16_t type, const void *payload, uint32_t len, char *t
 {
 	uint32_t n = 0;
 	void *r = NULL;
-	int ret = chan_request(&T.chan, type, payload, len, &r, &n, chan_now_ns() + 3000000000ull);
+	int ret = chan_request(&T.chan, type, payload, len, &r, &n, mono_now_ns() + 3000000000ull);
 
 	snprintf(text, cap, "%.*s", (int)n, r ? (char *)r : "");
 	free(r);

@@ -1,4 +1,5 @@
 /* unit_proto.c - the host frame parser and encoder against good, split, garbage and oversized input. */
+#include "kvm/mono.h"
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <string.h>
@@ -137,7 +138,7 @@ Test(proto, channel_idle_ready_and_stats_through_its_own_calls)
 	chan_get_boot(&c, &ready_ns, stage_ns, stage_valid);
 	cr_assert_eq(ready_ns, 0);
 	chan_mark_ready(&c);
-	cr_assert_eq(chan_wait_ready(&c, chan_now_ns()), 0, "a restored channel is ready");
+	cr_assert_eq(chan_wait_ready(&c, mono_now_ns()), 0, "a restored channel is ready");
 	chan_get_boot(&c, &ready_ns, stage_ns, stage_valid);
 	cr_assert_gt(ready_ns, 0);
 	chan_fini(&c);
