@@ -120,11 +120,11 @@ $(UNIT_BIN): $(UNIT_SRCS:%.c=$(BUILD)/%.o) $(TEST_COMMON:%.c=$(BUILD)/%.o) $(BEN
 	$(CC) $(LDFLAGS) $^ $(LIBS) -lcriterion -o $@
 
 # json-c (tests only): tests/kvm_bench.c parses `snapbox bench --json`.
-$(KVMT_BIN): $(KVMT_SRCS:%.c=$(BUILD)/%.o) $(TEST_COMMON:%.c=$(BUILD)/%.o) $(LIB)
+$(KVMT_BIN): $(KVMT_SRCS:%.c=$(BUILD)/%.o) $(TEST_COMMON:%.c=$(BUILD)/%.o) $(BENCH_COMMON:%.c=$(BUILD)/%.o) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LIBS) -lcriterion -ljson-c -o $@
 
-$(LINUX_BIN): $(LINUX_SRCS:%.c=$(BUILD)/%.o) $(TEST_COMMON:%.c=$(BUILD)/%.o) $(LIB)
+$(LINUX_BIN): $(LINUX_SRCS:%.c=$(BUILD)/%.o) $(TEST_COMMON:%.c=$(BUILD)/%.o) $(BENCH_COMMON:%.c=$(BUILD)/%.o) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LIBS) -lcriterion -o $@
 

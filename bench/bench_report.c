@@ -178,13 +178,13 @@ static void bench_json_head(FILE *out, const struct bench_result *r)
 	fprintf(out, "{\"schema_version\": %d, \"bench\": \"%s\", \"time_unit\": \"ns\", "
 		"\"started_utc\": \"%s\", \"host\": {\"cpu_model\": ", BENCH_JSON_SCHEMA_VERSION,
 		r->bench, when);
-	bench_json_str(out, h.cpu);
+	snapbox_json_string(out, h.cpu);
 	fprintf(out, ", \"cpus\": %ld, \"os\": ", h.cpus);
-	bench_json_str(out, h.sysname);
+	snapbox_json_string(out, h.sysname);
 	fputs(", \"kernel_release\": ", out);
-	bench_json_str(out, h.release);
+	snapbox_json_string(out, h.release);
 	fputs(", \"machine\": ", out);
-	bench_json_str(out, h.machine);
+	snapbox_json_string(out, h.machine);
 	fprintf(out, ", \"kvm_backend\": \"%s\", \"emulated\": %s, \"loadavg\": [", h.kvm_backend,
 		h.emulated ? "true" : "false");
 	for (int i = 0; i < 3; i++) {
@@ -194,14 +194,14 @@ static void bench_json_head(FILE *out, const struct bench_result *r)
 	fprintf(out, "]}, \"options\": {\"iterations\": %ld, \"warmup\": %ld, \"mem_bytes\": %llu, "
 		"\"fill_pct\": %u, \"fill_mib\": %u, \"mode\": ", r->iterations, r->warmup,
 		(unsigned long long)r->mem_bytes, r->fill_pct, r->fill_mib);
-	bench_json_str(out, r->mode);
+	snapbox_json_string(out, r->mode);
 	fprintf(out, ", \"pooled\": %s, \"sync\": %s, \"kernel\": ", r->pooled ? "true" : "false",
 		r->sync ? "true" : "false");
-	bench_json_str(out, r->kernel);
+	snapbox_json_string(out, r->kernel);
 	fputs(", \"initrd\": ", out);
-	bench_json_str(out, r->initrd);
+	snapbox_json_string(out, r->initrd);
 	fputs(", \"cmdline\": ", out);
-	bench_json_str(out, r->cmdline);
+	snapbox_json_string(out, r->cmdline);
 	fputs("}, ", out);
 }
 

@@ -150,26 +150,6 @@ void bench_emulated_banner(FILE *out)
 		      "below means nothing as performance (docs/benchmarks.md has real ones)\n", out);
 }
 
-void bench_json_str(FILE *json, const char *s)
-{
-	if (!s) {
-		fputs("null", json);
-		return;
-	}
-	fputc('"', json);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			fprintf(json, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(json, "\\u%04x", c);
-		else
-			fputc(c, json);
-	}
-	fputc('"', json);
-}
-
 /* A progress line is on the terminal without its newline yet. */
 static bool bench_progress_open;
 

@@ -68,9 +68,6 @@ void bench_emulated_banner(FILE *out);
 /* Write `"host": {"kernel", "cpu", "cpus", "kvm_backend"}` (the bench programs' form) to json. */
 void bench_json_host(FILE *json);
 
-/* Write s as a JSON string (quoted, escaped); NULL writes null. */
-void bench_json_str(FILE *json, const char *s);
-
 /* Show "\r<what> [i/n]" on stderr when stderr is a terminal; a newline after the last. */
 void bench_progress(const char *what, long i, long n);
 

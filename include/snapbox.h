@@ -428,6 +428,13 @@ void snapbox_print_boot_profile(FILE *f, const struct snapbox_boot_profile *p);
 void snapbox_json_create_profile(FILE *f, const struct snapbox_create_profile *p);
 void snapbox_json_boot_profile(FILE *f, const struct snapbox_boot_profile *p);
 
+/*
+ * s as a JSON string literal ("null" for NULL): quote and backslash escaped,
+ * control characters and every byte >= 0x7f as \u00XX, so the output is
+ * valid ASCII JSON whatever s holds.
+ */
+void snapbox_json_string(FILE *f, const char *s);
+
 /* Stage name ("init_entry", ...) or NULL. */
 const char *snapbox_stage_name(enum snapbox_stage s);
 

@@ -1,4 +1,5 @@
 /* sbuf.c - little-endian serialisation buffers: a growable writer and a bounds-checked reader. */
+#include "kvm/le.h"
 #include "kvm/sbuf.h"
 
 #include <errno.h>
@@ -69,8 +70,7 @@ void sbuf_put_u16(struct sbuf *b, uint16_t v)
 	uint8_t *p = sbuf_reserve(b, 2);
 	if (!p)
 		return;
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
+	le_put16(p, v);
 }
 
 /* Append a u32, least significant byte first. */
@@ -79,8 +79,7 @@ void sbuf_put_u32(struct sbuf *b, uint32_t v)
 	uint8_t *p = sbuf_reserve(b, 4);
 	if (!p)
 		return;
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
+	le_put32(p, v);
 }
 
 /* Append a u64, least significant byte first. */
@@ -89,8 +88,7 @@ void sbuf_put_u64(struct sbuf *b, uint64_t v)
 	uint8_t *p = sbuf_reserve(b, 8);
 	if (!p)
 		return;
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
+	le_put64(p, v);
 }
 
 /* Append n raw bytes (n == 0 is a no-op; p may be NULL then). */
@@ -147,7 +145,7 @@ uint16_t sbuf_get_u16(struct sbuf_reader *r)
 	const uint8_t *p = sbuf_take(r, 2);
 	if (!p)
 		return 0;
-	return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
+	return le_get16(p);
 }
 
 /* Read a little-endian u32; 0 once the reader has failed. */
@@ -156,10 +154,7 @@ uint32_t sbuf_get_u32(struct sbuf_reader *r)
 	const uint8_t *p = sbuf_take(r, 4);
 	if (!p)
 		return 0;
-	uint32_t v = 0;
-	for (int i = 3; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
+	return le_get32(p);
 }
 
 /* Read a little-endian u64; 0 once the reader has failed. */
@@ -168,10 +163,7 @@ uint64_t sbuf_get_u64(struct sbuf_reader *r)
 	const uint8_t *p = sbuf_take(r, 8);
 	if (!p)
 		return 0;
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
+	return le_get64(p);
 }
 
 /* Copy n bytes out; on truncation (or an earlier error) zero-fill dst. */

@@ -27,7 +27,7 @@ struct agentreq_buf {
 
 static void agentreq_u32(struct agentreq_buf *b, uint32_t v)
 {
-	proto_put_le32(b->p + b->len, v);
+	le_put32(b->p + b->len, v);
 	b->len += 4;
 }
 
@@ -130,11 +130,11 @@ int agentreq_exec_decode(const uint8_t *p, uint32_t n, uint32_t out_cap, uint32_
 	memset(r, 0, sizeof(*r));
 	if (n < PROTO_EXEC_RESP_SIZE)
 		goto bad;
-	status = proto_get_le32(p);
-	code = proto_get_le32(p + 4);
-	flags = proto_get_le32(p + 8);
-	olen = proto_get_le32(p + 12);
-	elen = proto_get_le32(p + 16);
+	status = le_get32(p);
+	code = le_get32(p + 4);
+	flags = le_get32(p + 8);
+	olen = le_get32(p + 12);
+	elen = le_get32(p + 16);
 	if ((status == PROTO_EXEC_EXITED && code > 255) ||
 	    (status == PROTO_EXEC_SIGNALED && (code == 0 || code > 64)) ||
 	    status > PROTO_EXEC_SIGNALED || olen > out_cap || elen > err_cap ||
@@ -146,7 +146,7 @@ int agentreq_exec_decode(const uint8_t *p, uint32_t n, uint32_t out_cap, uint32_
 	r->timed_out = flags & PROTO_EXEC_F_TIMED_OUT;
 	r->out_truncated = flags & PROTO_EXEC_F_STDOUT_TRUNC;
 	r->err_truncated = flags & PROTO_EXEC_F_STDERR_TRUNC;
-	r->guest_ns = proto_get_le64(p + 24);
+	r->guest_ns = le_get64(p + 24);
 	r->out = agentreq_dup(p + PROTO_EXEC_RESP_SIZE, olen);
 	r->err = agentreq_dup(p + PROTO_EXEC_RESP_SIZE + olen, elen);
 	if (!r->out || !r->err) {

@@ -48,22 +48,6 @@ static void inspect_text(const struct snapopen *so, const char *dir, FILE *f)
 		m->chunk_size >> 10, m->zero_chunks, m->lz4_chunks, m->raw_chunks);
 }
 
-static void inspect_json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20 || ch >= 0x7f)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
-
 static void inspect_json(const struct snapopen *so, bool verified, FILE *f)
 {
 	const struct snapconf *c = &so->conf;
@@ -73,10 +57,10 @@ static void inspect_json(const struct snapopen *so, bool verified, FILE *f)
 
 	fprintf(f, "{\"format_version\": %u, \"created_unix_ns\": %llu, \"version\": ",
 		so->vs.format_version, (unsigned long long)c->created_unix_ns);
-	inspect_json_str(f, c->version);
+	snapbox_json_string(f, c->version);
 	fprintf(f, ", \"backend\": \"%s\", \"mem_bytes\": %llu, \"vcpus\": %u, \"kernel\": ",
 		c->backend ? "pvm" : "hardware", (unsigned long long)c->mem_bytes, c->vcpus);
-	inspect_json_str(f, c->kernel_path);
+	snapbox_json_string(f, c->kernel_path);
 	fprintf(f, ", \"kernel_xxh3_128\": \"%016llx%016llx\", \"initrd_xxh3_128\": ",
 		(unsigned long long)c->kernel_hash[1], (unsigned long long)c->kernel_hash[0]);
 	if (c->has_initrd)
@@ -85,14 +69,14 @@ static void inspect_json(const struct snapopen *so, bool verified, FILE *f)
 	else
 		fputs("null", f);
 	fputs(", \"cmdline\": ", f);
-	inspect_json_str(f, c->cmdline);
+	snapbox_json_string(f, c->cmdline);
 	fputs(", \"sections\": [", f);
 	for (i = 0; i < so->vs.nsecs; i++) {
 		const struct vmstate_section *s = &so->vs.secs[i];
 
 		vmstate_tag_str(s->tag, tag);
 		fprintf(f, "%s{\"tag\": ", i ? ", " : "");
-		inspect_json_str(f, tag);
+		snapbox_json_string(f, tag);
 		fprintf(f, ", \"version\": %u, \"flags\": %u, \"length\": %llu, \"known\": %s}",
 			s->version, s->flags, (unsigned long long)s->length, s->known ? "true" : "false");
 	}

@@ -1,33 +1,10 @@
 /* proto.c - incremental frame parser and encoder for the COM2 agent channel. */
+#include "kvm/le.h"
 #include "runtime/proto.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-static uint32_t proto_le32(const uint8_t *b)
-{
-	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
-
-static uint16_t proto_le16(const uint8_t *b)
-{
-	return (uint16_t)(b[0] | b[1] << 8);
-}
-
-static void proto_put32(uint8_t *b, uint32_t v)
-{
-	b[0] = (uint8_t)v;
-	b[1] = (uint8_t)(v >> 8);
-	b[2] = (uint8_t)(v >> 16);
-	b[3] = (uint8_t)(v >> 24);
-}
-
-static void proto_put16(uint8_t *b, uint16_t v)
-{
-	b[0] = (uint8_t)v;
-	b[1] = (uint8_t)(v >> 8);
-}
 
 int proto_parser_init(struct proto_parser *p, uint32_t max_payload,
 		      proto_frame_fn fn, void *opaque)
@@ -73,15 +50,15 @@ static void proto_check_header(struct proto_parser *p)
 {
 	const uint8_t *b = p->hdr_buf;
 
-	if (proto_le32(b) != PROTO_MAGIC) {
+	if (le_get32(b) != PROTO_MAGIC) {
 		proto_resync(p);
 		return;
 	}
 	p->hdr.magic = PROTO_MAGIC;
-	p->hdr.type = proto_le16(b + 4);
-	p->hdr.flags = proto_le16(b + 6);
-	p->hdr.id = proto_le32(b + 8);
-	p->hdr.len = proto_le32(b + 12);
+	p->hdr.type = le_get16(b + 4);
+	p->hdr.flags = le_get16(b + 6);
+	p->hdr.id = le_get32(b + 8);
+	p->hdr.len = le_get32(b + 12);
 	if (p->hdr.len > p->max_payload) {
 		p->oversize++;
 		proto_resync(p);
@@ -134,11 +111,11 @@ long proto_encode(uint8_t *out, size_t cap, uint16_t type, uint16_t flags,
 {
 	if (len > PROTO_MAX_PAYLOAD || cap < PROTO_HDR_SIZE || cap - PROTO_HDR_SIZE < len)
 		return -EMSGSIZE;
-	proto_put32(out, PROTO_MAGIC);
-	proto_put16(out + 4, type);
-	proto_put16(out + 6, flags);
-	proto_put32(out + 8, id);
-	proto_put32(out + 12, len);
+	le_put32(out, PROTO_MAGIC);
+	le_put16(out + 4, type);
+	le_put16(out + 6, flags);
+	le_put32(out + 8, id);
+	le_put32(out + 12, len);
 	if (len)
 		memcpy(out + PROTO_HDR_SIZE, payload, len);
 	return (long)(PROTO_HDR_SIZE + len);

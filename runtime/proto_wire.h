@@ -2,6 +2,7 @@
 #ifndef SNAPBOX_PROTO_WIRE_H
 #define SNAPBOX_PROTO_WIRE_H
 
+#include "kvm/le.h"
 #include <stdint.h>
 
 /*
@@ -71,31 +72,6 @@ _Static_assert(sizeof(struct proto_hdr) == PROTO_HDR_SIZE, "proto_hdr is 16 byte
 #define PROTO_EXEC_F_STDOUT_TRUNC 0x2u /* stdout exceeded its cap; the rest was discarded */
 #define PROTO_EXEC_F_STDERR_TRUNC 0x4u
 
-/* Little-endian field access for the agent payloads (freestanding-safe). */
-static inline void proto_put_le32(uint8_t *b, uint32_t v)
-{
-	b[0] = (uint8_t)v;
-	b[1] = (uint8_t)(v >> 8);
-	b[2] = (uint8_t)(v >> 16);
-	b[3] = (uint8_t)(v >> 24);
-}
-
-static inline void proto_put_le64(uint8_t *b, uint64_t v)
-{
-	proto_put_le32(b, (uint32_t)v);
-	proto_put_le32(b + 4, (uint32_t)(v >> 32));
-}
-
-static inline uint32_t proto_get_le32(const uint8_t *b)
-{
-	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
-
-static inline uint64_t proto_get_le64(const uint8_t *b)
-{
-	return (uint64_t)proto_get_le32(b) | (uint64_t)proto_get_le32(b + 4) << 32;
-}
-
 /*
  * A bounds-checked reader over an untrusted payload. Once a read fails, `bad`
  * stays set and every later read yields 0 / NULL, so a decoder can read all
@@ -115,7 +91,7 @@ static inline uint32_t proto_cur_u32(struct proto_cursor *c)
 		c->bad = 1;
 		return 0;
 	}
-	v = proto_get_le32(c->p);
+	v = le_get32(c->p);
 	c->p += 4;
 	c->left -= 4;
 	return v;

@@ -1,4 +1,5 @@
 /* memfile.c - memory file reader: validate header and index, decode one chunk or all of them in parallel; shared zero helpers. */
+#include "kvm/le.h"
 #include "snapshot/memfile.h"
 #include "kvm/log.h"
 
@@ -84,16 +85,6 @@ uint32_t memfile_chunk_len(uint64_t raw_size, uint32_t chunk_size, uint32_t idx)
 	uint64_t left = raw_size - start;
 
 	return left < chunk_size ? (uint32_t)left : chunk_size;
-}
-
-static uint32_t memfile_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t memfile_le64(const uint8_t *p)
-{
-	return (uint64_t)memfile_le32(p) | (uint64_t)memfile_le32(p + 4) << 32;
 }
 
 /* pread exactly len bytes at off: 0, -errno, or -ENODATA when the file ends first. */
@@ -244,10 +235,10 @@ static int memfile_load_index(struct memfile_reader *r)
 		const uint8_t *e = raw + (size_t)i * MEMFILE_ENTRY_SIZE;
 
 		/* Direct loads, not sbuf: this loop is on restore's hot path (4096 entries per GiB). */
-		c->offset = memfile_le64(e + offsetof(struct memfile_disk_entry, offset));
-		c->stored_len = memfile_le32(e + offsetof(struct memfile_disk_entry, stored_len));
+		c->offset = le_get64(e + offsetof(struct memfile_disk_entry, offset));
+		c->stored_len = le_get32(e + offsetof(struct memfile_disk_entry, stored_len));
 		c->kind = e[offsetof(struct memfile_disk_entry, kind)];
-		c->xxh3 = memfile_le64(e + offsetof(struct memfile_disk_entry, xxh3));
+		c->xxh3 = le_get64(e + offsetof(struct memfile_disk_entry, xxh3));
 		/* Zero hashes are computed only once a ZERO entry needs them. */
 		if (c->kind == MEMFILE_KIND_ZERO && !have_zero) {
 			have_zero = true;

@@ -1,4 +1,5 @@
 /* vmstate.c - vmstate file writer (sections collected in memory, END appended) and validating reader. */
+#include "kvm/le.h"
 #include "snapshot/vmstate.h"
 #include "kvm/log.h"
 
@@ -47,47 +48,6 @@ static const uint32_t vmstate_v1_tags[] = {
 	VMSTATE_TAG_CONF, VMSTATE_TAG_HOST, VMSTATE_TAG_VCPU, VMSTATE_TAG_CLCK,
 	VMSTATE_TAG_IRQC, VMSTATE_TAG_PIT2, VMSTATE_TAG_DEVS, VMSTATE_TAG_MEMF,
 };
-
-static void vmstate_put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void vmstate_put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void vmstate_put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t vmstate_get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
-}
-
-static uint32_t vmstate_get32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 3; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static uint64_t vmstate_get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
 
 /* Print a tag as its four characters, '?' for anything not printable ASCII. */
 void vmstate_tag_str(uint32_t tag, char out[5])
@@ -157,11 +117,11 @@ nomem:
 static void vmstate_put_sec(uint8_t *p, uint32_t tag, uint16_t version, uint16_t flags,
 			    const uint8_t *payload, uint64_t len)
 {
-	vmstate_put32(p + offsetof(struct vmstate_disk_sec, tag), tag);
-	vmstate_put16(p + offsetof(struct vmstate_disk_sec, version), version);
-	vmstate_put16(p + offsetof(struct vmstate_disk_sec, flags), flags);
-	vmstate_put64(p + offsetof(struct vmstate_disk_sec, length), len);
-	vmstate_put64(p + offsetof(struct vmstate_disk_sec, xxh64), XXH64(payload, (size_t)len, 0));
+	le_put32(p + offsetof(struct vmstate_disk_sec, tag), tag);
+	le_put16(p + offsetof(struct vmstate_disk_sec, version), version);
+	le_put16(p + offsetof(struct vmstate_disk_sec, flags), flags);
+	le_put64(p + offsetof(struct vmstate_disk_sec, length), len);
+	le_put64(p + offsetof(struct vmstate_disk_sec, xxh64), XXH64(payload, (size_t)len, 0));
 }
 
 int vmstate_serialize(const struct vmstate_writer *w, uint8_t **out, size_t *out_len)
@@ -174,8 +134,8 @@ int vmstate_serialize(const struct vmstate_writer *w, uint8_t **out, size_t *out
 		return -ENOMEM;
 	}
 	memcpy(buf, VMSTATE_MAGIC, 8);
-	vmstate_put32(buf + offsetof(struct vmstate_disk_hdr, format_version), VMSTATE_FORMAT_VERSION);
-	vmstate_put32(buf + offsetof(struct vmstate_disk_hdr, flags), 0);
+	le_put32(buf + offsetof(struct vmstate_disk_hdr, format_version), VMSTATE_FORMAT_VERSION);
+	le_put32(buf + offsetof(struct vmstate_disk_hdr, flags), 0);
 	for (size_t i = 0; i < w->nsecs; i++) {
 		const struct vmstate_section *s = &w->secs[i];
 
@@ -187,8 +147,8 @@ int vmstate_serialize(const struct vmstate_writer *w, uint8_t **out, size_t *out
 	}
 	/* END comes last: its payload hashes everything written before its header. */
 	uint8_t end[VMSTATE_END_LEN];
-	vmstate_put64(end + offsetof(struct vmstate_disk_end, file_xxh64), XXH64(buf, off, 0));
-	vmstate_put32(end + offsetof(struct vmstate_disk_end, section_count), (uint32_t)w->nsecs);
+	le_put64(end + offsetof(struct vmstate_disk_end, file_xxh64), XXH64(buf, off, 0));
+	le_put32(end + offsetof(struct vmstate_disk_end, section_count), (uint32_t)w->nsecs);
 	vmstate_put_sec(buf + off, VMSTATE_TAG_END, 1, 0, end, VMSTATE_END_LEN);
 	memcpy(buf + off + VMSTATE_SEC_HDR_SIZE, end, VMSTATE_END_LEN);
 	*out = buf;
@@ -265,12 +225,12 @@ static int vmstate_check_end(const struct vmstate_reader *r, size_t off, const s
 			    r->size - (off + VMSTATE_SEC_HDR_SIZE + VMSTATE_END_LEN));
 		return -EPROTO;
 	}
-	if (vmstate_get64(p) != XXH64(r->image, off, 0)) {
+	if (le_get64(p) != XXH64(r->image, off, 0)) {
 		VMSTATE_LOG("file checksum mismatch (END section)");
 		return -EPROTO;
 	}
-	if (vmstate_get32(p + 8) != r->nsecs) {
-		VMSTATE_LOG("END counts %u sections, file has %zu", vmstate_get32(p + 8), r->nsecs);
+	if (le_get32(p + 8) != r->nsecs) {
+		VMSTATE_LOG("END counts %u sections, file has %zu", le_get32(p + 8), r->nsecs);
 		return -EPROTO;
 	}
 	return 0;
@@ -288,13 +248,13 @@ static int vmstate_validate(struct vmstate_reader *r, const uint32_t *known, siz
 		VMSTATE_LOG("not a vmstate file (bad magic or shorter than its header)");
 		return -EPROTO;
 	}
-	r->format_version = vmstate_get32(img + offsetof(struct vmstate_disk_hdr, format_version));
+	r->format_version = le_get32(img + offsetof(struct vmstate_disk_hdr, format_version));
 	if (r->format_version != VMSTATE_FORMAT_VERSION) {
 		VMSTATE_LOG("format version %u not supported (this build reads %u)", r->format_version,
 			    VMSTATE_FORMAT_VERSION);
 		return -EPROTO;
 	}
-	flags = vmstate_get32(img + offsetof(struct vmstate_disk_hdr, flags));
+	flags = le_get32(img + offsetof(struct vmstate_disk_hdr, flags));
 	if (flags) {
 		VMSTATE_LOG("unknown header flags 0x%x", flags);
 		return -EPROTO;
@@ -309,10 +269,10 @@ static int vmstate_validate(struct vmstate_reader *r, const uint32_t *known, siz
 				    r->size - off, off);
 			return -EPROTO;
 		}
-		s.tag = vmstate_get32(img + off);
-		s.version = vmstate_get16(img + off + 4);
-		s.flags = vmstate_get16(img + off + 6);
-		s.length = vmstate_get64(img + off + 8);
+		s.tag = le_get32(img + off);
+		s.version = le_get16(img + off + 4);
+		s.flags = le_get16(img + off + 6);
+		s.length = le_get64(img + off + 8);
 		vmstate_tag_str(s.tag, name);
 		if (s.length > r->size - off - VMSTATE_SEC_HDR_SIZE || s.length > VMSTATE_MAX_FILE) {
 			VMSTATE_LOG("section '%s' at offset %zu: length %llu exceeds the file", name, off,
@@ -320,7 +280,7 @@ static int vmstate_validate(struct vmstate_reader *r, const uint32_t *known, siz
 			return -EPROTO;
 		}
 		s.payload = img + off + VMSTATE_SEC_HDR_SIZE;
-		if (XXH64(s.payload, (size_t)s.length, 0) != vmstate_get64(img + off + 16)) {
+		if (XXH64(s.payload, (size_t)s.length, 0) != le_get64(img + off + 16)) {
 			VMSTATE_LOG("section '%s' at offset %zu: checksum mismatch", name, off);
 			return -EPROTO;
 		}

@@ -1,10 +1,10 @@
 /* common_snap.c - helpers shared by the snapshot and restore KVM tests. */
 #include "tests/common_snap.h"
+#include "bench/bench_run.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,21 +39,10 @@ char *tests_mkdtemp(const char *tag)
 	return p;
 }
 
-static int tests_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (flag == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
 void tests_rm_rf(const char *path)
 {
 	if (path)
-		nftw(path, tests_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		bench_rmtree(path);
 }
 
 int tests_count_entries(const char *dir)

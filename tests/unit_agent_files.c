@@ -180,23 +180,23 @@ Test(agent_files, guest_rechecks_every_length)
 
 	tagent_start(&T, TAGENT_SOCKET, 300);
 	/* EXEC: output caps beyond one frame */
-	proto_put_le32(p + 4, 1000);
-	proto_put_le32(p + 8, PROTO_EXEC_MAX_OUTPUT);
-	proto_put_le32(p + 12, 1);
+	le_put32(p + 4, 1000);
+	le_put32(p + 8, PROTO_EXEC_MAX_OUTPUT);
+	le_put32(p + 12, 1);
 	cr_assert_eq(raw_request(PROTO_T_EXEC, p, 36, text, sizeof(text)), -EREMOTEIO);
 	cr_assert(!strncmp(text, "7 ", 2), "%s", text);
 	/* EXEC: argc 0, then argc huge, then an argv string longer than the payload */
-	proto_put_le32(p + 8, 10);
-	proto_put_le32(p + 16, 0);
+	le_put32(p + 8, 10);
+	le_put32(p + 16, 0);
 	cr_assert_eq(raw_request(PROTO_T_EXEC, p, 36, text, sizeof(text)), -EREMOTEIO);
 	cr_assert(!strncmp(text, "22 ", 3), "%s", text);
-	proto_put_le32(p + 16, 0xffffffffu);
+	le_put32(p + 16, 0xffffffffu);
 	cr_assert_eq(raw_request(PROTO_T_EXEC, p, 36, text, sizeof(text)), -EREMOTEIO);
-	proto_put_le32(p + 16, 1);
-	proto_put_le32(p + 20, 0xfffffff0u);
+	le_put32(p + 16, 1);
+	le_put32(p + 20, 0xfffffff0u);
 	cr_assert_eq(raw_request(PROTO_T_EXEC, p, 36, text, sizeof(text)), -EREMOTEIO);
 	/* EXEC: a NUL inside argv[0]; then trailing bytes after a valid request */
-	proto_put_le32(p + 20, 3);
+	le_put32(p + 20, 3);
 	memcpy(p + 24, "a\0b", 3);
 	cr_assert_eq(raw_request(PROTO_T_EXEC, p, 39, text, sizeof(text)), -EREMOTEIO);
 	memcpy(p + 24, "env", 3);
@@ -207,21 +207,21 @@ Test(agent_files, guest_rechecks_every_length)
 	cr_assert_eq(raw_request(PROTO_T_EXEC, p, 7, text, sizeof(text)), -EREMOTEIO);
 	/* WRITE_FILE: data longer than PROTO_FILE_MAX, within one frame */
 	memset(p, 0, 64);
-	proto_put_le32(p, 0644);
-	proto_put_le32(p + 8, 5);
+	le_put32(p, 0644);
+	le_put32(p + 8, 5);
 	memcpy(p + 12, "/tmp/", 5);
-	proto_put_le32(p + 17, PROTO_FILE_MAX + 1);
+	le_put32(p + 17, PROTO_FILE_MAX + 1);
 	cr_assert_eq(raw_request(PROTO_T_WRITE_FILE, p, 21 + PROTO_FILE_MAX + 1, text, sizeof(text)),
 		     -EREMOTEIO);
 	cr_assert(!strncmp(text, "22 ", 3), "%s", text);
 	/* READ_FILE: max above the cap; a path length beyond the payload */
 	memset(p, 0, 64);
-	proto_put_le32(p, PROTO_FILE_MAX + 1);
-	proto_put_le32(p + 8, 1);
+	le_put32(p, PROTO_FILE_MAX + 1);
+	le_put32(p + 8, 1);
 	p[12] = '/';
 	cr_assert_eq(raw_request(PROTO_T_READ_FILE, p, 13, text, sizeof(text)), -EREMOTEIO);
-	proto_put_le32(p, 10);
-	proto_put_le32(p + 8, 1000);
+	le_put32(p, 10);
+	le_put32(p + 8, 1000);
 	cr_assert_eq(raw_request(PROTO_T_READ_FILE, p, 13, text, sizeof(text)), -EREMOTEIO);
 	/* unknown type */
 	cr_assert_eq(raw_request(0x7777, NULL, 0, text, sizeof(text)), -EREMOTEIO);
@@ -243,13 +243,13 @@ Test(agent_files, garbage_and_huge_lengths_then_resync)
 	cr_assert_eq(tagent_ping(&T, 3000), 0);
 	/* A header claiming 4 GiB, then one just over the cap: both treated as garbage. */
 	cr_assert_eq(proto_encode(hdr, sizeof(hdr), PROTO_T_PING, 0, 9, NULL, 0), PROTO_HDR_SIZE);
-	proto_put_le32(hdr + 12, 0xffffffffu);
+	le_put32(hdr + 12, 0xffffffffu);
 	tagent_raw(&T, hdr, sizeof(hdr));
-	proto_put_le32(hdr + 12, PROTO_MAX_PAYLOAD + 1);
+	le_put32(hdr + 12, PROTO_MAX_PAYLOAD + 1);
 	tagent_raw(&T, hdr, sizeof(hdr));
 	cr_assert_eq(tagent_ping(&T, 3000), 0);
 	/* A frame that stops half-way is dropped after the stall time. */
-	proto_put_le32(hdr + 12, 1000);
+	le_put32(hdr + 12, 1000);
 	tagent_raw(&T, hdr, sizeof(hdr));
 	tagent_raw(&T, junk, 10);
 	usleep(500000);

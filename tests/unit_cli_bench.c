@@ -208,9 +208,9 @@ Test(bench_stats, json_strings_are_escaped)
 	FILE *f = open_memstream(&text, &len);
 
 	cr_assert_not_null(f);
-	bench_json_str(f, "a\"b\\c\nd");
+	snapbox_json_string(f, "a\"b\\c\nd");
 	fputc(' ', f);
-	bench_json_str(f, NULL);
+	snapbox_json_string(f, NULL);
 	fclose(f);
 	cr_assert_str_eq(text, "\"a\\\"b\\\\c\\u000ad\" null");
 	free(text);

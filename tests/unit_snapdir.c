@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include <unistd.h>
 
 #include "snapshot/snapdir.h"
+#include "tests/common_snap.h"
 
 static char base[64];
 static bool no_rename_flags;
@@ -50,12 +50,6 @@ int fsync(int fd)
 	return (int)syscall(SYS_fsync, fd);
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
-}
-
 static void setup(void)
 {
 	strcpy(base, "/tmp/snapbox-snapdir-XXXXXX");
@@ -66,7 +60,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	tests_rm_rf(base);
 }
 
 TestSuite(snapdir, .init = setup, .fini = teardown);

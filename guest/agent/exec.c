@@ -270,16 +270,16 @@ static void agent_exec_reply(struct agent *a, const struct proto_hdr *h,
 	int st = a->exec_status;
 
 	if (WIFSIGNALED(st)) {
-		proto_put_le32(head, PROTO_EXEC_SIGNALED);
-		proto_put_le32(head + 4, (uint32_t)WTERMSIG(st));
+		le_put32(head, PROTO_EXEC_SIGNALED);
+		le_put32(head + 4, (uint32_t)WTERMSIG(st));
 	} else {
-		proto_put_le32(head, PROTO_EXEC_EXITED);
-		proto_put_le32(head + 4, (uint32_t)WEXITSTATUS(st));
+		le_put32(head, PROTO_EXEC_EXITED);
+		le_put32(head + 4, (uint32_t)WEXITSTATUS(st));
 	}
-	proto_put_le32(head + 8, flags);
-	proto_put_le32(head + 12, x->out_len);
-	proto_put_le32(head + 16, x->err_len);
-	proto_put_le64(head + 24, ns);
+	le_put32(head + 8, flags);
+	le_put32(head + 12, x->out_len);
+	le_put32(head + 16, x->err_len);
+	le_put64(head + 24, ns);
 	v[0] = (struct iovec){ head, sizeof(head) };
 	v[1] = (struct iovec){ x->out, x->out_len };
 	v[2] = (struct iovec){ x->err, x->err_len };

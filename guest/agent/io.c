@@ -82,13 +82,13 @@ int agent_send(struct agent *a, uint16_t type, uint16_t flags, uint32_t id,
 		agent_log("reply of %llu bytes exceeds the frame cap", (unsigned long long)len);
 		return -EMSGSIZE;
 	}
-	proto_put_le32(hdr, PROTO_MAGIC);
+	le_put32(hdr, PROTO_MAGIC);
 	hdr[4] = (uint8_t)type;
 	hdr[5] = (uint8_t)(type >> 8);
 	hdr[6] = (uint8_t)flags;
 	hdr[7] = (uint8_t)(flags >> 8);
-	proto_put_le32(hdr + 8, id);
-	proto_put_le32(hdr + 12, (uint32_t)len);
+	le_put32(hdr + 8, id);
+	le_put32(hdr + 12, (uint32_t)len);
 	v[0].iov_base = hdr;
 	v[0].iov_len = sizeof(hdr);
 	ret = agent_writev_all(a->fd, v, n + 1);
