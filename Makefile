@@ -13,6 +13,9 @@ LIB_SRCS   := $(sort $(wildcard kvm/*.c snapshot/*.c runtime/*.c))
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB        := $(BUILD)/libsnapbox.a
 CLI        := $(BUILD)/snapbox
+# The service (docs/api.md): server/ on the public library, libmicrohttpd and json-c.
+DAEMON     := $(BUILD)/snapboxd
+SERVER_SRCS:= $(sort $(wildcard server/*.c))
 UNIT_SRCS  := $(sort $(wildcard tests/unit_*.c))
 KVMT_SRCS  := $(sort $(wildcard tests/kvm_*.c))
 TEST_COMMON:= $(sort $(wildcard tests/common_*.c))
@@ -50,7 +53,7 @@ AGENT_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -O2 -g -MMD -MP -I. -D_GNU_SOUR
 
 .PHONY: all deps test check unit kvmtest bench demo asan clean install probe agent initramfs \
 	guest guest-deps guest-path lab lab-deps
-all: $(LIB) $(CLI) $(PROBE) $(AGENT) $(MKINITRAMFS) $(UNIT_BIN) $(KVMT_BIN) $(LINUX_BIN) $(BENCH_BINS)
+all: $(LIB) $(CLI) $(DAEMON) $(PROBE) $(AGENT) $(MKINITRAMFS) $(UNIT_BIN) $(KVMT_BIN) $(LINUX_BIN) $(BENCH_BINS)
 
 probe: $(PROBE)
 agent: $(AGENT)
@@ -61,6 +64,7 @@ initramfs: $(INITRAMFS)
 # of the test suite, so their packages are here too; python3 runs bench/peer-qemu,
 # which `make check` runs (peer-check).
 DEB_PKGS = build-essential pkg-config libelf-dev liblz4-dev libxxhash-dev libcriterion-dev libseccomp-dev libjson-c-dev \
+	libmicrohttpd-dev python3-pytest prometheus \
 	busybox-static cpio python3 $(GUEST_DEB_PKGS) $(LAB_DEB_PKGS)
 deps:
 	$(call apt_install,$(sort $(DEB_PKGS)))
@@ -81,6 +85,9 @@ $(LIB): $(LIB_OBJS)
 $(CLI): $(BUILD)/tools/snapbox.o $(BUILD)/tools/snapbox_run.o $(BUILD)/tools/snapbox_bench.o \
 		$(BENCH_COMMON:%.c=$(BUILD)/%.o) $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
+
+$(DAEMON): $(BUILD)/tools/snapboxd.o $(SERVER_SRCS:%.c=$(BUILD)/%.o) $(LIB)
+	$(CC) $(LDFLAGS) $^ $(LIBS) -lmicrohttpd -ljson-c -o $@
 
 $(BUILD)/guest/probe/%.c.o: guest/probe/%.c
 	@mkdir -p $(dir $@)

@@ -301,6 +301,7 @@ struct snapbox_restore_profile {
 	uint64_t total_without_resume;
 	uint64_t total_with_resume;
 	uint64_t restore_to_ready;   /* restore start until the guest answered PING (0: not asked) */
+	bool pooled;                 /* the VM shell came ready from a pool (a pool hit) */
 };
 
 enum snapbox_restore_mode {

@@ -185,6 +185,7 @@ int snapbox_pool_restore(struct snapbox_pool *pool, const struct snapbox_restore
 	if (pool->nready) {
 		sb = pool->ready[--pool->nready];
 		pool->stats.hits++;
+		pl.pooled = true;
 	} else {
 		pool->stats.misses++;
 	}

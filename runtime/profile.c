@@ -273,7 +273,7 @@ void snapbox_json_restore_profile(FILE *f, const struct snapbox_restore_profile 
 	fputc('{', f);
 	profile_json_fields(f, p, profile_restore_fields, NFIELDS(profile_restore_fields), "_ns",
 			    &first);
-	fputc('}', f);
+	fprintf(f, ",\"pooled\":%s}", p->pooled ? "true" : "false");
 }
 
 const char *snapbox_kvm_backend(void)

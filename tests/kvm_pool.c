@@ -79,6 +79,7 @@ Test(kvm_pool, pooled_restores_verify_and_count_hits, .fini = tp_teardown)
 		}
 		cr_assert_eq(snapbox_pool_restore(pool, &ro, &sb, &p), 0);
 		cr_assert_gt(p.restore_to_ready, 0);
+		cr_assert(p.pooled, "request %d: the profile must say the shell was pooled", i);
 		cr_assert_eq(tests_bad_pages(sb, TS_FILL_MIB, TS_SEED), 0);
 		/* Every request is a fresh VM: a write here must not reach the next one. */
 		tests_fill(sb, TS_FILL_MIB, TS_SEED + 1 + (uint64_t)i);
@@ -105,9 +106,11 @@ Test(kvm_pool, pool_without_refill_misses_when_empty, .fini = tp_teardown)
 	tp_setup();
 	cr_assert_eq(snapbox_pool_create(tp_snap, &po, &pool), 0);
 	for (int i = 0; i < 3; i++) {
+		struct snapbox_restore_profile p = { .pooled = i > 0 };
 		struct snapbox *sb;
 
-		cr_assert_eq(snapbox_pool_restore(pool, &ro, &sb, NULL), 0);
+		cr_assert_eq(snapbox_pool_restore(pool, &ro, &sb, &p), 0);
+		cr_assert_eq(p.pooled, i == 0, "request %d: only the first finds a shell", i);
 		cr_assert_eq(tests_bad_pages(sb, TS_FILL_MIB, TS_SEED), 0);
 		snapbox_destroy(sb);
 	}

@@ -1,0 +1,29 @@
+/* http.h - snapboxd's HTTP listener: one libmicrohttpd daemon over a Unix socket or TCP. */
+#ifndef SNAPBOX_SERVER_HTTP_H
+#define SNAPBOX_SERVER_HTTP_H
+
+#include "server/srv.h"
+
+struct MHD_Daemon;
+
+struct http_server {
+	struct srv *srv;
+	struct MHD_Daemon *d;
+	int fd;                      /* the listening socket (ours: closed in http_stop) */
+	const char *socket_path;     /* removed in http_stop; NULL for TCP */
+	const char *token;           /* bearer token required when non-NULL */
+};
+
+/*
+ * Listen on tcp ("HOST:PORT") when given, else on the Unix socket
+ * socket_path (mode 0600; a stale socket is replaced, a live one refused),
+ * and serve s's routes from one thread per connection. With token, every
+ * request needs "Authorization: Bearer <token>". Returns 0 or -errno (logged).
+ */
+int http_start(struct http_server *h, struct srv *s, const char *socket_path, const char *tcp,
+	       const char *token);
+
+/* Stop accepting, end every connection, close and remove the socket. */
+void http_stop(struct http_server *h);
+
+#endif

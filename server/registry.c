@@ -1,0 +1,506 @@
+/* registry.c - snapboxd's templates (with their pools) and live sandboxes: lookup, references, limits, the TTL reaper. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "server/srv.h"
+
+/* Remove dir/name and what it holds (snapshots hold only files). */
+static void srv_rm_snapshot(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+
+	if (d) {
+		while ((e = readdir(d)))
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+				unlinkat(dirfd(d), e->d_name, 0);
+		closedir(d);
+	}
+	rmdir(path);
+}
+
+/* Hidden temporaries of an interrupted build (snapdir's .NAME.tmp-* and .NAME.old-*). */
+static void srv_clean_state(const char *tdir)
+{
+	DIR *d = opendir(tdir);
+	struct dirent *e;
+	char *path;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] != '.' || !strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (asprintf(&path, "%s/%s", tdir, e->d_name) < 0)
+			break;
+		srv_log("removing %s, left by an interrupted build", path);
+		srv_rm_snapshot(path);
+		free(path);
+	}
+	closedir(d);
+}
+
+static void *srv_reaper(void *arg);
+
+int srv_init(struct srv *s, const char *state_dir, const struct srv_limits *lim)
+{
+	char tdir[PATH_MAX];
+	int ret;
+
+	memset(s, 0, sizeof(*s));
+	if (strlen(state_dir) + sizeof("/templates/") + SRV_NAME_MAX >= sizeof(tdir)) {
+		srv_log("the state directory %s is too long", state_dir);
+		return -ENAMETOOLONG;
+	}
+	s->lim = *lim;
+	s->state_dir = strdup(state_dir);
+	if (!s->state_dir)
+		return -ENOMEM;
+	snprintf(tdir, sizeof(tdir), "%s/templates", state_dir);
+	if ((mkdir(state_dir, 0700) && errno != EEXIST) || (mkdir(tdir, 0700) && errno != EEXIST)) {
+		ret = -errno;
+		srv_log("cannot create the state directory %s: %s", tdir, strerror(errno));
+		free(s->state_dir);
+		return ret;
+	}
+	srv_clean_state(tdir);
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	ret = -pthread_create(&s->reaper, NULL, srv_reaper, s);
+	if (ret) {
+		pthread_cond_destroy(&s->cond);
+		pthread_mutex_destroy(&s->lock);
+		free(s->state_dir);
+		return ret;
+	}
+	s->have_reaper = true;
+	return 0;
+}
+
+static void srv_template_free(struct srv_template *t)
+{
+	snapbox_pool_destroy(t->pool);
+	if (t->owned && t->snapshot)
+		srv_rm_snapshot(t->snapshot);
+	free(t->snapshot);
+	free(t->error);
+	free(t);
+}
+
+struct srv_template *srv_template_new(const char *name, const char *snapshot)
+{
+	struct srv_template *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	t->snapshot = strdup(snapshot);
+	if (!t->snapshot) {
+		free(t);
+		return NULL;
+	}
+	t->refs = 1;
+	t->pool_size = 2;
+	t->mode = SNAPBOX_RESTORE_COW;
+	t->created_ns = srv_real_ns();
+	return t;
+}
+
+/* The snapshot's inspect --json object (verify: every chunk decoded too), or NULL. */
+static struct json_object *srv_inspect(const char *dir, bool verify, int *err)
+{
+	struct json_object *o = NULL;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	*err = -ENOMEM;
+	if (!f)
+		return NULL;
+	*err = snapbox_inspect(dir, verify, true, f);
+	fclose(f);
+	if (!*err) {
+		o = json_tokener_parse(buf);
+		if (!o)
+			*err = -EPROTO;
+	}
+	free(buf);
+	return o;
+}
+
+int srv_template_open(struct srv_template *t)
+{
+	struct snapbox_pool_opts po = { .size = t->pool_size, .mode = t->mode };
+	struct json_object *o, *conf, *mem;
+	int ret;
+
+	/* Everything validated (every chunk too) before the template is usable. */
+	o = srv_inspect(t->snapshot, true, &ret);
+	if (!o)
+		return ret;
+	if (json_object_object_get_ex(o, "conf", &conf) &&
+	    json_object_object_get_ex(conf, "mem_bytes", &mem))
+		t->mem_bytes = (uint64_t)json_object_get_int64(mem);
+	else if (json_object_object_get_ex(o, "mem_bytes", &mem))
+		t->mem_bytes = (uint64_t)json_object_get_int64(mem);
+	json_object_put(o);
+	if (!t->pool_size)
+		return 0;
+	return snapbox_pool_create(t->snapshot, &po, &t->pool);
+}
+
+int srv_template_add(struct srv *s, struct srv_template *t)
+{
+	pthread_mutex_lock(&s->lock);
+	for (struct srv_template *x = s->templates; x; x = x->next) {
+		if (!strcmp(x->name, t->name)) {
+			pthread_mutex_unlock(&s->lock);
+			return -EEXIST;
+		}
+	}
+	t->refs++;
+	t->listed = true;
+	t->next = s->templates;
+	s->templates = t;
+	s->ntemplates++;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+struct srv_template *srv_template_get(struct srv *s, const char *name)
+{
+	struct srv_template *t;
+
+	pthread_mutex_lock(&s->lock);
+	for (t = s->templates; t; t = t->next)
+		if (!strcmp(t->name, name))
+			break;
+	if (t)
+		t->refs++;
+	pthread_mutex_unlock(&s->lock);
+	return t;
+}
+
+void srv_template_put(struct srv *s, struct srv_template *t)
+{
+	bool last;
+
+	if (!t)
+		return;
+	pthread_mutex_lock(&s->lock);
+	last = --t->refs == 0;
+	pthread_mutex_unlock(&s->lock);
+	/* Outside the lock: a pool's teardown joins its refill thread. */
+	if (last)
+		srv_template_free(t);
+}
+
+int srv_template_remove(struct srv *s, const char *name)
+{
+	struct srv_template **pp, *t;
+
+	pthread_mutex_lock(&s->lock);
+	for (pp = &s->templates; (t = *pp); pp = &t->next)
+		if (!strcmp(t->name, name))
+			break;
+	if (!t) {
+		pthread_mutex_unlock(&s->lock);
+		return -ENOENT;
+	}
+	if (t->status == SRV_T_BUILDING) {
+		pthread_mutex_unlock(&s->lock);
+		return -EBUSY;
+	}
+	*pp = t->next;
+	t->listed = false;
+	s->ntemplates--;
+	pthread_mutex_unlock(&s->lock);
+	srv_template_put(s, t);
+	return 0;
+}
+
+static const char *const srv_mode_names[] = { "eager", "cow", "lazy" };
+
+struct json_object *srv_template_json(struct srv *s, struct srv_template *t, bool inspect)
+{
+	struct json_object *o = json_object_new_object(), *p = json_object_new_object();
+	static const char *const status[] = { "ready", "building", "failed" };
+	struct snapbox_pool_stats st = { 0 };
+	enum srv_tstatus stv;
+	char *err;
+
+	pthread_mutex_lock(&s->lock);
+	stv = t->status;
+	err = t->error ? strdup(t->error) : NULL;
+	pthread_mutex_unlock(&s->lock);
+	if (stv == SRV_T_READY && t->pool)
+		snapbox_pool_get_stats(t->pool, &st);
+	json_object_object_add(o, "name", json_object_new_string(t->name));
+	json_object_object_add(o, "snapshot", json_object_new_string(t->snapshot));
+	json_object_object_add(o, "status", json_object_new_string(status[stv]));
+	json_object_object_add(o, "error", err ? json_object_new_string(err) : NULL);
+	free(err);
+	json_object_object_add(o, "mem_bytes", json_object_new_int64((int64_t)t->mem_bytes));
+	json_object_object_add(o, "created_ns", json_object_new_int64((int64_t)t->created_ns));
+	json_object_object_add(p, "size", json_object_new_int((int)t->pool_size));
+	json_object_object_add(p, "mode", json_object_new_string(srv_mode_names[t->mode]));
+	json_object_object_add(p, "ready", json_object_new_int((int)st.ready));
+	json_object_object_add(p, "hits", json_object_new_int64((int64_t)st.hits));
+	json_object_object_add(p, "misses", json_object_new_int64((int64_t)st.misses));
+	json_object_object_add(p, "refills", json_object_new_int64((int64_t)st.refills));
+	json_object_object_add(p, "refill_failures", json_object_new_int64((int64_t)st.refill_failures));
+	json_object_object_add(o, "pool", p);
+	if (inspect && stv == SRV_T_READY) {
+		int ret;
+		struct json_object *i = srv_inspect(t->snapshot, false, &ret);
+
+		json_object_object_add(o, "inspect", i);
+	}
+	return o;
+}
+
+struct json_object *srv_templates_json(struct srv *s)
+{
+	struct json_object *a = json_object_new_array();
+	struct srv_template *list[256];
+	size_t n = 0;
+
+	/* References taken under the lock, JSON built outside it (pool stats lock their pool). */
+	pthread_mutex_lock(&s->lock);
+	for (struct srv_template *t = s->templates; t && n < 256; t = t->next, n++) {
+		t->refs++;
+		list[n] = t;
+	}
+	pthread_mutex_unlock(&s->lock);
+	for (size_t i = 0; i < n; i++) {
+		json_object_array_add(a, srv_template_json(s, list[i], false));
+		srv_template_put(s, list[i]);
+	}
+	return a;
+}
+
+const char *srv_mode_name(enum snapbox_restore_mode m)
+{
+	return srv_mode_names[m];
+}
+
+int srv_sandbox_reserve(struct srv *s, uint64_t mem)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->nsandboxes >= s->lim.max_sandboxes || s->guest_mem + mem > s->lim.max_guest_mem)
+		ret = -EAGAIN;
+	else {
+		s->nsandboxes++;
+		s->guest_mem += mem;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+void srv_sandbox_unreserve(struct srv *s, uint64_t mem)
+{
+	pthread_mutex_lock(&s->lock);
+	s->nsandboxes--;
+	s->guest_mem -= mem;
+	pthread_mutex_unlock(&s->lock);
+}
+
+int srv_restore(struct srv *s, struct srv_template *t, struct snapbox **out,
+		struct snapbox_restore_profile *prof)
+{
+	struct snapbox_restore_opts ro = {
+		.mode = t->mode, .resume = true, .ping = true, .console_fd = -1,
+	};
+	int ret;
+
+	(void)s;
+	memset(prof, 0, sizeof(*prof));
+	if (t->pool)
+		ret = snapbox_pool_restore(t->pool, &ro, out, prof);
+	else
+		ret = snapbox_restore(t->snapshot, &ro, out, prof);
+	if (!ret)
+		srv_metrics_restore(t->name, srv_mode_names[t->mode], prof->pooled,
+				    prof->restore_to_ready);
+	return ret;
+}
+
+struct srv_sandbox *srv_sandbox_add(struct srv *s, const char *tmpl, struct snapbox *sb,
+				    uint64_t mem, unsigned ttl_s)
+{
+	struct srv_sandbox *x = calloc(1, sizeof(*x));
+	uint8_t rnd[8];
+
+	if (!x || getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		free(x);
+		return NULL;
+	}
+	snprintf(x->id, sizeof(x->id), "sb-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
+		 rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+	snprintf(x->tmpl, sizeof(x->tmpl), "%s", tmpl);
+	x->sb = sb;
+	x->mem_bytes = mem;
+	x->created_ns = srv_real_ns();
+	if (ttl_s) {
+		x->expires_ns = x->created_ns + (uint64_t)ttl_s * 1000000000ull;
+		x->expires_mono = srv_mono_ns() + (uint64_t)ttl_s * 1000000000ull;
+	}
+	x->refs = 2;   /* the list's and the caller's */
+	x->listed = true;
+	pthread_mutex_lock(&s->lock);
+	x->next = s->sandboxes;
+	s->sandboxes = x;
+	pthread_mutex_unlock(&s->lock);
+	return x;
+}
+
+struct srv_sandbox *srv_sandbox_get(struct srv *s, const char *id)
+{
+	struct srv_sandbox *x;
+
+	pthread_mutex_lock(&s->lock);
+	for (x = s->sandboxes; x; x = x->next)
+		if (!strcmp(x->id, id))
+			break;
+	if (x)
+		x->refs++;
+	pthread_mutex_unlock(&s->lock);
+	return x;
+}
+
+void srv_sandbox_put(struct srv *s, struct srv_sandbox *x)
+{
+	bool last;
+
+	if (!x)
+		return;
+	pthread_mutex_lock(&s->lock);
+	last = --x->refs == 0;
+	pthread_mutex_unlock(&s->lock);
+	if (!last)
+		return;
+	/* Destroyed outside the lock: VM teardown takes milliseconds. */
+	snapbox_destroy(x->sb);
+	srv_sandbox_unreserve(s, x->mem_bytes);
+	free(x);
+}
+
+/* Unlink x from the list; the caller holds s->lock. */
+static bool srv_sandbox_unlink(struct srv *s, struct srv_sandbox *x)
+{
+	for (struct srv_sandbox **pp = &s->sandboxes; *pp; pp = &(*pp)->next) {
+		if (*pp == x) {
+			*pp = x->next;
+			x->listed = false;
+			return true;
+		}
+	}
+	return false;
+}
+
+int srv_sandbox_remove(struct srv *s, struct srv_sandbox *x)
+{
+	bool found;
+
+	pthread_mutex_lock(&s->lock);
+	found = x->listed && srv_sandbox_unlink(s, x);
+	pthread_mutex_unlock(&s->lock);
+	if (!found)
+		return -ENOENT;
+	srv_sandbox_put(s, x);   /* the list's reference */
+	return 0;
+}
+
+struct json_object *srv_sandbox_json(const struct srv_sandbox *x)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "id", json_object_new_string(x->id));
+	json_object_object_add(o, "template", json_object_new_string(x->tmpl));
+	json_object_object_add(o, "state", json_object_new_string("running"));
+	json_object_object_add(o, "mem_bytes", json_object_new_int64((int64_t)x->mem_bytes));
+	json_object_object_add(o, "created_ns", json_object_new_int64((int64_t)x->created_ns));
+	json_object_object_add(o, "expires_ns", json_object_new_int64((int64_t)x->expires_ns));
+	return o;
+}
+
+struct json_object *srv_sandboxes_json(struct srv *s)
+{
+	struct json_object *a = json_object_new_array();
+
+	pthread_mutex_lock(&s->lock);
+	for (struct srv_sandbox *x = s->sandboxes; x; x = x->next)
+		json_object_array_add(a, srv_sandbox_json(x));
+	pthread_mutex_unlock(&s->lock);
+	return a;
+}
+
+/* Once a second: unlist sandboxes past their TTL or whose guest has stopped. */
+static void *srv_reaper(void *arg)
+{
+	struct srv *s = arg;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->stop) {
+		struct srv_sandbox *dead[64];
+		size_t n = 0;
+		uint64_t now = srv_mono_ns();
+		struct timespec ts;
+
+		for (struct srv_sandbox *x = s->sandboxes, *next; x && n < 64; x = next) {
+			next = x->next;
+			if ((x->expires_mono && now >= x->expires_mono) ||
+			    strcmp(snapbox_stop_reason(x->sb), "running")) {
+				srv_sandbox_unlink(s, x);
+				dead[n++] = x;
+			}
+		}
+		pthread_mutex_unlock(&s->lock);
+		for (size_t i = 0; i < n; i++) {
+			srv_log("sandbox %s reaped: %s", dead[i]->id,
+				dead[i]->expires_mono && now >= dead[i]->expires_mono ? "its TTL passed"
+										  : "its guest stopped");
+			srv_sandbox_put(s, dead[i]);
+		}
+		pthread_mutex_lock(&s->lock);
+		if (s->stop)
+			break;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+void srv_fini(struct srv *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->stop = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	if (s->have_reaper)
+		pthread_join(s->reaper, NULL);
+	/* Builds hold a template reference and a VM: let them end (each is bounded by its boot timeout). */
+	pthread_mutex_lock(&s->lock);
+	while (s->builds)
+		pthread_cond_wait(&s->cond, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+	while (s->sandboxes)
+		srv_sandbox_remove(s, s->sandboxes);
+	while (s->templates)
+		srv_template_remove(s, s->templates->name);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+	free(s->state_dir);
+}

@@ -1,0 +1,192 @@
+/* srv.h - snapboxd's internal interfaces: replies, the template and sandbox registry, metrics, routes. */
+#ifndef SNAPBOX_SERVER_SRV_H
+#define SNAPBOX_SERVER_SRV_H
+
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "snapbox.h"
+
+#define SRV_NAME_MAX 64
+
+/* ---- replies (util.c) ---- */
+
+/* What a route answers: status, body (malloc'd, may be NULL) and its content type. */
+struct srv_reply {
+	int status;
+	char *body;
+	size_t len;
+	const char *ctype;
+	const char *kind;            /* the error kind of an error reply, else NULL */
+};
+
+/* Reply with obj serialised (takes ownership of obj). */
+void srv_reply_json(struct srv_reply *r, int status, struct json_object *obj);
+/* Reply {"error": kind, "message": printf(fmt, ...)}. */
+void srv_reply_error(struct srv_reply *r, int status, const char *kind, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* The HTTP error a library errno maps to, as srv_reply_error; what names the operation. */
+void srv_reply_errno(struct srv_reply *r, int err, const char *what);
+/* Reply with raw bytes (copied). */
+void srv_reply_bytes(struct srv_reply *r, int status, const void *data, size_t len);
+void srv_reply_fini(struct srv_reply *r);
+
+/* base64 (RFC 4648, padded). encode: a NUL-terminated malloc'd string, NULL on ENOMEM. */
+char *srv_b64_encode(const void *data, size_t len);
+/* 0 and a malloc'd buffer, or -EINVAL for bad base64 / -ENOMEM. */
+int srv_b64_decode(const char *s, uint8_t **out, size_t *len);
+/* True when the bytes are valid UTF-8 with no NUL. */
+bool srv_utf8_valid(const uint8_t *p, size_t n);
+/* True for [A-Za-z0-9][A-Za-z0-9_.-]{0,63}. */
+bool srv_name_valid(const char *s);
+/* CLOCK_MONOTONIC and CLOCK_REALTIME in ns. */
+uint64_t srv_mono_ns(void);
+uint64_t srv_real_ns(void);
+/* The daemon's one log sink (stderr, one line, "snapboxd: " prefixed). */
+void srv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- metrics (metrics.c) ---- */
+
+void srv_metrics_restore(const char *tmpl, const char *mode, bool pooled, uint64_t ready_ns);
+void srv_metrics_run(uint64_t ns);
+void srv_metrics_request(const char *route, int status);
+void srv_metrics_error(const char *kind);
+struct srv;
+/* Prometheus text format of everything, plus s's pool counters and gauges; malloc'd. */
+char *srv_metrics_text_of(struct srv *s, size_t *len);
+
+/* ---- registry (registry.c) ---- */
+
+enum srv_tstatus { SRV_T_READY, SRV_T_BUILDING, SRV_T_FAILED };
+
+struct srv_template {
+	char name[SRV_NAME_MAX + 1];
+	char *snapshot;              /* the snapshot directory */
+	bool owned;                  /* built by the daemon: removed with the template */
+	enum srv_tstatus status;
+	char *error;                 /* why it failed, or NULL */
+	uint64_t mem_bytes;
+	uint64_t created_ns;
+	unsigned pool_size;
+	enum snapbox_restore_mode mode;
+	struct snapbox_pool *pool;   /* NULL when pool_size is 0 or not ready */
+	unsigned refs;               /* the registry's list holds one while listed */
+	bool listed;
+	struct srv_template *next;
+};
+
+struct srv_sandbox {
+	char id[24];
+	char tmpl[SRV_NAME_MAX + 1];
+	struct snapbox *sb;
+	uint64_t mem_bytes;
+	uint64_t created_ns, expires_ns;   /* CLOCK_REALTIME; expires 0: no TTL */
+	uint64_t expires_mono;
+	unsigned refs;
+	bool listed;
+	struct srv_sandbox *next;
+};
+
+struct srv_limits {
+	unsigned max_sandboxes;
+	uint64_t max_guest_mem;
+	size_t max_body;
+	unsigned drain_s;
+};
+
+struct srv {
+	struct srv_limits lim;
+	char *state_dir;             /* built templates live in <state_dir>/templates */
+	pthread_mutex_t lock;        /* the lists and counts; never held across a guest request */
+	pthread_cond_t cond;         /* wakes the reaper */
+	struct srv_template *templates;
+	struct srv_sandbox *sandboxes;
+	unsigned nsandboxes, ntemplates;
+	unsigned builds;             /* template builds running; srv_fini waits for them */
+	uint64_t guest_mem;
+	bool stop;
+	pthread_t reaper;
+	bool have_reaper;
+	atomic_bool draining;
+	atomic_uint inflight;
+};
+
+/* Registry over state_dir (created 0700; stale temporaries removed). 0 or -errno. */
+int srv_init(struct srv *s, const char *state_dir, const struct srv_limits *lim);
+/* Stop the reaper, destroy every sandbox, release every pool. */
+void srv_fini(struct srv *s);
+
+/* Add t (status and pool already set) under its name: 0, -EEXIST or -ENOMEM. */
+int srv_template_add(struct srv *s, struct srv_template *t);
+/* Look up by name, with a reference (srv_template_put), or NULL. */
+struct srv_template *srv_template_get(struct srv *s, const char *name);
+void srv_template_put(struct srv *s, struct srv_template *t);
+/* Unlist it: 0, -ENOENT, or -EBUSY while it builds. */
+int srv_template_remove(struct srv *s, const char *name);
+/* A new template object (refs 1) for name; NULL on ENOMEM. */
+struct srv_template *srv_template_new(const char *name, const char *snapshot);
+/* Open its pool (or none for size 0) and read its memory size: 0 or -errno. */
+int srv_template_open(struct srv_template *t);
+/* JSON of t (inspect: add the snapshot's inspect object). Call with a reference. */
+struct json_object *srv_template_json(struct srv *s, struct srv_template *t, bool inspect);
+/* "eager", "cow" or "lazy". */
+const char *srv_mode_name(enum snapbox_restore_mode m);
+/* Every template as a JSON array. */
+struct json_object *srv_templates_json(struct srv *s);
+
+/* Reserve room for one more sandbox of mem bytes: 0 or -EAGAIN (a limit). */
+int srv_sandbox_reserve(struct srv *s, uint64_t mem);
+void srv_sandbox_unreserve(struct srv *s, uint64_t mem);
+/* Restore one sandbox from t (pooled when its pool has a shell); prof filled. */
+int srv_restore(struct srv *s, struct srv_template *t, struct snapbox **out,
+		struct snapbox_restore_profile *prof);
+/* List a reserved, restored sandbox (takes sb): the new entry with a reference, or NULL. */
+struct srv_sandbox *srv_sandbox_add(struct srv *s, const char *tmpl, struct snapbox *sb,
+				    uint64_t mem, unsigned ttl_s);
+struct srv_sandbox *srv_sandbox_get(struct srv *s, const char *id);
+void srv_sandbox_put(struct srv *s, struct srv_sandbox *x);
+/* Unlist it (destroyed once the last reference goes): 0 or -ENOENT. */
+int srv_sandbox_remove(struct srv *s, struct srv_sandbox *x);
+struct json_object *srv_sandbox_json(const struct srv_sandbox *x);
+struct json_object *srv_sandboxes_json(struct srv *s);
+
+/* A new template for name at dir with body's pool spec: NULL after a 400/409 reply. */
+struct srv_template *srv_template_from(struct srv *s, struct json_object *body, const char *name,
+				       const char *dir, struct srv_reply *r);
+/* List an opened template (takes the caller's reference) and reply status with it (or 409). */
+void srv_template_publish(struct srv *s, struct srv_template *t, int status, struct srv_reply *r);
+
+/* Start the background template build (kernel boot, files, prewarm, snapshot). */
+struct srv_build;
+int srv_build_start(struct srv *s, struct srv_template *t, struct json_object *spec,
+		    struct srv_reply *r);
+
+/* ---- routes (routes.c, routes_sandbox.c) ---- */
+
+/* One request, complete: method, path (without query), query value lookup, body. */
+struct srv_req {
+	const char *method;
+	const char *path;
+	const char *(*query)(void *ctx, const char *key);
+	void *query_ctx;
+	const uint8_t *body;
+	size_t body_len;
+};
+
+/* Route req and fill r; sets *route to a metrics label. */
+void srv_route(struct srv *s, const struct srv_req *req, struct srv_reply *r, const char **route);
+
+/* Per-sandbox routes (routes_sandbox.c); rest is the path after /v1/sandboxes/. */
+void srv_route_sandbox(struct srv *s, const struct srv_req *req, const char *rest,
+		       struct srv_reply *r, const char **route);
+/* POST /v1/run. */
+void srv_route_run(struct srv *s, const struct srv_req *req, struct srv_reply *r);
+
+/* Body helpers for routes: parse a JSON object body, or reply 400 and return NULL. */
+struct json_object *srv_body_json(const struct srv_req *req, struct srv_reply *r);
+
+#endif

@@ -1,0 +1,241 @@
+/* snapboxd.c - the sandbox service's main: options, listener, signals and the drain on SIGTERM (docs/api.md). */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/http.h"
+#include "server/srv.h"
+
+#define SNAPBOXD_TOKEN_MIN 16
+
+static void snapboxd_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: snapboxd [options]\n"
+		"Serve sandboxes over HTTP/JSON (API: docs/api.md).\n\n"
+		"  --socket PATH         Unix socket, mode 0600 (default $XDG_RUNTIME_DIR/snapboxd.sock,\n"
+		"                        else /tmp/snapboxd-<uid>.sock)\n"
+		"  --listen tcp:HOST:PORT  listen on TCP instead; needs --token-file\n"
+		"  --token-file FILE     bearer token (first line, at least %d characters)\n"
+		"  --state-dir DIR       built templates live here (default <socket>.d)\n"
+		"  --template NAME=DIR   register a snapshot directory at start (repeatable)\n"
+		"  --pool-size N         pool size of --template templates (default 2)\n"
+		"  --max-sandboxes N     live sandboxes at most (default 64)\n"
+		"  --max-guest-mem MIB   guest memory of live sandboxes at most (default 16384)\n"
+		"  --max-body BYTES      request body at most (default 8388608)\n"
+		"  --drain-timeout S     on SIGTERM, wait this long for running requests (default 10)\n"
+		"  --no-confine          no seccomp filter on vCPU threads (debugging only; logged)\n"
+		"  -h, --help            this text\n",
+		SNAPBOXD_TOKEN_MIN);
+}
+
+/* The token file's first line; NULL (logged) when unreadable or too short. */
+static char *snapboxd_read_token(const char *path)
+{
+	char buf[512];
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (!f) {
+		fprintf(stderr, "snapboxd: cannot read the token file %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	n = strcspn(buf, "\r\n");
+	buf[n] = '\0';
+	if (n < SNAPBOXD_TOKEN_MIN) {
+		fprintf(stderr, "snapboxd: the token in %s must be at least %d characters\n", path,
+			SNAPBOXD_TOKEN_MIN);
+		return NULL;
+	}
+	return strdup(buf);
+}
+
+static int snapboxd_register(struct srv *s, const char *spec, unsigned pool_size)
+{
+	const char *eq = strchr(spec, '=');
+	char name[SRV_NAME_MAX + 1];
+	struct srv_template *t;
+	int ret;
+
+	if (!eq || eq == spec || (size_t)(eq - spec) > SRV_NAME_MAX) {
+		fprintf(stderr, "snapboxd: --template wants NAME=DIR, not %s\n", spec);
+		return -EINVAL;
+	}
+	snprintf(name, sizeof(name), "%.*s", (int)(eq - spec), spec);
+	if (!srv_name_valid(name)) {
+		fprintf(stderr, "snapboxd: bad template name %s\n", name);
+		return -EINVAL;
+	}
+	t = srv_template_new(name, eq + 1);
+	if (!t)
+		return -ENOMEM;
+	t->pool_size = pool_size;
+	ret = srv_template_open(t);
+	if (!ret)
+		ret = srv_template_add(s, t);
+	if (ret)
+		fprintf(stderr, "snapboxd: template %s (%s): %s\n", name, eq + 1, strerror(-ret));
+	srv_template_put(s, t);
+	return ret;
+}
+
+/* Wait for SIGTERM or SIGINT, then drain: 0 when every request finished in time. */
+static int snapboxd_wait_and_drain(struct srv *s, const sigset_t *set)
+{
+	uint64_t deadline;
+	int sig = 0;
+
+	while (sigwait(set, &sig) == 0 && sig != SIGTERM && sig != SIGINT)
+		;
+	srv_log("signal %d: draining (new requests get 503; up to %u s for %u running)", sig,
+		s->lim.drain_s, atomic_load(&s->inflight));
+	atomic_store(&s->draining, true);
+	deadline = srv_mono_ns() + (uint64_t)s->lim.drain_s * 1000000000ull;
+	while (atomic_load(&s->inflight) && srv_mono_ns() < deadline) {
+		struct timespec ts = { 0, 20 * 1000000 };
+
+		nanosleep(&ts, NULL);
+	}
+	return atomic_load(&s->inflight) ? -ETIMEDOUT : 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "token-file", required_argument, NULL, 't' },
+		{ "state-dir", required_argument, NULL, 'd' },
+		{ "template", required_argument, NULL, 'T' },
+		{ "pool-size", required_argument, NULL, 'p' },
+		{ "max-sandboxes", required_argument, NULL, 'n' },
+		{ "max-guest-mem", required_argument, NULL, 'm' },
+		{ "max-body", required_argument, NULL, 'b' },
+		{ "drain-timeout", required_argument, NULL, 'D' },
+		{ "no-confine", no_argument, NULL, 'C' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct srv_limits lim = { .max_sandboxes = 64, .max_guest_mem = 16384ull << 20,
+				  .max_body = 8u << 20, .drain_s = 10 };
+	const char *sock = NULL, *tcp = NULL, *token_file = NULL, *state = NULL;
+	const char *templates[64];
+	unsigned ntemplates = 0, pool_size = 2;
+	char defsock[256], defstate[300];
+	char *token = NULL;
+	struct http_server h;
+	struct srv s;
+	sigset_t set;
+	int c, ret;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		char *end = NULL;
+		unsigned long long v = optarg ? strtoull(optarg, &end, 10) : 0;
+		bool num_ok = optarg && *optarg && !*end;
+
+		switch (c) {
+		case 's': sock = optarg; break;
+		case 'l':
+			if (strncmp(optarg, "tcp:", 4)) {
+				fprintf(stderr, "snapboxd: --listen wants tcp:HOST:PORT\n");
+				return 2;
+			}
+			tcp = optarg + 4;
+			break;
+		case 't': token_file = optarg; break;
+		case 'd': state = optarg; break;
+		case 'T':
+			if (ntemplates == 64) {
+				fprintf(stderr, "snapboxd: at most 64 --template\n");
+				return 2;
+			}
+			templates[ntemplates++] = optarg;
+			break;
+		case 'C': snapbox_set_confinement(false); break;
+		case 'h': snapboxd_usage(stdout); return 0;
+		case 'p': case 'n': case 'm': case 'b': case 'D':
+			if (!num_ok || (c == 'p' && v > 64) || (c != 'p' && !v)) {
+				fprintf(stderr, "snapboxd: bad number %s\n", optarg);
+				return 2;
+			}
+			if (c == 'p') pool_size = (unsigned)v;
+			if (c == 'n') lim.max_sandboxes = (unsigned)v;
+			if (c == 'm') lim.max_guest_mem = v << 20;
+			if (c == 'b') lim.max_body = (size_t)v;
+			if (c == 'D') lim.drain_s = (unsigned)v;
+			break;
+		default: snapboxd_usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		snapboxd_usage(stderr);
+		return 2;
+	}
+	if (tcp && !token_file) {
+		fprintf(stderr, "snapboxd: --listen tcp: needs --token-file (TCP is never open without a token)\n");
+		return 2;
+	}
+	if (token_file && !(token = snapboxd_read_token(token_file)))
+		return 2;
+	if (!sock) {
+		const char *rt = getenv("XDG_RUNTIME_DIR");
+
+		if (rt && *rt)
+			snprintf(defsock, sizeof(defsock), "%s/snapboxd.sock", rt);
+		else
+			snprintf(defsock, sizeof(defsock), "/tmp/snapboxd-%u.sock", (unsigned)getuid());
+		sock = defsock;
+	}
+	if (!state) {
+		snprintf(defstate, sizeof(defstate), "%s.d", tcp ? "/tmp/snapboxd-tcp" : sock);
+		state = defstate;
+	}
+	/* Before any thread: the privileges a VMM does not need go for good. */
+	ret = snapbox_drop_privileges(true);
+	if (ret)
+		return 5;
+	/* Signals are taken by sigwait in main alone; every thread inherits the mask. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	ret = srv_init(&s, state, &lim);
+	if (ret)
+		return 5;
+	for (unsigned i = 0; i < ntemplates; i++)
+		if (snapboxd_register(&s, templates[i], pool_size)) {
+			srv_fini(&s);
+			return 3;
+		}
+	ret = http_start(&h, &s, sock, tcp, token);
+	if (ret) {
+		srv_fini(&s);
+		return ret == -EADDRINUSE ? 4 : 5;
+	}
+	srv_log("serving on %s%s (state %s, %u templates)", tcp ? "tcp:" : "", tcp ? tcp : sock, state,
+		ntemplates);
+	ret = snapboxd_wait_and_drain(&s, &set);
+	if (ret) {
+		/* Requests still running use their sandboxes: leave them to the
+		 * process exit, which releases every VM, rather than free them. */
+		srv_log("drain timed out with %u requests running; exiting without waiting",
+			atomic_load(&s.inflight));
+		if (!tcp)
+			unlink(sock);
+		_exit(1);
+	}
+	http_stop(&h);
+	srv_fini(&s);
+	free(token);
+	srv_log("stopped");
+	return 0;
+}
