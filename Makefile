@@ -83,10 +83,11 @@ $(LIB): $(LIB_OBJS)
 
 # `snapbox bench` shares the measuring loops and reports of bench/.
 $(CLI): $(BUILD)/tools/snapbox.o $(BUILD)/tools/snapbox_run.o $(BUILD)/tools/snapbox_bench.o \
+		$(BUILD)/tools/cli_util.o \
 		$(BENCH_COMMON:%.c=$(BUILD)/%.o) $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
 
-$(DAEMON): $(BUILD)/tools/snapboxd.o $(SERVER_SRCS:%.c=$(BUILD)/%.o) $(LIB)
+$(DAEMON): $(BUILD)/tools/snapboxd.o $(BUILD)/tools/cli_util.o $(SERVER_SRCS:%.c=$(BUILD)/%.o) $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LIBS) -lmicrohttpd -ljson-c -o $@
 
 $(BUILD)/guest/probe/%.c.o: guest/probe/%.c
@@ -155,7 +156,7 @@ NPROC := $(shell nproc 2>/dev/null || echo 2)
 test:
 	$(MAKE) --no-print-directory -j$(NPROC) test-build
 	BUILD=$(BUILD) BUILD_ASAN=$(ASAN_BUILD) sh tests/run.sh
-test-build: $(UNIT_BIN) $(KVMT_BIN) $(LINUX_BIN) $(PROBE) $(AGENT) $(MKINITRAMFS) $(CLI) $(INITRAMFS) \
+test-build: $(UNIT_BIN) $(KVMT_BIN) $(LINUX_BIN) $(PROBE) $(AGENT) $(MKINITRAMFS) $(CLI) $(DAEMON) $(INITRAMFS) \
 		$(BENCH_BINS) guest asan-build
 check: $(UNIT_BIN) $(KVMT_BIN) $(PROBE) $(AGENT) $(MKINITRAMFS) $(CLI)
 	$(UNIT_ENV) $(UNIT_BIN) --jobs 1

@@ -9,8 +9,9 @@
 #   lab             the nested lab, even with a usable /dev/kvm
 #   skip            nowhere: an explicit opt-out, reported loudly; never a pass
 #                   of the KVM tests, and only the unit tests decide the exit status
-# Native: the probe KVM suite, its ASan + UBSan build and peer-check here,
-# then the lab for the Linux guest (which needs real KVM semantics). Lab: all
+# Native: the probe KVM suite, its ASan + UBSan build, peer-check and the
+# service's API tests on the probe here, then the lab for the Linux guest and
+# the service's Linux API tests (which needs real KVM semantics). Lab: all
 # of them inside one lab run. A KVM test that ran nowhere is a failure:
 # SNAPBOX_KVM_REQUIRED=1 turns every KVM test's skip into a failure.
 #
@@ -67,21 +68,31 @@ peer_check() {
 	BUILD=$BUILD python3 bench/peer-qemu --iterations 2 --warmup 0 --pool-runs 2 --json "$BUILD/bench-peer-check.json"
 }
 
+# snapboxd's API and SDK tests on the probe (sdk/python/tests/test_api.py), with
+# Debian's Python and pytest; a skipped test is a failure (SNAPBOX_KVM_REQUIRED).
+api_tests() {
+	b=$(cd "$BUILD" && pwd)
+	(cd sdk/python && PYTHONDONTWRITEBYTECODE=1 SNAPBOX_KVM_REQUIRED=1 SNAPBOXD="$b/snapboxd" \
+		SNAPBOX_CLI="$b/snapbox" SNAPBOX_PROBE="$b/guest/probe.elf" \
+		/usr/bin/python3 -m pytest -q -rs -p no:cacheprovider tests/test_api.py)
+}
+
 case $where in
 native)
 	stage "probe KVM suite" native kvm_suite "$BUILD"
 	stage "probe KVM suite, ASan+UBSan" native kvm_suite "$BUILD_ASAN"
 	stage peer-check native peer_check
-	stage "Linux guest (lab)" lab sh tests/lab/lab.sh probe linux bzimage agent run linux-tests
+	stage "service API (probe)" native api_tests
+	stage "Linux guest (lab)" lab sh tests/lab/lab.sh probe linux bzimage agent run linux-tests api-linux
 	summary="$summary$(lab_rows)
 " ;;
 lab)
-	stage "all KVM tests (lab)" lab sh tests/lab/lab.sh probe kvm-suite kvm-suite-asan peer-check \
-		linux bzimage agent run linux-tests
+	stage "all KVM tests (lab)" lab sh tests/lab/lab.sh probe kvm-suite kvm-suite-asan peer-check api \
+		linux bzimage agent run linux-tests api-linux
 	summary="$summary$(lab_rows)
 " ;;
 skip)
-	for s in "probe KVM suite" "probe KVM suite, ASan+UBSan" peer-check "Linux guest (lab)"; do
+	for s in "probe KVM suite" "probe KVM suite, ASan+UBSan" peer-check "service API (probe)" "Linux guest (lab)"; do
 		summary="$summary$(printf '  %-34s %-8s %6s   %s' "$s" nowhere - "NOT RUN")
 "
 	done ;;

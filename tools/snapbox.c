@@ -70,31 +70,6 @@ static const char snapbox_boot_usage[] =
 	"  --json            print one JSON object instead of readable lines\n"
 	"  -h, --help        this text\n";
 
-int snapbox_parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-	unsigned shift = 20;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	switch (*end) {
-	case '\0': case 'M': case 'm': shift = 20; break;
-	case 'G': case 'g': shift = 30; break;
-	case 'K': case 'k': shift = 10; break;
-	case 'B': case 'b': shift = 0; break;
-	default: return -EINVAL;
-	}
-	if (*end && end[1] != '\0')
-		return -EINVAL;
-	if (v > (UINT64_MAX >> shift))
-		return -EINVAL;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
 /* Options shared by every command that cold-boots a guest. */
 struct cli_boot {
 	struct snapbox_config cfg;
@@ -166,7 +141,7 @@ static int cli_parse_boot(const char *cmd, const char *usage, bool snapshot_opts
 		case OPT_NOSYNC: b->snap.no_sync = true; break;
 		case OPT_NOCOMPRESS: b->snap.no_compress = true; break;
 		case OPT_MEM:
-			if (snapbox_parse_size(optarg, &b->cfg.mem_bytes)) {
+			if (cli_parse_size(optarg, &b->cfg.mem_bytes)) {
 				fprintf(stderr, "snapbox %s: bad --mem '%s' (try 256M or 1G)\n", cmd, optarg);
 				return SNAPBOX_EXIT_USAGE;
 			}
@@ -184,7 +159,7 @@ static int cli_parse_boot(const char *cmd, const char *usage, bool snapshot_opts
 		case OPT_CHUNK: {
 			uint64_t sz;
 
-			if (snapbox_parse_size(optarg, &sz) || sz > UINT32_MAX) {
+			if (cli_parse_size(optarg, &sz) || sz > UINT32_MAX) {
 				fprintf(stderr, "snapbox %s: bad --chunk-size '%s' (try 256K)\n", cmd, optarg);
 				return SNAPBOX_EXIT_USAGE;
 			}
@@ -380,13 +355,7 @@ static int snapbox_cmd_restore(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
-			if (!strcmp(optarg, "eager"))
-				ro.mode = SNAPBOX_RESTORE_EAGER;
-			else if (!strcmp(optarg, "cow"))
-				ro.mode = SNAPBOX_RESTORE_COW;
-			else if (!strcmp(optarg, "lazy"))
-				ro.mode = SNAPBOX_RESTORE_LAZY;
-			else {
+			if (cli_parse_mode(optarg, &ro.mode)) {
 				fprintf(stderr, "snapbox restore: unknown --mode '%s' (eager, cow or lazy)\n", optarg);
 				return SNAPBOX_EXIT_USAGE;
 			}

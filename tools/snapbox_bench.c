@@ -139,7 +139,7 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 				return bench_bad("--warmup (0..100000)", optarg);
 			break;
 		case BO_MEM:
-			if (snapbox_parse_size(optarg, &o->g.cfg.mem_bytes) || o->g.cfg.mem_bytes == 0)
+			if (cli_parse_size(optarg, &o->g.cfg.mem_bytes) || o->g.cfg.mem_bytes == 0)
 				return bench_bad("--mem (try 256M or 1G)", optarg);
 			break;
 		case BO_FILL:
@@ -148,13 +148,7 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 			break;
 		case BO_MODE:
 			o->mode_name = optarg;
-			if (!strcmp(optarg, "eager"))
-				o->mode = SNAPBOX_RESTORE_EAGER;
-			else if (!strcmp(optarg, "cow"))
-				o->mode = SNAPBOX_RESTORE_COW;
-			else if (!strcmp(optarg, "lazy"))
-				o->mode = SNAPBOX_RESTORE_LAZY;
-			else
+			if (cli_parse_mode(optarg, &o->mode))
 				return bench_bad("--mode (eager, cow or lazy)", optarg);
 			break;
 		case BO_POOLED: o->pooled = true; break;
@@ -195,7 +189,7 @@ static int bench_assets(struct bench_opts *o, char **probe)
 	const char *files[2] = { o->g.cfg.kernel, o->g.cfg.initrd };
 
 	if (!o->g.cfg.kernel) {
-		*probe = snapbox_find_asset("SNAPBOX_PROBE", "probe.elf", false);
+		*probe = cli_find_asset("SNAPBOX_PROBE", "probe.elf", false);
 		if (!*probe) {
 			fputs("snapbox bench: no probe guest found: run 'make', set SNAPBOX_PROBE, or "
 			      "pass --kernel FILE\n", stderr);
@@ -320,7 +314,6 @@ out:
 
 int snapbox_cmd_bench(int argc, char **argv)
 {
-	static const char *const mode_names[] = { "eager", "cow", "lazy" };
 	struct bench_result r = { 0 };
 	struct bench_opts o;
 	char *probe = NULL, label[64];
@@ -337,7 +330,7 @@ int snapbox_cmd_bench(int argc, char **argv)
 	r.mem_bytes = o.g.cfg.mem_bytes;
 	r.fill_pct = (unsigned)o.fill_pct;
 	r.fill_mib = o.g.fill_mib;
-	r.mode = strcmp(o.op, "restore") ? NULL : mode_names[o.mode];
+	r.mode = strcmp(o.op, "restore") ? NULL : cli_mode_name(o.mode);
 	r.pooled = o.pooled;
 	r.sync = o.sync;
 	r.kernel = o.g.cfg.kernel;

@@ -130,9 +130,9 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 		case RUN_CMDLINE_OPT: o->cfg.cmdline = optarg; break;
 		case RUN_CONSOLE: o->cfg.console_fd = STDERR_FILENO; break;
 		case RUN_MODE:
-			if (strcmp(optarg, "eager") && strcmp(optarg, "cow"))
+			/* lazy needs CAP_SYS_PTRACE kept, which run does not ask for */
+			if (cli_parse_mode(optarg, &o->mode) || o->mode == SNAPBOX_RESTORE_LAZY)
 				return run_bad("--mode", optarg);
-			o->mode = strcmp(optarg, "cow") ? SNAPBOX_RESTORE_EAGER : SNAPBOX_RESTORE_COW;
 			o->mode_set = true;
 			break;
 		case RUN_ENV:
@@ -147,7 +147,7 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 				return run_bad("--timeout (seconds, at most 86400)", optarg);
 			break;
 		case RUN_MEM:
-			if (snapbox_parse_size(optarg, &o->cfg.mem_bytes))
+			if (cli_parse_size(optarg, &o->cfg.mem_bytes))
 				return run_bad("--mem (try 256M or 1G)", optarg);
 			break;
 		case RUN_BOOT_TIMEOUT:
@@ -184,76 +184,6 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 	if (!o->cfg.cmdline)
 		o->cfg.cmdline = o->cfg.console_fd >= 0 ? RUN_CMDLINE_LOUD : RUN_CMDLINE;
 	return -1;
-}
-
-/* The last line `sh SCRIPT --path` prints (guest/linux/build.sh: the cached kernel). */
-static char *run_script_path(const char *script)
-{
-	char buf[PATH_MAX + 2] = "";
-	size_t have = 0;
-	int p[2], st;
-	pid_t pid;
-
-	if (access(script, R_OK) != 0 || pipe2(p, O_CLOEXEC) < 0)
-		return NULL;
-	pid = fork();
-	if (pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
-
-		dup2(p[1], 1);
-		dup2(null, 2);
-		execl("/bin/sh", "sh", script, "--path", (char *)NULL);
-		_exit(127);
-	}
-	close(p[1]);
-	for (;;) {
-		ssize_t n = read(p[0], buf + have, sizeof(buf) - 1 - have);
-
-		if (n <= 0)
-			break;
-		have += (size_t)n;
-	}
-	close(p[0]);
-	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) || !have)
-		return NULL;
-	buf[have] = '\0';
-	while (have && buf[have - 1] == '\n')
-		buf[--have] = '\0';
-	return access(buf, R_OK) == 0 ? strdup(buf) : NULL;
-}
-
-/*
- * A default guest asset: $env, then beside the CLI (build/guest/NAME, as
- * `make` lays it out), then the installed share/snapbox/NAME, then, for the
- * kernel, the cache path guest/linux/build.sh reports. NULL if none exists.
- */
-char *snapbox_find_asset(const char *env, const char *name, bool kernel)
-{
-	const char *e = getenv(env);
-	char exe[PATH_MAX], path[PATH_MAX + 64];
-	ssize_t n;
-	char *slash;
-
-	if (e && *e)
-		return strdup(e);
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return NULL;
-	exe[n] = '\0';
-	slash = strrchr(exe, '/');
-	if (!slash)
-		return NULL;
-	*slash = '\0';
-	snprintf(path, sizeof(path), "%s/guest/%s", exe, name);
-	if (access(path, R_OK) == 0)
-		return strdup(path);
-	snprintf(path, sizeof(path), "%s/../share/snapbox/%s", exe, name);
-	if (access(path, R_OK) == 0)
-		return strdup(path);
-	if (!kernel)
-		return NULL;
-	snprintf(path, sizeof(path), "%s/../guest/linux/build.sh", exe);
-	return run_script_path(path);
 }
 
 /* Read --stdin into a malloc'd buffer (at most RUN_MAX_STDIN bytes). */
@@ -322,7 +252,7 @@ static int run_start(struct run_opts *o, struct snapbox **sb)
 		return snapbox_restore(o->snapshot, &ro, sb, NULL) ? RUN_EXIT_SNAPBOX : 0;
 	}
 	if (!o->cfg.kernel) {
-		kernel = snapbox_find_asset("SNAPBOX_KERNEL", "vmlinux", true);
+		kernel = cli_find_asset("SNAPBOX_KERNEL", "vmlinux", true);
 		if (!kernel) {
 			fputs("snapbox run: no guest kernel found: run 'make guest' to build the "
 			      "project's kernel, or pass --kernel FILE (or set SNAPBOX_KERNEL)\n", stderr);
@@ -331,7 +261,7 @@ static int run_start(struct run_opts *o, struct snapbox **sb)
 		o->cfg.kernel = kernel;
 	}
 	if (!o->cfg.initrd) {
-		initrd = snapbox_find_asset("SNAPBOX_INITRD", "initramfs.cpio.gz", false);
+		initrd = cli_find_asset("SNAPBOX_INITRD", "initramfs.cpio.gz", false);
 		if (!initrd) {
 			fputs("snapbox run: no agent initramfs found: run 'make guest' and 'make "
 			      "initramfs', or pass --initrd FILE (or set SNAPBOX_INITRD)\n", stderr);

@@ -10,6 +10,7 @@
 
 #include "server/http.h"
 #include "server/srv.h"
+#include "tools/cli_util.h"
 
 #define SNAPBOXD_TOKEN_MIN 16
 
@@ -25,9 +26,11 @@ static void snapboxd_usage(FILE *f)
 		"  --state-dir DIR       built templates live here (default <socket>.d)\n"
 		"  --template NAME=DIR   register a snapshot directory at start (repeatable)\n"
 		"  --pool-size N         pool size of --template templates (default 2)\n"
+		"  --pool-mode MODE      their restore mode: cow (default), eager or lazy\n"
 		"  --max-sandboxes N     live sandboxes at most (default 64)\n"
-		"  --max-guest-mem MIB   guest memory of live sandboxes at most (default 16384)\n"
-		"  --max-body BYTES      request body at most (default 8388608)\n"
+		"  --max-guest-mem SIZE  guest memory of live sandboxes at most (default 16G)\n"
+		"  --max-body SIZE       request body at most (default 8M)\n"
+		"                        (SIZE: 512K, 8M, 16G; a plain number is MiB)\n"
 		"  --drain-timeout S     on SIGTERM, wait this long for running requests (default 10)\n"
 		"  --no-confine          no seccomp filter on vCPU threads (debugging only; logged)\n"
 		"  -h, --help            this text\n",
@@ -58,7 +61,8 @@ static char *snapboxd_read_token(const char *path)
 	return strdup(buf);
 }
 
-static int snapboxd_register(struct srv *s, const char *spec, unsigned pool_size)
+static int snapboxd_register(struct srv *s, const char *spec, unsigned pool_size,
+			     enum snapbox_restore_mode mode)
 {
 	const char *eq = strchr(spec, '=');
 	char name[SRV_NAME_MAX + 1];
@@ -78,6 +82,7 @@ static int snapboxd_register(struct srv *s, const char *spec, unsigned pool_size
 	if (!t)
 		return -ENOMEM;
 	t->pool_size = pool_size;
+	t->mode = mode;
 	ret = srv_template_open(t);
 	if (!ret)
 		ret = srv_template_add(s, t);
@@ -116,6 +121,7 @@ int main(int argc, char **argv)
 		{ "state-dir", required_argument, NULL, 'd' },
 		{ "template", required_argument, NULL, 'T' },
 		{ "pool-size", required_argument, NULL, 'p' },
+		{ "pool-mode", required_argument, NULL, 'M' },
 		{ "max-sandboxes", required_argument, NULL, 'n' },
 		{ "max-guest-mem", required_argument, NULL, 'm' },
 		{ "max-body", required_argument, NULL, 'b' },
@@ -129,6 +135,8 @@ int main(int argc, char **argv)
 	const char *sock = NULL, *tcp = NULL, *token_file = NULL, *state = NULL;
 	const char *templates[64];
 	unsigned ntemplates = 0, pool_size = 2;
+	enum snapbox_restore_mode pool_mode = SNAPBOX_RESTORE_COW;
+	uint64_t size;
 	char defsock[256], defstate[300];
 	char *token = NULL;
 	struct http_server h;
@@ -160,16 +168,30 @@ int main(int argc, char **argv)
 			templates[ntemplates++] = optarg;
 			break;
 		case 'C': snapbox_set_confinement(false); break;
+		case 'M':
+			if (cli_parse_mode(optarg, &pool_mode)) {
+				fprintf(stderr, "snapboxd: --pool-mode wants cow, eager or lazy\n");
+				return 2;
+			}
+			break;
+		case 'm': case 'b':
+			if (cli_parse_size(optarg, &size) || !size || (c == 'b' && size > (1u << 30))) {
+				fprintf(stderr, "snapboxd: bad size %s\n", optarg);
+				return 2;
+			}
+			if (c == 'm')
+				lim.max_guest_mem = size;
+			else
+				lim.max_body = (size_t)size;
+			break;
 		case 'h': snapboxd_usage(stdout); return 0;
-		case 'p': case 'n': case 'm': case 'b': case 'D':
+		case 'p': case 'n': case 'D':
 			if (!num_ok || (c == 'p' && v > 64) || (c != 'p' && !v)) {
 				fprintf(stderr, "snapboxd: bad number %s\n", optarg);
 				return 2;
 			}
 			if (c == 'p') pool_size = (unsigned)v;
 			if (c == 'n') lim.max_sandboxes = (unsigned)v;
-			if (c == 'm') lim.max_guest_mem = v << 20;
-			if (c == 'b') lim.max_body = (size_t)v;
 			if (c == 'D') lim.drain_s = (unsigned)v;
 			break;
 		default: snapboxd_usage(stderr); return 2;
@@ -212,7 +234,7 @@ int main(int argc, char **argv)
 	if (ret)
 		return 5;
 	for (unsigned i = 0; i < ntemplates; i++)
-		if (snapboxd_register(&s, templates[i], pool_size)) {
+		if (snapboxd_register(&s, templates[i], pool_size, pool_mode)) {
 			srv_fini(&s);
 			return 3;
 		}

@@ -124,8 +124,10 @@ export BUILD BUILD_ASAN
 export PATH=/bin:/sbin:/lab/$BUILD:/usr/bin
 export SNAPBOX_PROBE=/lab/$BUILD/guest/probe.elf SNAPBOX_KERNEL=/lab/vmlinux SNAPBOX_INITRD=/lab/$BUILD/guest/initramfs.cpio.gz
 export SNAPBOX_KVM_REQUIRED=1 SNAPBOX_EMULATED=1
+# Loopback always: the service's tests listen on 127.0.0.1.
+ip link set lo up
 if [ -e /sys/class/net/eth0 ]; then
-	ip link set lo up; ip link set eth0 up
+	ip link set eth0 up
 	ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2 || echo "lab: network setup failed"
 fi
 if [ -c /dev/kvm ]; then
@@ -354,6 +356,17 @@ group_linux_tests() {
 		criterion "$(basename "$t")" "$t" --jobs 1
 	done
 }
+
+# pytest NAME FILE: one file of snapboxd's API tests, PASS only when none failed or skipped.
+pytest_api() {
+	run "$1" sh -c "cd /lab/sdk/python && PYTHONDONTWRITEBYTECODE=1 SNAPBOXD=/lab/$BUILD/snapboxd \
+		SNAPBOX_CLI=/lab/$BUILD/snapbox python3 -m pytest -q -rs -p no:cacheprovider $2"
+	syn=$(grep -E '[0-9]+ (passed|failed)' "/tmp/$1.out" | tail -n 1 || true)
+	if [ "$rc" = 0 ] && ! grep -q 'skipped' "/tmp/$1.out"; then mark "$1" PASS "$syn"
+	else mark "$1" FAIL "exit $rc: $syn"; fi
+}
+group_api() { pytest_api api tests/test_api.py; }
+group_api_linux() { pytest_api api-linux tests/test_linux.py; }
 
 # The plan: each group between BEGIN and END lines (the host's watchdog names
 # the group L1 froze in from the last BEGIN).

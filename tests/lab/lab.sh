@@ -80,6 +80,8 @@ bzimage        Debian's cloud bzImage (a user's kernel) through snapbox's bzImag
 agent          our vmlinux with the agent's initramfs: all BOOT_TIME stages
 run            snapbox run: cold boot, restore per mode, exit codes, signals, env, 256 KiB out
 linux-tests    the Linux end-to-end suites ($BUILD/tests/linux)
+api            snapboxd's API and SDK tests on the probe guest (sdk/python/tests/test_api.py)
+api-linux      snapboxd's API and SDK tests on the Linux guest (sdk/python/tests/test_linux.py)
 demo           tools/demo.sh (make demo's steps) with its output
 bench          bench/coldboot, bench/restore, snapbox bench ($LAB_RUNS runs; JSON in $LAB_OUT; emulated)
 peer           bench/peer-qemu, $LAB_RUNS pairs (JSON in $LAB_OUT/bench-peer.json; emulated)
@@ -134,7 +136,7 @@ plan=${*:-${LAB_PLAN:-probe linux bzimage agent run linux-tests}}
 for g in $plan; do
 	case $g in
 	probe | kvm-suite | kvm-suite-asan | peer-check | linux | bzimage | agent | run | linux-tests | demo | cmd | \
-		watchdog-selftest | bench | peer) ;;
+		watchdog-selftest | bench | peer | api | api-linux) ;;
 	*) die "unknown group '$g' (tests/lab/lab.sh --list)" ;;
 	esac
 done
@@ -158,7 +160,7 @@ busybox=${LAB_BUSYBOX:-/bin/busybox}
 [ -x "$BUILD/snapbox" ] || die "$BUILD/snapbox not built; run: make"
 [ -f "$BUILD/guest/probe.elf" ] || die "$BUILD/guest/probe.elf not built; run: make"
 vmlinux=""
-if has_group linux || has_group agent || has_group run || has_group linux-tests; then
+if has_group linux || has_group agent || has_group run || has_group linux-tests || has_group api-linux; then
 	vmlinux=${LAB_VMLINUX:-$(sh guest/linux/build.sh --path || true)}
 	if [ "$vmlinux" = none ]; then
 		vmlinux=""
@@ -220,12 +222,25 @@ fi
 if has_group linux-tests; then
 	for t in "$BUILD"/tests/linux*; do [ -x "$t" ] && put_bin "$t" "$t"; done
 fi
-if has_group peer-check || has_group peer; then
-	# Debian's QEMU and Python (not a pyenv one on PATH), with what they load.
-	put_bin "$(command -v qemu-system-x86_64)" sys/usr/bin/qemu-system-x86_64
-	for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu; do
-		[ -d "$d" ] && { mkdir -p "$in/sys$(dirname "$d")"; cp -rL "$d" "$in/sys$d"; }
+if has_group api || has_group api-linux; then
+	# The service, its Python SDK and tests, Debian's pytest and promtool.
+	[ -x "$BUILD/snapboxd" ] || die "$BUILD/snapboxd not built; run: make"
+	put_bin "$BUILD/snapboxd" "$BUILD/snapboxd"
+	put sdk/python sdk/python
+	put_bin /usr/bin/promtool sys/usr/bin/promtool
+	for m in _pytest pytest pluggy iniconfig packaging attr attrs py py.py; do
+		[ -e "/usr/lib/python3/dist-packages/$m" ] || die "python3-pytest is not installed (make deps)"
+		put "/usr/lib/python3/dist-packages/$m" "sys/usr/lib/python3/dist-packages/$m"
 	done
+fi
+if has_group peer-check || has_group peer || has_group api || has_group api-linux; then
+	# Debian's QEMU and Python (not a pyenv one on PATH), with what they load.
+	if has_group peer-check || has_group peer; then
+		put_bin "$(command -v qemu-system-x86_64)" sys/usr/bin/qemu-system-x86_64
+		for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu; do
+			[ -d "$d" ] && { mkdir -p "$in/sys$(dirname "$d")"; cp -rL "$d" "$in/sys$d"; }
+		done
+	fi
 	py=/usr/bin/python3.11
 	[ -x "$py" ] || die "$py missing: run make deps (Debian's python3)"
 	put_bin "$py" sys/usr/bin/python3

@@ -1,0 +1,127 @@
+"""Fixtures: a real snapboxd on a private Unix socket, and a probe-guest snapshot to serve.
+
+Environment (make test sets these): SNAPBOXD (the daemon), SNAPBOX_CLI (to snapshot
+the probe), SNAPBOX_PROBE (the probe guest ELF); for the Linux tests SNAPBOX_KERNEL
+and SNAPBOX_INITRD. SNAPBOX_KVM_REQUIRED=1 turns a missing requirement into a failure.
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import snapbox  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+BUILD = os.environ.get("BUILD", os.path.join(ROOT, "build"))
+
+
+def _need(var, default):
+    path = os.environ.get(var, default)
+    if not os.path.exists(path):
+        msg = f"{var}={path} does not exist"
+        if os.environ.get("SNAPBOX_KVM_REQUIRED") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+def kvm_or_skip():
+    try:
+        os.close(os.open("/dev/kvm", os.O_RDWR))
+    except OSError as e:
+        if os.environ.get("SNAPBOX_KVM_REQUIRED") == "1":
+            pytest.fail(f"/dev/kvm: {e} (SNAPBOX_KVM_REQUIRED=1)")
+        pytest.skip(f"/dev/kvm: {e}")
+
+
+class Daemon:
+    """One snapboxd process; stopped with SIGTERM at teardown."""
+
+    def __init__(self, workdir, *args, tcp=None, token=None):
+        self.workdir = workdir
+        self.sock = os.path.join(workdir, "d.sock")
+        self.log = os.path.join(workdir, "d.log")
+        cmd = [_need("SNAPBOXD", os.path.join(BUILD, "snapboxd")), "--socket", self.sock,
+               "--state-dir", os.path.join(workdir, "state"), *args]
+        if tcp:
+            tf = os.path.join(workdir, "token")
+            with open(tf, "w") as f:
+                f.write(token + "\n")
+            cmd += ["--listen", f"tcp:{tcp}", "--token-file", tf]
+        self.tcp = tcp
+        self.proc = subprocess.Popen(cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        self.wait_up()
+
+    def wait_up(self, timeout=20):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"snapboxd exited {self.proc.returncode}: {self.logtext()}")
+            try:
+                s = socket.create_connection(self.tcp.rsplit(":", 1)) if self.tcp else socket.socket(socket.AF_UNIX)
+                if not self.tcp:
+                    s.connect(self.sock)
+                s.close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("snapboxd did not start: " + self.logtext())
+
+    def logtext(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+    def client(self, **kw):
+        return snapbox.Client(socket_path=self.sock, **kw)
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def workdir():
+    d = tempfile.mkdtemp(prefix="snapbox-api-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def probe_snapshot(workdir):
+    """A snapshot of the probe guest, made once per session with the CLI."""
+    kvm_or_skip()
+    cli = _need("SNAPBOX_CLI", os.path.join(BUILD, "snapbox"))
+    probe = _need("SNAPBOX_PROBE", os.path.join(BUILD, "guest", "probe.elf"))
+    out = os.path.join(workdir, "probe-snap")
+    subprocess.run([cli, "snapshot", "--kernel", probe, "--mem", "64M", "--out", out], check=True,
+                   stdout=subprocess.DEVNULL)
+    return out
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    d = Daemon(str(tmp_path), "--max-body", "5M", "--max-sandboxes", "16")
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def probe(daemon, probe_snapshot):
+    """The daemon with the probe snapshot registered as template "probe"."""
+    c = daemon.client()
+    c.register_template("probe", probe_snapshot, pool_size=2)
+    return c

@@ -1,0 +1,124 @@
+/* cli_util.c - helpers the snapbox CLI, its bench command and snapboxd share: sizes, restore modes, guest assets. */
+#include "tools/cli_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 20;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case '\0': case 'M': case 'm': shift = 20; break;
+	case 'G': case 'g': shift = 30; break;
+	case 'K': case 'k': shift = 10; break;
+	case 'B': case 'b': shift = 0; break;
+	default: return -EINVAL;
+	}
+	if (*end && end[1] != '\0')
+		return -EINVAL;
+	if (v > (UINT64_MAX >> shift))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static const char *const cli_modes[] = { "eager", "cow", "lazy" };
+
+int cli_parse_mode(const char *s, enum snapbox_restore_mode *out)
+{
+	for (unsigned i = 0; i < sizeof(cli_modes) / sizeof(cli_modes[0]); i++) {
+		if (!strcmp(s, cli_modes[i])) {
+			*out = (enum snapbox_restore_mode)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+const char *cli_mode_name(enum snapbox_restore_mode m)
+{
+	return (unsigned)m < sizeof(cli_modes) / sizeof(cli_modes[0]) ? cli_modes[m] : "?";
+}
+
+/* The last line `sh SCRIPT --path` prints (guest/linux/build.sh: the cached kernel). */
+static char *cli_script_path(const char *script)
+{
+	char buf[PATH_MAX + 2] = "";
+	size_t have = 0;
+	int p[2], st;
+	pid_t pid;
+
+	if (access(script, R_OK) != 0 || pipe2(p, O_CLOEXEC) < 0)
+		return NULL;
+	pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(p[1], 1);
+		dup2(null, 2);
+		execl("/bin/sh", "sh", script, "--path", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	for (;;) {
+		ssize_t n = read(p[0], buf + have, sizeof(buf) - 1 - have);
+
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+	}
+	close(p[0]);
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) || !have)
+		return NULL;
+	buf[have] = '\0';
+	while (have && buf[have - 1] == '\n')
+		buf[--have] = '\0';
+	return access(buf, R_OK) == 0 ? strdup(buf) : NULL;
+}
+
+/*
+ * A default guest asset: $env, then beside the CLI (build/guest/NAME, as
+ * `make` lays it out), then the installed share/snapbox/NAME, then, for the
+ * kernel, the cache path guest/linux/build.sh reports. NULL if none exists.
+ */
+char *cli_find_asset(const char *env, const char *name, bool kernel)
+{
+	const char *e = getenv(env);
+	char exe[PATH_MAX], path[PATH_MAX + 64];
+	ssize_t n;
+	char *slash;
+
+	if (e && *e)
+		return strdup(e);
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return NULL;
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	if (!slash)
+		return NULL;
+	*slash = '\0';
+	snprintf(path, sizeof(path), "%s/guest/%s", exe, name);
+	if (access(path, R_OK) == 0)
+		return strdup(path);
+	snprintf(path, sizeof(path), "%s/../share/snapbox/%s", exe, name);
+	if (access(path, R_OK) == 0)
+		return strdup(path);
+	if (!kernel)
+		return NULL;
+	snprintf(path, sizeof(path), "%s/../guest/linux/build.sh", exe);
+	return cli_script_path(path);
+}
