@@ -123,9 +123,10 @@ $(INITRAMFS): $(MKINITRAMFS) $(AGENT) $(BUSYBOX)
 $(BUSYBOX):
 	@echo "$(BUSYBOX) is missing: run 'make deps' (Debian package busybox-static)" >&2; exit 1
 
-$(UNIT_BIN): $(UNIT_SRCS:%.c=$(BUILD)/%.o) $(TEST_COMMON:%.c=$(BUILD)/%.o) $(BENCH_COMMON:%.c=$(BUILD)/%.o) $(LIB)
+$(UNIT_BIN): $(UNIT_SRCS:%.c=$(BUILD)/%.o) $(TEST_COMMON:%.c=$(BUILD)/%.o) $(BENCH_COMMON:%.c=$(BUILD)/%.o) \
+		$(BUILD)/server/util.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ $(LIBS) -lcriterion -o $@
+	$(CC) $(LDFLAGS) $^ $(LIBS) -lcriterion -ljson-c -o $@
 
 # json-c (tests only): tests/kvm_bench.c parses `snapbox bench --json`.
 $(KVMT_BIN): $(KVMT_SRCS:%.c=$(BUILD)/%.o) $(TEST_COMMON:%.c=$(BUILD)/%.o) $(BENCH_COMMON:%.c=$(BUILD)/%.o) $(LIB)
@@ -176,7 +177,7 @@ BENCH_CLI_RUNS ?= 20
 # peer` run the same programs inside the nested lab, fewer runs, and copy the
 # JSON back into $(BUILD); every report says "emulated" and means nothing.
 KVM_HERE = $(shell [ "$$(sh tests/lab/where.sh)" = native ] && echo yes)
-bench: $(BENCH_BINS) $(PROBE) $(CLI)
+bench: $(BENCH_BINS) $(PROBE) $(CLI) $(DAEMON)
 ifneq ($(KVM_HERE),yes)
 	@echo "No usable /dev/kvm here: the benchmarks run inside the nested lab (emulated; their times mean nothing)."
 	BUILD=$(BUILD) LAB_SHOW=1 LAB_RUNS=$(BENCH_CLI_RUNS) sh tests/lab/lab.sh bench
@@ -189,6 +190,7 @@ else
 	SNAPBOX_PROBE=$(PROBE) $(CLI) bench snapshot --iterations $(BENCH_CLI_RUNS)
 	SNAPBOX_PROBE=$(PROBE) $(CLI) bench restore --mode cow --iterations $(BENCH_CLI_RUNS)
 	SNAPBOX_PROBE=$(PROBE) $(CLI) bench restore --mode cow --pooled --iterations $(BENCH_CLI_RUNS)
+	BUILD=$(BUILD) /usr/bin/python3 bench/api --iterations $(BENCH_RUNS) --json $(BUILD)/bench-api.json
 endif
 
 # The QEMU peer comparison and the plots (docs/benchmarks.md). Their Debian

@@ -20,6 +20,7 @@ struct http_conn {
 	size_t len, cap;
 	bool too_large;
 	bool counted;
+	struct srv_grave *graves;    /* VMs to destroy once the reply is sent */
 };
 
 static bool http_token_ok(const struct http_server *h, struct MHD_Connection *c)
@@ -131,7 +132,9 @@ static enum MHD_Result http_handle(void *cls, struct MHD_Connection *c, const ch
 			.body = hc->body, .body_len = hc->len,
 		};
 
+		srv_defer_graves(&hc->graves);
 		srv_route(h->srv, &req, &r, &route);
+		srv_defer_graves(NULL);
 	}
 send:
 	if (!r.status)
@@ -154,6 +157,8 @@ static void http_done(void *cls, struct MHD_Connection *c, void **con_cls,
 	(void)toe;
 	if (!hc)
 		return;
+	/* After the reply went out: the request's latency does not include teardown. */
+	srv_graves_destroy(h->srv, hc->graves);
 	if (hc->counted)
 		atomic_fetch_sub(&h->srv->inflight, 1);
 	free(hc->body);

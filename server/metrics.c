@@ -153,7 +153,9 @@ static void metrics_registry(FILE *f, struct srv *s)
 		}
 	}
 	fprintf(f, "# HELP snapbox_sandboxes_live Sandboxes alive now.\n"
-		"# TYPE snapbox_sandboxes_live gauge\nsnapbox_sandboxes_live %u\n", s->nsandboxes);
+		"# TYPE snapbox_sandboxes_live gauge\nsnapbox_sandboxes_live %u\n", srv_sandboxes_live(s));
+	fprintf(f, "# HELP snapbox_sandboxes_reserved Sandboxes counted against the limits: restoring, live or being destroyed.\n"
+		"# TYPE snapbox_sandboxes_reserved gauge\nsnapbox_sandboxes_reserved %u\n", s->nsandboxes);
 	fprintf(f, "# HELP snapbox_templates Templates registered.\n"
 		"# TYPE snapbox_templates gauge\nsnapbox_templates %u\n", s->ntemplates);
 	pthread_mutex_unlock(&s->lock);

@@ -389,10 +389,70 @@ void srv_sandbox_put(struct srv *s, struct srv_sandbox *x)
 	pthread_mutex_unlock(&s->lock);
 	if (!last)
 		return;
-	/* Destroyed outside the lock: VM teardown takes milliseconds. */
-	snapbox_destroy(x->sb);
-	srv_sandbox_unreserve(s, x->mem_bytes);
+	srv_bury(s, x->sb, x->mem_bytes);
 	free(x);
+}
+
+struct srv_grave {
+	struct snapbox *sb;
+	uint64_t mem;
+	struct srv_grave *next;
+};
+
+/* Where srv_bury puts VMs on this thread: the request's list, or NULL for the reaper. */
+static __thread struct srv_grave **srv_defer_to;
+
+void srv_defer_graves(struct srv_grave **list)
+{
+	srv_defer_to = list;
+}
+
+void srv_graves_destroy(struct srv *s, struct srv_grave *g)
+{
+	while (g) {
+		struct srv_grave *next = g->next;
+
+		snapbox_destroy(g->sb);
+		srv_sandbox_unreserve(s, g->mem);
+		free(g);
+		g = next;
+	}
+}
+
+void srv_bury(struct srv *s, struct snapbox *sb, uint64_t mem)
+{
+	struct srv_grave *g = malloc(sizeof(*g));
+
+	if (!g) {
+		snapbox_destroy(sb);
+		srv_sandbox_unreserve(s, mem);
+		return;
+	}
+	g->sb = sb;
+	g->mem = mem;
+	if (srv_defer_to) {
+		g->next = *srv_defer_to;
+		*srv_defer_to = g;
+		return;
+	}
+	pthread_mutex_lock(&s->lock);
+	g->next = s->graves;
+	s->graves = g;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Destroy every buried VM; called and returns with s->lock held, drops it meanwhile. */
+static void srv_dig(struct srv *s)
+{
+	while (s->graves) {
+		struct srv_grave *g = s->graves;
+
+		s->graves = NULL;
+		pthread_mutex_unlock(&s->lock);
+		srv_graves_destroy(s, g);
+		pthread_mutex_lock(&s->lock);
+	}
 }
 
 /* Unlink x from the list; the caller holds s->lock. */
@@ -434,6 +494,15 @@ struct json_object *srv_sandbox_json(const struct srv_sandbox *x)
 	return o;
 }
 
+unsigned srv_sandboxes_live(struct srv *s)
+{
+	unsigned n = 0;
+
+	for (struct srv_sandbox *x = s->sandboxes; x; x = x->next)
+		n++;
+	return n;
+}
+
 struct json_object *srv_sandboxes_json(struct srv *s)
 {
 	struct json_object *a = json_object_new_array();
@@ -473,11 +542,14 @@ static void *srv_reaper(void *arg)
 			srv_sandbox_put(s, dead[i]);
 		}
 		pthread_mutex_lock(&s->lock);
+		srv_dig(s);
 		if (s->stop)
 			break;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += 1;
-		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+		if (!s->graves)
+			pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+		srv_dig(s);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
@@ -500,6 +572,10 @@ void srv_fini(struct srv *s)
 		srv_sandbox_remove(s, s->sandboxes);
 	while (s->templates)
 		srv_template_remove(s, s->templates->name);
+	/* The reaper is gone: what was buried since is destroyed here. */
+	pthread_mutex_lock(&s->lock);
+	srv_dig(s);
+	pthread_mutex_unlock(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
 	free(s->state_dir);

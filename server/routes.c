@@ -18,7 +18,8 @@ static void route_health(struct srv *s, struct srv_reply *r)
 	json_object_object_add(o, "kvm_backend", json_object_new_string(snapbox_kvm_backend()));
 	json_object_object_add(o, "emulated", json_object_new_boolean(snapbox_host_emulated()));
 	pthread_mutex_lock(&s->lock);
-	json_object_object_add(o, "sandboxes", json_object_new_int((int)s->nsandboxes));
+	json_object_object_add(o, "sandboxes", json_object_new_int((int)srv_sandboxes_live(s)));
+	json_object_object_add(o, "reserved", json_object_new_int((int)s->nsandboxes));
 	json_object_object_add(o, "templates", json_object_new_int((int)s->ntemplates));
 	pthread_mutex_unlock(&s->lock);
 	srv_reply_json(r, 200, o);

@@ -547,8 +547,7 @@ void srv_route_run(struct srv *s, const struct srv_req *req, struct srv_reply *r
 		o = exec_run(sb, &e, r, &err);
 	}
 	t2 = srv_mono_ns();
-	snapbox_destroy(sb);
-	srv_sandbox_unreserve(s, tp->mem_bytes);
+	srv_bury(s, sb, tp->mem_bytes);   /* destroyed once this reply is sent */
 	t3 = srv_mono_ns();
 	if (o) {
 		json_object_object_add(o, "restore_profile", profile_json(&p));

@@ -105,8 +105,9 @@ struct srv {
 	pthread_cond_t cond;         /* wakes the reaper */
 	struct srv_template *templates;
 	struct srv_sandbox *sandboxes;
-	unsigned nsandboxes, ntemplates;
+	unsigned nsandboxes, ntemplates;  /* nsandboxes: reserved, i.e. restoring, live or being destroyed */
 	unsigned builds;             /* template builds running; srv_fini waits for them */
+	struct srv_grave *graves;    /* VMs waiting for the reaper to destroy them */
 	uint64_t guest_mem;
 	bool stop;
 	pthread_t reaper;
@@ -138,6 +139,24 @@ const char *srv_mode_name(enum snapbox_restore_mode m);
 /* Every template as a JSON array. */
 struct json_object *srv_templates_json(struct srv *s);
 
+/*
+ * Destroy sb off the request path: the reaper thread tears it down (a VM with
+ * an irqchip takes milliseconds to destroy) and then releases its mem bytes
+ * of the reservation. Falls back to destroying inline when out of memory.
+ */
+void srv_bury(struct srv *s, struct snapbox *sb, uint64_t mem);
+
+/*
+ * While a request is routed, srv_bury on this thread adds to *list instead:
+ * the HTTP layer destroys those VMs once the reply has been sent
+ * (srv_graves_destroy), on the connection's thread. A client's next request
+ * on that connection then waits for its last VM's teardown, and a burst of
+ * requests cannot pile up more VMs than there are connections.
+ */
+struct srv_grave;
+void srv_defer_graves(struct srv_grave **list);
+void srv_graves_destroy(struct srv *s, struct srv_grave *list);
+
 /* Reserve room for one more sandbox of mem bytes: 0 or -EAGAIN (a limit). */
 int srv_sandbox_reserve(struct srv *s, uint64_t mem);
 void srv_sandbox_unreserve(struct srv *s, uint64_t mem);
@@ -152,6 +171,8 @@ void srv_sandbox_put(struct srv *s, struct srv_sandbox *x);
 /* Unlist it (destroyed once the last reference goes): 0 or -ENOENT. */
 int srv_sandbox_remove(struct srv *s, struct srv_sandbox *x);
 struct json_object *srv_sandbox_json(const struct srv_sandbox *x);
+/* Listed sandboxes (not those being restored or destroyed); call with s->lock held. */
+unsigned srv_sandboxes_live(struct srv *s);
 struct json_object *srv_sandboxes_json(struct srv *s);
 
 /* A new template for name at dir with body's pool spec: NULL after a 400/409 reply. */

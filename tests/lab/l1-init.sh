@@ -172,8 +172,9 @@ group_bench() {
 		\$B/bench/coldboot --kernel \$P --runs $r --json /out/bench-coldboot.json &&
 		\$B/bench/restore --kernel \$P --runs $r --samples --json /out/bench-restore.json &&
 		snapbox bench cold --iterations $r &&
-		snapbox bench restore --mode cow --pooled --iterations $r --json >/out/snapbox-bench-restore-pooled.json"
-	if [ "$rc" = 0 ]; then mark bench PASS "bench/coldboot, bench/restore, snapbox bench ($r runs each; emulated)"
+		snapbox bench restore --mode cow --pooled --iterations $r --json >/out/snapbox-bench-restore-pooled.json &&
+		PYTHONDONTWRITEBYTECODE=1 BUILD=/lab/$BUILD python3 bench/api --iterations $r --json /out/bench-api.json"
+	if [ "$rc" = 0 ]; then mark bench PASS "bench/coldboot, bench/restore, snapbox bench, bench/api ($r runs each; emulated)"
 	else mark bench FAIL "exit $rc"; fi
 }
 group_peer() {

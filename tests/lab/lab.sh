@@ -212,6 +212,7 @@ if has_group kvm-suite || has_group peer-check || has_group demo || has_group cm
 	has_group peer; then
 	for b in "$BUILD"/bench/*; do [ -f "$b" ] && [ -x "$b" ] && put_bin "$b" "$b"; done
 	put bench/peer-qemu bench/peer-qemu
+	put bench/api bench/api
 	put tools/demo.sh tools/demo.sh
 fi
 if has_group kvm-suite-asan; then
@@ -222,7 +223,7 @@ fi
 if has_group linux-tests; then
 	for t in "$BUILD"/tests/linux*; do [ -x "$t" ] && put_bin "$t" "$t"; done
 fi
-if has_group api || has_group api-linux; then
+if has_group api || has_group api-linux || has_group bench; then
 	# The service, its Python SDK and tests, Debian's pytest and promtool.
 	[ -x "$BUILD/snapboxd" ] || die "$BUILD/snapboxd not built; run: make"
 	put_bin "$BUILD/snapboxd" "$BUILD/snapboxd"
@@ -233,7 +234,7 @@ if has_group api || has_group api-linux; then
 		put "/usr/lib/python3/dist-packages/$m" "sys/usr/lib/python3/dist-packages/$m"
 	done
 fi
-if has_group peer-check || has_group peer || has_group api || has_group api-linux; then
+if has_group peer-check || has_group peer || has_group api || has_group api-linux || has_group bench; then
 	# Debian's QEMU and Python (not a pyenv one on PATH), with what they load.
 	if has_group peer-check || has_group peer; then
 		put_bin "$(command -v qemu-system-x86_64)" sys/usr/bin/qemu-system-x86_64

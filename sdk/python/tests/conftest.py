@@ -114,7 +114,7 @@ def probe_snapshot(workdir):
 
 @pytest.fixture
 def daemon(tmp_path):
-    d = Daemon(str(tmp_path), "--max-body", "5M", "--max-sandboxes", "16")
+    d = Daemon(str(tmp_path), "--max-body", "5M", "--max-sandboxes", "32")
     yield d
     d.stop()
 
