@@ -37,7 +37,7 @@ const struct bench_phase bench_restore_phases[] = {
 	RP(snapshot_open), RP(kvm_fd_open), RP(kvm_create_vm), RP(vm_arch_setup),
 	RP(guest_memory_mmap), RP(kvm_set_user_memory_region), RP(vcpu_creation), RP(cpuid_config),
 	RP(memory_state_write), RP(vcpu_state_restore), RP(device_state_restore), RP(resume_kvm_run),
-	RP(total_without_resume), RP(total_with_resume), RP(restore_to_ready),
+	RP(guest_refresh), RP(total_without_resume), RP(total_with_resume), RP(restore_to_ready),
 };
 const size_t bench_restore_nphases = sizeof(bench_restore_phases) / sizeof(bench_restore_phases[0]);
 

@@ -298,6 +298,8 @@ struct snapbox_restore_profile {
 	uint64_t vcpu_state_restore;
 	uint64_t device_state_restore; /* irqchips, PIT, clock, then the device table */
 	uint64_t resume_kvm_run;     /* parked vCPU thread resumed until it entered KVM_RUN (0: not resumed) */
+	uint64_t guest_refresh;      /* REFRESH round trip: fresh entropy and wall clock into the guest,
+				      * before anything else reaches it (0: not resumed) */
 	uint64_t total_without_resume;
 	uint64_t total_with_resume;
 	uint64_t restore_to_ready;   /* restore start until the guest answered PING (0: not asked) */
@@ -336,8 +338,10 @@ int snapbox_restore(const char *dir, const struct snapbox_restore_opts *opts, st
 
 /*
  * Start a sandbox restored without resume, or resume one a snapshot left
- * paused (snapbox_snapshot_opts.leave_paused). Returns 0, -EINVAL when it is
- * running already, or -errno.
+ * paused (snapbox_snapshot_opts.leave_paused). A restored sandbox gets its
+ * REFRESH first (fresh entropy and wall clock, as a resumed restore does), so
+ * it waits for the guest's answer. Returns 0, -EINVAL when it is running
+ * already, -ENOTSUP when the guest refuses REFRESH, or -errno.
  */
 int snapbox_resume(struct snapbox *sb);
 

@@ -70,6 +70,7 @@ static const struct profile_field profile_restore_fields[] = {
 	PF(snapbox_restore_profile, vcpu_state_restore),
 	PF(snapbox_restore_profile, device_state_restore),
 	PF(snapbox_restore_profile, resume_kvm_run),
+	PF(snapbox_restore_profile, guest_refresh),
 	PF(snapbox_restore_profile, total_without_resume),
 	PF(snapbox_restore_profile, total_with_resume),
 	PF(snapbox_restore_profile, restore_to_ready),

@@ -41,10 +41,17 @@ _Static_assert(sizeof(struct proto_hdr) == PROTO_HDR_SIZE, "proto_hdr is 16 byte
 #define PROTO_T_SPIN       0x0024   /* u32 ms -> u64 spun ns */
 #define PROTO_T_FAULT      0x0025   /* struct proto_fault_req -> u64 value (if it returns) */
 #define PROTO_T_CONSOLE    0x0026   /* bytes written to COM1 (the console) -> empty */
+/* Both guests: sent after every restore, before the sandbox is handed over. */
+#define PROTO_T_REFRESH    0x0027   /* u64 realtime ns, u32 n, n bytes of entropy -> empty */
 /* Linux agent only (guest/agent); payloads are explicit LE fields and counted strings, below. */
 #define PROTO_T_EXEC       0x0030   /* exec request -> exec reply */
 #define PROTO_T_WRITE_FILE 0x0031   /* mode, flags, path, data -> empty */
 #define PROTO_T_READ_FILE  0x0032   /* max_bytes, flags, path -> file bytes */
+
+/* REFRESH: the entropy bytes the host sends (the agent mixes them in and reseeds). */
+#define PROTO_REFRESH_MIN_ENTROPY 16u
+#define PROTO_REFRESH_MAX_ENTROPY 256u
+#define PROTO_REFRESH_HDR         12u     /* u64 realtime ns + u32 entropy length */
 
 /* Payload caps. The host never allocates more than PROTO_MAX_PAYLOAD for a frame. */
 #define PROTO_MAX_PAYLOAD  (4u << 20)

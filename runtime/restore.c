@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <sys/random.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,8 @@
 #include "runtime/compat.h"
 #include "runtime/template.h"
 #include "runtime/vmshell.h"
+#include "kvm/le.h"
+#include "runtime/proto_wire.h"
 
 int restore_snap_open(struct restore_snap *s, const char *dir)
 {
@@ -213,36 +217,45 @@ int restore_state(struct snapbox *sb, struct restore_snap *s, enum snapbox_resto
 		return ret;
 	/* The guest was past READY when it was captured; the fresh channel must know it. */
 	chan_mark_ready(&sb->chan);
+	/* A clone of a snapshot: it must not run for anyone before REFRESH. */
+	sb->refresh_pending = true;
 	return 0;
 }
 
-int restore_resume(struct snapbox *sb, const struct snapbox_restore_opts *o, uint64_t t0,
-		   struct snapbox_restore_profile *p)
+int restore_refresh(struct snapbox *sb, unsigned timeout_ms)
 {
-	uint64_t t = mono_now_ns();
+	uint8_t msg[PROTO_REFRESH_HDR + RESTORE_REFRESH_ENTROPY];
+	struct timespec now;
+	uint32_t n = 0;
+	void *r = NULL;
 	int ret;
 
-	sb->console_fd = o->console_fd;
-	ret = snapbox_resume(sb);   /* the shell's parked thread (restore_shell) */
-	if (ret)
+	if (getrandom(msg + PROTO_REFRESH_HDR, RESTORE_REFRESH_ENTROPY, 0) != RESTORE_REFRESH_ENTROPY) {
+		ret = -errno;
+		log_msg("snapbox: getrandom for the guest's entropy: %s\n", strerror(-ret));
 		return ret;
-	/* Wait (briefly) for the thread to enter KVM_RUN, to time it. */
-	while (!atomic_load(&sb->vcpu.first_run_ns) && mono_now_ns() - t < 1000000000ull)
-		sched_yield();
-	p->resume_kvm_run = atomic_load(&sb->vcpu.first_run_ns) > t ?
-			    atomic_load(&sb->vcpu.first_run_ns) - t : 0;
-	p->total_with_resume = mono_now_ns() - t0;
-	if (!o->ping)
-		return 0;
-	ret = snapbox_ping(sb, o->ping_timeout_ms ? o->ping_timeout_ms : 5000);
-	p->restore_to_ready = mono_now_ns() - t0;
-	if (ret)
-		log_msg("snapbox: restored guest did not answer PING: %s\n",
+	}
+	/* The clock last, just before the send: the guest's wall clock is off by one trip. */
+	clock_gettime(CLOCK_REALTIME, &now);
+	le_put64(msg, (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec);
+	le_put32(msg + 8, RESTORE_REFRESH_ENTROPY);
+	ret = snapbox_request(sb, PROTO_T_REFRESH, msg, sizeof(msg), &r, &n, timeout_ms);
+	explicit_bzero(msg, sizeof(msg));
+	if (ret == -EREMOTEIO)
+		log_msg("snapbox: the restored guest refused REFRESH (%.*s): its agent cannot make this "
+			"clone unique (entropy, clock); rebuild the snapshot with this snapbox's agent\n",
+			(int)n, r ? (const char *)r : "");
+	else if (ret)
+		log_msg("snapbox: restored guest did not answer REFRESH: %s\n",
 			ret == -ESHUTDOWN ? snapbox_stop_reason(sb) : strerror(-ret));
-	return ret;
+	free(r);
+	if (!ret)
+		sb->refresh_pending = false;
+	return ret == -EREMOTEIO ? -ENOTSUP : ret;
 }
 
-int snapbox_resume(struct snapbox *sb)
+/* Start or wake the vCPU thread (parked since restore_shell, or paused). */
+static int restore_wake(struct snapbox *sb)
 {
 	switch (vcpu_get_state(&sb->vcpu)) {
 	case VCPU_CREATED:
@@ -252,6 +265,46 @@ int snapbox_resume(struct snapbox *sb)
 	default:
 		return -EINVAL;
 	}
+}
+
+int restore_resume(struct snapbox *sb, const struct snapbox_restore_opts *o, uint64_t t0,
+		   struct snapbox_restore_profile *p)
+{
+	unsigned timeout = o->ping_timeout_ms ? o->ping_timeout_ms : 5000;
+	uint64_t t = mono_now_ns();
+	int ret;
+
+	sb->console_fd = o->console_fd;
+	ret = restore_wake(sb);   /* the shell's parked thread (restore_shell) */
+	if (ret)
+		return ret;
+	/* Wait (briefly) for the thread to enter KVM_RUN, to time it. */
+	while (!atomic_load(&sb->vcpu.first_run_ns) && mono_now_ns() - t < 1000000000ull)
+		sched_yield();
+	p->resume_kvm_run = atomic_load(&sb->vcpu.first_run_ns) > t ?
+			    atomic_load(&sb->vcpu.first_run_ns) - t : 0;
+	p->total_with_resume = mono_now_ns() - t0;
+	/* Before anything else reaches the guest: no caller ever sees a clone that is not unique. */
+	t = mono_now_ns();
+	ret = restore_refresh(sb, timeout);
+	p->guest_refresh = mono_now_ns() - t;
+	if (ret || !o->ping)
+		return ret;
+	ret = snapbox_ping(sb, timeout);
+	p->restore_to_ready = mono_now_ns() - t0;
+	if (ret)
+		log_msg("snapbox: restored guest did not answer PING: %s\n",
+			ret == -ESHUTDOWN ? snapbox_stop_reason(sb) : strerror(-ret));
+	return ret;
+}
+
+int snapbox_resume(struct snapbox *sb)
+{
+	int ret = restore_wake(sb);
+
+	if (!ret && sb->refresh_pending)
+		ret = restore_refresh(sb, 5000);
+	return ret;
 }
 
 unsigned restore_threads(unsigned want)

@@ -51,7 +51,20 @@ int restore_shell(struct snapbox *sb, struct restore_snap *s, enum snapbox_resto
 int restore_state(struct snapbox *sb, struct restore_snap *s, enum snapbox_restore_mode mode,
 		  bool verify, unsigned threads, struct snapbox_restore_profile *p);
 
-/* Resume (and PING) a restored sandbox per o, filling the resume fields of p. */
+/* Bytes of host entropy each restored guest receives. */
+#define RESTORE_REFRESH_ENTROPY 64u
+
+/*
+ * REFRESH: send the guest fresh entropy (getrandom) and the host's
+ * CLOCK_REALTIME; the agent reseeds its kernel's CRNG and sets its clock, the
+ * probe acknowledges. Every restored sandbox gets it before it is handed to
+ * its caller (restore_resume, or snapbox_resume of a restore made without
+ * resume). Returns 0, -ENOTSUP when the guest refuses it (an older agent), or
+ * the request's -errno; logged.
+ */
+int restore_refresh(struct snapbox *sb, unsigned timeout_ms);
+
+/* Resume, REFRESH (and PING) a restored sandbox per o, filling the resume fields of p. */
 int restore_resume(struct snapbox *sb, const struct snapbox_restore_opts *o, uint64_t t0,
 		   struct snapbox_restore_profile *p);
 

@@ -80,6 +80,7 @@ Test(kvm_pool, pooled_restores_verify_and_count_hits, .fini = tp_teardown)
 		cr_assert_eq(snapbox_pool_restore(pool, &ro, &sb, &p), 0);
 		cr_assert_gt(p.restore_to_ready, 0);
 		cr_assert(p.pooled, "request %d: the profile must say the shell was pooled", i);
+		cr_assert_gt(p.guest_refresh, 0, "request %d: a pooled restore is refreshed too", i);
 		cr_assert_eq(tests_bad_pages(sb, TS_FILL_MIB, TS_SEED), 0);
 		/* Every request is a fresh VM: a write here must not reach the next one. */
 		tests_fill(sb, TS_FILL_MIB, TS_SEED + 1 + (uint64_t)i);

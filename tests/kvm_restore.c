@@ -59,6 +59,9 @@ Test(kvm_restore, restored_guest_pings_verifies_and_hashes_equal, .fini = tr_tea
 		cr_assert_gt(p.restore_to_ready, 0, "%s: restore_to_ready not measured",
 			     tests_mode_name(m));
 		cr_assert_geq(p.total_with_resume, p.total_without_resume);
+		/* Every clone is refreshed, inside restore_to_ready. */
+		cr_assert_gt(p.guest_refresh, 0, "%s: no REFRESH", tests_mode_name(m));
+		cr_assert_lt(p.guest_refresh, p.restore_to_ready);
 		cr_assert_eq(snapbox_ping(sb, TS_MS), 0, "%s: PING failed", tests_mode_name(m));
 		cr_assert_eq(tests_bad_pages(sb, TS_FILL_MIB, TS_SEED), 0,
 			     "%s: the pattern written before the snapshot did not survive",
@@ -174,6 +177,7 @@ Test(kvm_restore, paused_restore_then_resume, .fini = tr_teardown)
 		cr_assert_eq(ret, 0, "%s restore failed: %s", mn, strerror(-ret));
 		cr_assert_eq(p.resume_kvm_run, 0, "%s: resume timed though not resumed", mn);
 		cr_assert_eq(p.restore_to_ready, 0, "%s: ready timed though not resumed", mn);
+		cr_assert_eq(p.guest_refresh, 0, "%s: refreshed though not resumed", mn);
 		cr_assert_gt(p.total_without_resume, 0);
 		cr_assert_eq(snapbox_resume(sb), 0, "%s: resume failed", mn);
 		cr_assert_eq(snapbox_ping(sb, TS_MS), 0, "%s: PING after resume failed: %s", mn,

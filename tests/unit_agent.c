@@ -6,9 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "kvm/le.h"
 #include "runtime/agent.h"
+#include "runtime/proto_wire.h"
 #include "tests/common_agent.h"
 
 static struct tagent T;
@@ -289,5 +292,35 @@ Test(agent, as_pid1_it_mounts_cannot_be_killed_and_reaps)
 	snapbox_exec_result_free(&r);
 	usleep(600000);
 	cr_assert_eq(tagent_zombies(T.agent_pid), 0, "zombies left under PID 1");
+	cr_assert_eq(tagent_ping(&T, 2000), 0);
+}
+
+/* REFRESH as a test process: checked to the byte, acknowledged, and never applied to this host. */
+Test(agent, refresh_is_validated_and_acknowledged)
+{
+	uint8_t msg[PROTO_REFRESH_HDR + PROTO_REFRESH_MAX_ENTROPY + 1] = { 0 };
+	uint64_t deadline;
+	uint32_t n;
+	void *r;
+
+	tagent_start(&T, TAGENT_SOCKET, 300);
+	le_put64(msg, 1);              /* 1970: would be obvious if it were applied */
+	le_put32(msg + 8, 32);
+	deadline = mono_now_ns() + 2000000000ull;
+	cr_assert_eq(chan_request(&T.chan, PROTO_T_REFRESH, msg, PROTO_REFRESH_HDR + 32, &r, &n, deadline), 0);
+	cr_assert_eq(n, 0);
+	free(r);
+	cr_assert_gt(time(NULL), 1700000000, "the host clock was set by a test agent");
+	/* Too short, entropy length past the cap, and a length that disagrees with the frame. */
+	cr_assert_eq(chan_request(&T.chan, PROTO_T_REFRESH, msg, 8, &r, &n, deadline), -EREMOTEIO);
+	free(r);
+	le_put32(msg + 8, PROTO_REFRESH_MAX_ENTROPY + 1);
+	cr_assert_eq(chan_request(&T.chan, PROTO_T_REFRESH, msg, sizeof(msg), &r, &n, deadline),
+		     -EREMOTEIO);
+	free(r);
+	le_put32(msg + 8, 32);
+	cr_assert_eq(chan_request(&T.chan, PROTO_T_REFRESH, msg, PROTO_REFRESH_HDR + 31, &r, &n, deadline),
+		     -EREMOTEIO);
+	free(r);
 	cr_assert_eq(tagent_ping(&T, 2000), 0);
 }

@@ -58,6 +58,8 @@ void agent_on_sigchld(struct agent *a);
 void agent_exec(struct agent *a, const struct proto_hdr *h, const uint8_t *payload);
 void agent_write_file(struct agent *a, const struct proto_hdr *h, const uint8_t *payload);
 void agent_read_file(struct agent *a, const struct proto_hdr *h, const uint8_t *payload);
+/* REFRESH: mix the host's entropy into the kernel pool, reseed the CRNG, set the wall clock. */
+void agent_refresh(struct agent *a, const struct proto_hdr *h, const uint8_t *payload);
 
 /* Log one line to stderr (the console when PID 1). */
 void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -191,6 +191,9 @@ static void agent_on_frame(void *opaque, const struct proto_hdr *h, const uint8_
 	case PROTO_T_READ_FILE:
 		agent_read_file(a, h, payload);
 		break;
+	case PROTO_T_REFRESH:
+		agent_refresh(a, h, payload);
+		break;
 	default:
 		agent_reply_err(a, h, ENOSYS, "unknown command");
 		break;

@@ -5,6 +5,7 @@ cannot run at useful speed on KVM-PVM.
 """
 import base64
 import os
+import time
 
 import pytest
 
@@ -104,3 +105,17 @@ def test_snapshot_keeps_user_state(linux):
             assert again.read_file("/tmp/state") == b"kept"
     finally:
         t.delete()
+
+
+def test_every_clone_is_a_new_machine(linux):
+    """Clones of one snapshot get their own entropy and the host's wall clock (REFRESH)."""
+    time.sleep(3)   # the snapshot's clock is now seconds behind the host's
+    seen = set()
+    for _ in range(3):
+        with linux.create("linux") as sb:
+            r = sb.exec(["sh", "-c", "head -c 16 /dev/urandom | od -An -tx1; date +%s"])
+            rnd, guest_now = r.stdout.decode().rsplit("\n", 2)[:2]
+            seen.add(rnd)
+            assert abs(int(guest_now) - time.time()) < 2.5, (guest_now, time.time())
+            assert sb.restore_profile["guest_refresh_ns"] > 0
+    assert len(seen) == 3, seen
