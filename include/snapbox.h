@@ -231,6 +231,8 @@ uint64_t snapbox_unknown_accesses(struct snapbox *sb);
 
 /* What a snapshot cost. Durations in ns; bytes_in is guest RAM, bytes_out the files. */
 struct snapbox_snapshot_profile {
+	uint64_t prewarm;            /* files written and pre-warm commands run, before the pause
+				      * (not in total) */
 	uint64_t pause;              /* vCPU stopped at an exit boundary, I/O completed */
 	uint64_t vcpu_capture;       /* vCPU state, then VM state (clock, irqchips, PIT) */
 	uint64_t device_capture;     /* device table */
@@ -243,6 +245,14 @@ struct snapbox_snapshot_profile {
 	uint32_t zero_chunks, lz4_chunks, raw_chunks;
 };
 
+/* A file to write into the guest: its absolute path, mode and bytes. */
+struct snapbox_file {
+	const char *path;
+	uint32_t mode;
+	const void *data;
+	size_t len;
+};
+
 struct snapbox_snapshot_opts {
 	bool no_sync;                /* skip every fsync (faster, not crash-safe) */
 	uint32_t chunk_size;         /* memory chunk size; 0: the default */
@@ -250,6 +260,14 @@ struct snapbox_snapshot_opts {
 	bool leave_paused;           /* do not resume the guest afterwards */
 	bool no_compress;            /* store non-zero memory uncompressed (RAW chunks): faster to
 					write and to restore, larger files */
+	/* Pre-warming, through the Linux agent, before the pause: first every file is
+	 * written, then every command runs as `sh -c CMD` (each must exit 0 within
+	 * prewarm_timeout_ms, default 300000). The snapshot then holds their effects:
+	 * compiled .pyc files, imported modules, caches. */
+	const struct snapbox_file *files;
+	size_t nfiles;
+	const char *const *prewarm;  /* NULL-terminated, or NULL */
+	unsigned prewarm_timeout_ms;
 };
 
 /*

@@ -236,8 +236,9 @@ int agentreq_exec(struct chan *c, const struct snapbox_exec_opts *o, struct snap
 	return ret;
 }
 
-/* Payload prefix shared by both file requests: u32 a, u32 flags = 0, counted path. */
-static int agentreq_file_req(const char *path, uint32_t a, size_t extra, struct agentreq_buf *b)
+/* Payload prefix shared by both file requests: u32 a, u32 flags, counted path. */
+static int agentreq_file_req(const char *path, uint32_t a, uint32_t flags, size_t extra,
+			     struct agentreq_buf *b)
 {
 	size_t plen = path ? strlen(path) : 0;
 
@@ -251,13 +252,19 @@ static int agentreq_file_req(const char *path, uint32_t a, size_t extra, struct 
 		return -ENOMEM;
 	b->len = 0;
 	agentreq_u32(b, a);
-	agentreq_u32(b, 0);
+	agentreq_u32(b, flags);
 	agentreq_str(b, path, plen);
 	return 0;
 }
 
 int agentreq_write_file(struct chan *c, const char *path, uint32_t mode, const void *data,
 			size_t len, unsigned timeout_ms)
+{
+	return agentreq_write_file_flags(c, path, mode, 0, data, len, timeout_ms);
+}
+
+int agentreq_write_file_flags(struct chan *c, const char *path, uint32_t mode, uint32_t flags,
+			      const void *data, size_t len, unsigned timeout_ms)
 {
 	struct agentreq_buf b;
 	uint32_t rlen;
@@ -269,7 +276,7 @@ int agentreq_write_file(struct chan *c, const char *path, uint32_t mode, const v
 			len > PROTO_FILE_MAX ? "more than SNAPBOX_FILE_MAX bytes" : "bad mode");
 		return len > PROTO_FILE_MAX ? -EFBIG : -EINVAL;
 	}
-	ret = agentreq_file_req(path, mode, 4 + len, &b);
+	ret = agentreq_file_req(path, mode, flags, 4 + len, &b);
 	if (ret)
 		return ret;
 	agentreq_str(&b, data, len);
@@ -296,7 +303,7 @@ int agentreq_read_file(struct chan *c, const char *path, size_t max, void **data
 		log_msg("snapbox: read-file: max_bytes above SNAPBOX_FILE_MAX\n");
 		return -EINVAL;
 	}
-	ret = agentreq_file_req(path, (uint32_t)max, 0, &b);
+	ret = agentreq_file_req(path, (uint32_t)max, 0, 0, &b);
 	if (ret)
 		return ret;
 	ret = agentreq_request(c, "read-file", PROTO_T_READ_FILE, b.p, (uint32_t)b.len, &reply,

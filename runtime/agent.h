@@ -37,6 +37,9 @@ int agentreq_guest_error(const char *what, const void *reply, uint32_t len);
 int agentreq_exec(struct chan *c, const struct snapbox_exec_opts *o, struct snapbox_exec_result *r);
 int agentreq_write_file(struct chan *c, const char *path, uint32_t mode, const void *data,
 			size_t len, unsigned timeout_ms);
+/* The same with WRITE_FILE flags (PROTO_WRITE_F_MKDIRS: create missing parents, 0755). */
+int agentreq_write_file_flags(struct chan *c, const char *path, uint32_t mode, uint32_t flags,
+			      const void *data, size_t len, unsigned timeout_ms);
 int agentreq_read_file(struct chan *c, const char *path, size_t max, void **data, size_t *len,
 		       unsigned timeout_ms);
 

@@ -48,6 +48,7 @@ static const struct profile_field profile_boot_counters[] = {
 };
 
 static const struct profile_field profile_snapshot_fields[] = {
+	PF(snapbox_snapshot_profile, prewarm),
 	PF(snapbox_snapshot_profile, pause),
 	PF(snapbox_snapshot_profile, vcpu_capture),
 	PF(snapbox_snapshot_profile, device_capture),

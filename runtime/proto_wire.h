@@ -48,6 +48,9 @@ _Static_assert(sizeof(struct proto_hdr) == PROTO_HDR_SIZE, "proto_hdr is 16 byte
 #define PROTO_T_WRITE_FILE 0x0031   /* mode, flags, path, data -> empty */
 #define PROTO_T_READ_FILE  0x0032   /* max_bytes, flags, path -> file bytes */
 
+/* WRITE_FILE flags */
+#define PROTO_WRITE_F_MKDIRS      0x1u    /* create missing parent directories (mode 0755) */
+
 /* REFRESH: the entropy bytes the host sends (the agent mixes them in and reseeds). */
 #define PROTO_REFRESH_MIN_ENTROPY 16u
 #define PROTO_REFRESH_MAX_ENTROPY 256u

@@ -83,6 +83,7 @@ int snapbox_exit_code(int err)
 	case -ETIMEDOUT:
 	case -ESHUTDOWN:
 	case -EREMOTEIO:
+	case -ECANCELED:             /* a pre-warm command failed in the guest */
 		return SNAPBOX_EXIT_GUEST;
 	case -ENOTSUP:
 	case -ENOMEM:

@@ -1,5 +1,6 @@
 /* snapshot.c - snapshot a running sandbox: pause, capture state and memory, write the snapshot directory atomically. */
 #include "kvm/mono.h"
+#include "runtime/agent.h"
 #include <errno.h>
 #include "kvm/log.h"
 #include <fcntl.h>
@@ -26,6 +27,51 @@ struct snapshot_ctx {
 	struct snapbox_snapshot_profile *p;
 	uint64_t t;
 };
+
+/* Write opts' files, then run its pre-warm commands; 0, or -errno / -ECANCELED (logged). */
+static int snapshot_prewarm(struct snapbox *sb, const struct snapbox_snapshot_opts *o)
+{
+	unsigned timeout = o->prewarm_timeout_ms ? o->prewarm_timeout_ms : 300000;
+	int ret;
+
+	for (size_t i = 0; i < o->nfiles; i++) {
+		const struct snapbox_file *f = &o->files[i];
+
+		/* Parents made as needed, as `COPY` into an image would. */
+		ret = agentreq_write_file_flags(&sb->chan, f->path, f->mode, PROTO_WRITE_F_MKDIRS, f->data,
+						f->len, 30000);
+		if (!ret)
+			ret = sandbox_lazy_check(sb);
+		if (ret) {
+			log_msg("snapbox: snapshot: writing %s into the guest: %s\n", f->path,
+				strerror(-ret));
+			return ret;
+		}
+	}
+	for (size_t i = 0; o->prewarm && o->prewarm[i]; i++) {
+		const char *argv[] = { "sh", "-c", o->prewarm[i], NULL };
+		struct snapbox_exec_opts e = { .argv = argv, .timeout_ms = timeout };
+		struct snapbox_exec_result r;
+
+		ret = snapbox_exec(sb, &e, &r);
+		if (ret) {
+			log_msg("snapbox: snapshot: pre-warm command '%s': %s\n", o->prewarm[i],
+				strerror(-ret));
+			return ret;
+		}
+		if (r.signaled || r.exit_code) {
+			log_msg("snapbox: snapshot: pre-warm command '%s' %s %d%s%.*s\n", o->prewarm[i],
+				r.signaled ? "was killed by signal" : "exited with status",
+				r.signaled ? r.signal : r.exit_code, r.err_len ? ": " : "",
+				(int)(r.err_len > 300 ? 300 : r.err_len), r.err ? (const char *)r.err : "");
+			ret = -ECANCELED;
+		}
+		snapbox_exec_result_free(&r);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
 
 /* Encode with fn into a fresh sbuf and add it as a section. */
 static int snapshot_add(struct snapshot_ctx *c, uint32_t tag, uint16_t version, struct sbuf *b)
@@ -184,6 +230,15 @@ int snapbox_snapshot(struct snapbox *sb, const char *dir, const struct snapbox_s
 	int ret;
 
 	memset(&pl, 0, sizeof(pl));
+	t0 = mono_now_ns();
+	/* Before the pause, and before anything is written: a failed pre-warm costs no snapshot. */
+	ret = snapshot_prewarm(sb, o);
+	pl.prewarm = mono_now_ns() - t0;
+	if (ret) {
+		if (prof)
+			*prof = pl;
+		return ret;
+	}
 	vmstate_writer_init(&c.w);
 	vcpu_state_init(&c.vst);
 	t0 = c.t = mono_now_ns();

@@ -1,4 +1,4 @@
-/* build.c - snapboxd's template builds: cold boot, files and pre-warm commands through the agent, snapshot, pool. */
+/* build.c - snapboxd's template builds: cold boot, then the library's snapshot with files and pre-warm commands, then the pool. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -7,12 +7,14 @@
 
 #include "server/srv.h"
 
-#define BUILD_MAX_ARGV 256
-
 struct srv_build {
 	struct srv *s;
 	struct srv_template *t;
 	struct json_object *spec;    /* the request's "build" object (a reference) */
+	struct snapbox_file *files;  /* its files, decoded (bufs own the bytes) */
+	uint8_t **bufs;
+	size_t nfiles;
+	const char **prewarm;        /* its shell commands, NULL-terminated */
 };
 
 static const char *build_str(struct json_object *o, const char *key)
@@ -33,67 +35,50 @@ static int64_t build_int(struct json_object *o, const char *key, int64_t dflt)
 	return json_object_get_int64(v);
 }
 
-/* Write every {"path","mode","data"} of files into the guest: 0 or -errno (*why set). */
-static int build_files(struct snapbox *sb, struct json_object *files, char *why, size_t wlen)
+/* The build's files and shell commands as snapshot options; false (why set) when malformed. */
+static bool build_opts(struct json_object *spec, struct srv_build *b, char *why, size_t wlen)
 {
-	size_t n = files ? json_object_array_length(files) : 0;
+	struct json_object *files = NULL, *cmds = NULL;
+	size_t nf, nc;
 
-	for (size_t i = 0; i < n; i++) {
+	json_object_object_get_ex(spec, "files", &files);
+	json_object_object_get_ex(spec, "prewarm", &cmds);
+	nf = files ? json_object_array_length(files) : 0;
+	nc = cmds ? json_object_array_length(cmds) : 0;
+	b->files = calloc(nf ? nf : 1, sizeof(*b->files));
+	b->bufs = calloc(nf ? nf : 1, sizeof(*b->bufs));
+	b->prewarm = calloc(nc + 1, sizeof(*b->prewarm));
+	if (!b->files || !b->bufs || !b->prewarm) {
+		snprintf(why, wlen, "out of memory");
+		return false;
+	}
+	for (size_t i = 0; i < nf; i++) {
 		struct json_object *f = json_object_array_get_idx(files, i);
 		const char *path = build_str(f, "path"), *data = build_str(f, "data");
-		uint8_t *buf;
 		size_t len;
-		int ret;
 
-		if (!path || !data || srv_b64_decode(data, &buf, &len)) {
-			snprintf(why, wlen, "files[%zu]: needs a path and base64 data", i);
-			return -EINVAL;
+		if (!path || path[0] != '/' || !data || srv_b64_decode(data, &b->bufs[i], &len)) {
+			snprintf(why, wlen, "files[%zu]: needs an absolute path and base64 data", i);
+			return false;
 		}
-		ret = snapbox_write_file(sb, path, (uint32_t)build_int(f, "mode", 0644), buf, len, 30000);
-		free(buf);
-		if (ret) {
-			snprintf(why, wlen, "writing %s: %s", path, strerror(-ret));
-			return ret;
-		}
+		b->files[i] = (struct snapbox_file){ .path = path, .data = b->bufs[i], .len = len,
+						     .mode = (uint32_t)build_int(f, "mode", 0644) };
+		b->nfiles++;
 	}
-	return 0;
+	for (size_t i = 0; i < nc; i++)
+		b->prewarm[i] = json_object_get_string(json_object_array_get_idx(cmds, i));
+	return true;
 }
 
-/* Run every pre-warm argv; each must exit 0. */
-static int build_prewarm(struct snapbox *sb, struct json_object *cmds, char *why, size_t wlen)
+static void build_free(struct srv_build *b)
 {
-	size_t n = cmds ? json_object_array_length(cmds) : 0;
-
-	for (size_t i = 0; i < n; i++) {
-		struct json_object *c = json_object_array_get_idx(cmds, i);
-		const char *argv[BUILD_MAX_ARGV + 1];
-		struct snapbox_exec_opts o = { .argv = argv, .timeout_ms = 300000 };
-		struct snapbox_exec_result r;
-		size_t k, na = json_object_array_length(c);
-		int ret;
-
-		if (na == 0 || na > BUILD_MAX_ARGV) {
-			snprintf(why, wlen, "prewarm[%zu]: needs 1 to %d strings", i, BUILD_MAX_ARGV);
-			return -EINVAL;
-		}
-		for (k = 0; k < na; k++)
-			argv[k] = json_object_get_string(json_object_array_get_idx(c, k));
-		argv[k] = NULL;
-		ret = snapbox_exec(sb, &o, &r);
-		if (ret) {
-			snprintf(why, wlen, "prewarm[%zu] (%s): %s", i, argv[0], strerror(-ret));
-			return ret;
-		}
-		ret = r.signaled || r.exit_code ? -ECANCELED : 0;
-		if (ret)
-			snprintf(why, wlen, "prewarm[%zu] (%s) %s %d: %.200s", i, argv[0],
-				 r.signaled ? "killed by signal" : "exited", r.signaled ? r.signal : r.exit_code,
-				 r.err_len ? (const char *)r.err : "");
-		snapbox_exec_result_free(&r);
-		if (ret)
-			return ret;
-	}
-	return 0;
+	for (size_t i = 0; b->bufs && i < b->nfiles; i++)
+		free(b->bufs[i]);
+	free(b->bufs);
+	free(b->files);
+	free(b->prewarm);
+	json_object_put(b->spec);
+	free(b);
 }
 
 static void *build_thread(void *arg)
@@ -101,7 +86,7 @@ static void *build_thread(void *arg)
 	struct srv_build *b = arg;
 	struct srv *s = b->s;
 	struct srv_template *t = b->t;
-	struct json_object *spec = b->spec, *files = NULL, *cmds = NULL;
+	struct json_object *spec = b->spec;
 	struct snapbox_config cfg = {
 		.kernel = build_str(spec, "kernel"), .initrd = build_str(spec, "initrd"),
 		.cmdline = build_str(spec, "cmdline"), .console_fd = -1, .prepare_snapshot = true,
@@ -111,21 +96,23 @@ static void *build_thread(void *arg)
 	struct snapbox_snapshot_opts so = { 0 };
 	struct snapbox *sb = NULL;
 	char why[512] = "";
-	int ret;
+	int ret = -EINVAL;
 
-	json_object_object_get_ex(spec, "files", &files);
-	json_object_object_get_ex(spec, "prewarm", &cmds);
-	ret = snapbox_boot(&cfg, &sb, NULL, NULL);
-	if (ret)
-		snprintf(why, sizeof(why), "boot: %s", strerror(-ret));
-	if (!ret)
-		ret = build_files(sb, files, why, sizeof(why));
-	if (!ret)
-		ret = build_prewarm(sb, cmds, why, sizeof(why));
+	if (build_opts(spec, b, why, sizeof(why))) {
+		so.files = b->files;
+		so.nfiles = b->nfiles;
+		so.prewarm = b->prewarm;
+		ret = snapbox_boot(&cfg, &sb, NULL, NULL);
+		if (ret)
+			snprintf(why, sizeof(why), "boot: %s", strerror(-ret));
+	}
 	if (!ret) {
+		/* Files, then pre-warm commands, then the snapshot (the library's order). */
 		ret = snapbox_snapshot(sb, t->snapshot, &so, NULL);
 		if (ret)
-			snprintf(why, sizeof(why), "snapshot: %s", strerror(-ret));
+			snprintf(why, sizeof(why), "%s: %s",
+				 ret == -ECANCELED ? "a pre-warm command failed" : "pre-warm or snapshot",
+				 strerror(-ret));
 	}
 	snapbox_destroy(sb);
 	if (!ret) {
@@ -140,10 +127,9 @@ static void *build_thread(void *arg)
 	s->builds--;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
-	srv_log("template %s: build %s%s%s", t->name, ret ? "failed: " : "done", ret ? why : "", "");
+	srv_log("template %s: build %s%s", t->name, ret ? "failed: " : "done", ret ? why : "");
 	srv_template_put(s, t);
-	json_object_put(spec);
-	free(b);
+	build_free(b);
 	return NULL;
 }
 
@@ -162,23 +148,14 @@ static bool build_spec_ok(struct json_object *spec, struct srv_reply *r)
 	}
 	if (json_object_object_get_ex(spec, "prewarm", &v)) {
 		if (!json_object_is_type(v, json_type_array)) {
-			srv_reply_error(r, 400, "bad_request", "build.prewarm must be an array of argv arrays");
+			srv_reply_error(r, 400, "bad_request", "build.prewarm must be an array of shell commands");
 			return false;
 		}
-		for (size_t i = 0; i < json_object_array_length(v); i++) {
-			struct json_object *c = json_object_array_get_idx(v, i);
-
-			if (!json_object_is_type(c, json_type_array)) {
-				srv_reply_error(r, 400, "bad_request", "build.prewarm[%zu] must be an argv array", i);
+		for (size_t i = 0; i < json_object_array_length(v); i++)
+			if (!json_object_is_type(json_object_array_get_idx(v, i), json_type_string)) {
+				srv_reply_error(r, 400, "bad_request", "build.prewarm[%zu] must be a string", i);
 				return false;
 			}
-			for (size_t k = 0; k < json_object_array_length(c); k++)
-				if (!json_object_is_type(json_object_array_get_idx(c, k), json_type_string)) {
-					srv_reply_error(r, 400, "bad_request",
-							"build.prewarm[%zu] must hold strings", i);
-					return false;
-				}
-		}
 	}
 	return true;
 }
@@ -214,8 +191,7 @@ int srv_build_start(struct srv *s, struct srv_template *t, struct json_object *s
 		t->refs--;
 		s->builds--;
 		pthread_mutex_unlock(&s->lock);
-		json_object_put(spec);
-		free(b);
+		build_free(b);
 		srv_reply_errno(r, ret, "starting the build");
 	}
 	return ret;

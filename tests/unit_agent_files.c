@@ -173,6 +173,29 @@ Test(agent_files, symlinks_anywhere_are_refused)
 	cr_assert_eq(tagent_ping(&T, 2000), 0);
 }
 
+/* WRITE_FILE with PROTO_WRITE_F_MKDIRS: missing parents are made 0755, a symlinked one still refused. */
+Test(agent_files, mkdirs_flag_makes_parents_but_not_through_symlinks)
+{
+	struct stat st;
+	void *got;
+	size_t len;
+
+	setup_dir();
+	tagent_start(&T, TAGENT_SOCKET, 300);
+	cr_assert_eq(agentreq_write_file_flags(&T.chan, at("a/b/c/f"), 0600, PROTO_WRITE_F_MKDIRS,
+					       "deep", 4, 3000), 0);
+	cr_assert_eq(agentreq_read_file(&T.chan, at("a/b/c/f"), 0, &got, &len, 3000), 0);
+	cr_assert(len == 4 && !memcmp(got, "deep", 4));
+	free(got);
+	cr_assert_eq(stat(at("a/b"), &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0755);
+	cr_assert_eq(symlink("/", at("link")), 0);
+	cr_assert_eq(agentreq_write_file_flags(&T.chan, at("link/x/f"), 0600, PROTO_WRITE_F_MKDIRS,
+					       "no", 2, 3000), -ELOOP);
+	cr_assert_eq(agentreq_write_file_flags(&T.chan, at("g"), 0600, 0x2, "no", 2, 3000), -EINVAL);
+	cr_assert_eq(tagent_ping(&T, 2000), 0);
+}
+
 Test(agent_files, guest_rechecks_every_length)
 {
 	uint8_t *p = calloc(1, PROTO_MAX_PAYLOAD);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -121,4 +122,44 @@ char *cli_find_asset(const char *env, const char *name, bool kernel)
 		return NULL;
 	snprintf(path, sizeof(path), "%s/../guest/linux/build.sh", exe);
 	return cli_script_path(path);
+}
+
+int cli_read_file(const char *path, size_t max, void **data, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	uint8_t *buf;
+	size_t have = 0;
+	int ret;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
+		ret = errno ? -errno : -EFBIG;
+		close(fd);
+		errno = 0;
+		return ret;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (have < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + have, (size_t)st.st_size - have);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			ret = n < 0 ? -errno : -EIO;
+			free(buf);
+			close(fd);
+			return ret;
+		}
+		have += (size_t)n;
+	}
+	close(fd);
+	*data = buf;
+	*len = have;
+	return 0;
 }

@@ -22,4 +22,7 @@ const char *cli_mode_name(enum snapbox_restore_mode m);
  */
 char *cli_find_asset(const char *env, const char *name, bool kernel);
 
+/* The whole of path, malloc'd, when it is a regular file of at most max bytes: 0 or -errno (-EFBIG). */
+int cli_read_file(const char *path, size_t max, void **data, size_t *len);
+
 #endif

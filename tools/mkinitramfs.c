@@ -1,6 +1,7 @@
 /* mkinitramfs.c - writes the guest's reproducible initramfs: a sorted cpio "newc" archive, optionally gzip -n or lz4 -l. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -39,10 +40,12 @@ struct mkinitramfs_buf {
 
 static const char mkinitramfs_usage[] =
 	"usage: mkinitramfs -o OUT [--init FILE] [--busybox FILE] [--add SRC=DEST]...\n"
-	"                   [--compress gzip|lz4|none]\n"
+	"                   [--tree DIR] [--compress gzip|lz4|none]\n"
 	"\n"
 	"Write a reproducible cpio newc archive: /init (FILE, mode 0755), /bin/busybox\n"
-	"and one symlink per applet ('busybox --list-full'), each --add'ed file, the\n"
+	"and one symlink per applet ('busybox --list-full'), each --add'ed file, every\n"
+	"directory, file and symlink below --tree DIR at its path (replacing an applet\n"
+	"link of the same name; permission bits kept), the\n"
 	"directories dev proc sys tmp (and every parent), and dev/console. Entries are\n"
 	"sorted; mtime, uid and gid are 0 and inode numbers follow the order, so the\n"
 	"same inputs always give the same bytes. gzip runs as 'gzip -n -9' and lz4 as\n"
@@ -189,6 +192,71 @@ static int mkinitramfs_add_file(struct mkinitramfs_list *l, const char *src, con
 		return ret;
 	}
 	return mkinitramfs_add(l, dest, S_IFREG | (uint32_t)force_mode, data, len);
+}
+
+/* The list --tree adds to (nftw's callback has no argument of its own). */
+static struct mkinitramfs_list *mkinitramfs_tree_list;
+static size_t mkinitramfs_tree_root_len;
+
+/*
+ * One entry of a --tree: directories, regular files (with their permission
+ * bits) and symlinks, at their path below the tree's root. A tree entry
+ * replaces a busybox applet link of the same name (the real program wins).
+ */
+static int mkinitramfs_tree_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	struct mkinitramfs_list *l = mkinitramfs_tree_list;
+	const char *rel = path + mkinitramfs_tree_root_len;
+	uint8_t *data = NULL;
+	size_t len = 0;
+	mode_t m;
+
+	(void)ftw;
+	while (*rel == '/')
+		rel++;
+	if (!*rel)
+		return 0;
+	for (size_t i = 0; i < l->n; i++) {
+		if (strcmp(l->e[i].path, rel) || !S_ISLNK(l->e[i].mode) || flag == FTW_D)
+			continue;
+		free(l->e[i].path);
+		free(l->e[i].data);
+		l->e[i] = l->e[--l->n];
+		break;
+	}
+	if (flag == FTW_D)
+		return mkinitramfs_add(l, rel, S_IFDIR | (st->st_mode & 07777), NULL, 0);
+	if (flag == FTW_SL) {
+		char target[MKINITRAMFS_MAX_PATH];
+		ssize_t n = readlink(path, target, sizeof(target) - 1);
+
+		if (n < 0 || !(data = malloc((size_t)n + 1)))
+			return -EIO;
+		memcpy(data, target, (size_t)n);
+		return mkinitramfs_add(l, rel, S_IFLNK | 0777, data, (size_t)n);
+	}
+	if (flag != FTW_F || !S_ISREG(st->st_mode)) {
+		fprintf(stderr, "mkinitramfs: %s is not a file, directory or symlink\n", path);
+		return -EINVAL;
+	}
+	if (mkinitramfs_read(path, &data, &len, &m))
+		return -EIO;
+	return mkinitramfs_add(l, rel, S_IFREG | (st->st_mode & 07777), data, len);
+}
+
+/* Every entry below dir, at the same path in the archive. */
+static int mkinitramfs_add_tree(struct mkinitramfs_list *l, const char *dir)
+{
+	int ret;
+
+	mkinitramfs_tree_list = l;
+	mkinitramfs_tree_root_len = strlen(dir);
+	ret = nftw(dir, mkinitramfs_tree_one, 32, FTW_PHYS);
+	if (ret == -1) {
+		ret = -errno;
+		fprintf(stderr, "mkinitramfs: --tree %s: %s\n", dir, strerror(errno));
+	}
+	return ret;
 }
 
 /* Run `busybox <arg>` and return its stdout (NUL-terminated) or NULL. */
@@ -420,13 +488,14 @@ int main(int argc, char **argv)
 		{ "busybox", required_argument, NULL, 'b' },
 		{ "add", required_argument, NULL, 'a' },
 		{ "compress", required_argument, NULL, 'c' },
+		{ "tree", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char *const dirs[] = { "dev", "proc", "sys", "tmp", "root" };
 	struct mkinitramfs_list l = { 0 };
 	struct mkinitramfs_buf b = { 0 };
-	const char *out = NULL, *how = "none", *init = NULL, *busybox = NULL;
+	const char *out = NULL, *how = "none", *init = NULL, *busybox = NULL, *tree = NULL;
 	size_t i;
 	int c, ret = 0;
 
@@ -438,6 +507,7 @@ int main(int argc, char **argv)
 		case 'i': init = optarg; break;
 		case 'b': busybox = optarg; break;
 		case 'c': how = optarg; break;
+		case 't': tree = optarg; break;
 		case 'a':
 			eq = strchr(optarg, '=');
 			if (!eq || eq == optarg || !eq[1]) {
@@ -468,6 +538,9 @@ int main(int argc, char **argv)
 		ret = mkinitramfs_add_file(&l, init, "init", 0755);
 	if (!ret && busybox)
 		ret = mkinitramfs_add_busybox(&l, busybox);
+	/* After busybox: a real program in the tree replaces the applet link. */
+	if (!ret && tree)
+		ret = mkinitramfs_add_tree(&l, tree);
 	if (!ret)
 		ret = mkinitramfs_archive(&l, &b);
 	if (!ret)

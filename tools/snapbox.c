@@ -4,10 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "snapbox.h"
 #include "tools/snapbox_cli.h"
+
+#define CLI_MAX_PREWARM 64
+#define CLI_MAX_FILES   64
 
 static const char snapbox_usage[] =
 	"usage: snapbox <command> [options]\n"
@@ -52,6 +56,11 @@ static const char snapbox_snapshot_usage[] =
 	"  --threads N       compression threads (default: online CPUs)\n"
 	"  --no-sync         skip fsync (faster; a crash may lose the snapshot)\n"
 	"  --no-compress     store guest memory uncompressed (faster to write and restore, larger)\n"
+	"  --prewarm CMD     before the snapshot, run `sh -c CMD` in the guest through its agent\n"
+	"                    (repeatable, in order; each must exit 0): compile .pyc files,\n"
+	"                    import heavy modules, fill caches\n"
+	"  --add-file SRC:DEST  before the pre-warm commands, write host file SRC to DEST in\n"
+	"                    the guest, with SRC's permission bits (repeatable)\n"
 	"  --console         copy the guest console to stderr\n"
 	"  --json            one JSON object instead of readable lines\n";
 
@@ -78,10 +87,47 @@ struct cli_boot {
 	const char *out;
 	struct snapbox_snapshot_opts snap;
 	uint32_t fill_mib;
+	const char *prewarm[CLI_MAX_PREWARM + 1];
+	unsigned nprewarm;
+	struct snapbox_file files[CLI_MAX_FILES];
+	unsigned nfiles;
 };
 
+/* --add-file SRC:DEST: SRC's bytes and permission bits, for DEST in the guest. */
+static int cli_add_file(const char *cmd, const char *arg, struct cli_boot *b)
+{
+	const char *colon = strrchr(arg, ':');
+	struct snapbox_file *f = &b->files[b->nfiles];
+	struct stat st;
+	void *data;
+	size_t len;
+	char src[4096];
+	int ret;
+
+	if (!colon || colon == arg || colon[1] != '/' || (size_t)(colon - arg) >= sizeof(src) ||
+	    b->nfiles == CLI_MAX_FILES) {
+		fprintf(stderr, "snapbox %s: --add-file wants SRC:/absolute/dest (at most %d), not '%s'\n",
+			cmd, CLI_MAX_FILES, arg);
+		return -EINVAL;
+	}
+	snprintf(src, sizeof(src), "%.*s", (int)(colon - arg), arg);
+	ret = stat(src, &st) ? -errno : cli_read_file(src, SNAPBOX_FILE_MAX, &data, &len);
+	if (ret) {
+		fprintf(stderr, "snapbox %s: --add-file %s: %s\n", cmd, src,
+			ret == -EFBIG ? "not a regular file of at most 4 MiB less 8 KiB" : strerror(-ret));
+		return ret;
+	}
+	f->path = colon + 1;
+	f->mode = st.st_mode & 07777;
+	f->data = data;
+	f->len = len;
+	b->nfiles++;
+	return 0;
+}
+
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_MEM, OPT_CMDLINE, OPT_TIMEOUT, OPT_CONSOLE, OPT_JSON,
-       OPT_OUT, OPT_NOSYNC, OPT_NOCOMPRESS, OPT_FILL, OPT_CHUNK, OPT_THREADS };
+       OPT_OUT, OPT_NOSYNC, OPT_NOCOMPRESS, OPT_FILL, OPT_CHUNK, OPT_PREWARM, OPT_ADDFILE,
+       OPT_THREADS };
 
 static const struct option cli_boot_opts[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -97,6 +143,8 @@ static const struct option cli_boot_opts[] = {
 	{ "fill", required_argument, NULL, OPT_FILL },
 	{ "chunk-size", required_argument, NULL, OPT_CHUNK },
 	{ "threads", required_argument, NULL, OPT_THREADS },
+	{ "prewarm", required_argument, NULL, OPT_PREWARM },
+	{ "add-file", required_argument, NULL, OPT_ADDFILE },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -166,6 +214,20 @@ static int cli_parse_boot(const char *cmd, const char *usage, bool snapshot_opts
 			b->snap.chunk_size = (uint32_t)sz;
 			break;
 		}
+		case OPT_PREWARM:
+			if (b->nprewarm == CLI_MAX_PREWARM) {
+				fprintf(stderr, "snapbox %s: at most %d --prewarm\n", cmd, CLI_MAX_PREWARM);
+				return SNAPBOX_EXIT_USAGE;
+			}
+			b->prewarm[b->nprewarm++] = optarg;
+			b->snap.prewarm = b->prewarm;
+			break;
+		case OPT_ADDFILE:
+			if (cli_add_file(cmd, optarg, b))
+				return SNAPBOX_EXIT_USAGE;
+			b->snap.files = b->files;
+			b->snap.nfiles = b->nfiles;
+			break;
 		case OPT_THREADS:
 			if (cli_uint(cmd, "threads", optarg, 64, &v) || v == 0)
 				return SNAPBOX_EXIT_USAGE;
@@ -263,6 +325,8 @@ static int snapbox_cmd_snapshot(int argc, char **argv)
 	if (!ret)
 		ret = snapbox_snapshot(sb, b.out, &b.snap, &sp);
 	snapbox_destroy(sb);
+	for (unsigned i = 0; i < b.nfiles; i++)
+		free((void *)b.files[i].data);
 	if (ret)
 		return snapbox_exit_code(ret);
 	if (b.json) {

@@ -21,7 +21,7 @@ struct agent_path {
  * components are skipped; ".." is refused. Returns 0 with p->dirfd open, or
  * -errno with *why naming the problem.
  */
-static int agent_path_walk(struct agent_path *p, const uint8_t *path, uint32_t n,
+static int agent_path_walk(struct agent_path *p, const uint8_t *path, uint32_t n, bool mkdirs,
 			   const char **why)
 {
 	char *comp, *next;
@@ -61,6 +61,10 @@ static int agent_path_walk(struct agent_path *p, const uint8_t *path, uint32_t n
 			break;
 		}
 		nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		/* A missing parent is made (never through a symlink: mkdirat does not follow one). */
+		if (nfd < 0 && errno == ENOENT && mkdirs &&
+		    (mkdirat(fd, comp, 0755) == 0 || errno == EEXIST))
+			nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (nfd < 0) {
 			int err = errno;
 			struct stat st;
@@ -136,12 +140,13 @@ void agent_write_file(struct agent *a, const struct proto_hdr *h, const uint8_t 
 		return;
 	}
 	p->dirfd = -1;
-	if (c.bad || c.left || !path || flags || (mode & ~07777u)) {
+	if (c.bad || c.left || !path || (flags & ~PROTO_WRITE_F_MKDIRS) || (mode & ~07777u)) {
 		if (!c.bad && !c.left && path)
-			why = flags ? "write-file flags must be 0" : "mode has bits beyond 07777";
+			why = (flags & ~PROTO_WRITE_F_MKDIRS) ? "unknown write-file flags"
+							      : "mode has bits beyond 07777";
 		goto out;
 	}
-	ret = agent_path_walk(p, path, plen, &why);
+	ret = agent_path_walk(p, path, plen, flags & PROTO_WRITE_F_MKDIRS, &why);
 	if (ret)
 		goto out;
 	fd = agent_path_open(p, O_WRONLY | O_CREAT, (mode_t)mode, &why);
@@ -199,7 +204,7 @@ void agent_read_file(struct agent *a, const struct proto_hdr *h, const uint8_t *
 			why = flags ? "read-file flags must be 0" : "max_bytes above the file cap";
 		goto out;
 	}
-	ret = agent_path_walk(p, path, plen, &why);
+	ret = agent_path_walk(p, path, plen, false, &why);
 	if (ret)
 		goto out;
 	fd = agent_path_open(p, O_RDONLY, 0, &why);

@@ -361,7 +361,7 @@ group_linux_tests() {
 # pytest NAME FILE: one file of snapboxd's API tests, PASS only when none failed or skipped.
 pytest_api() {
 	run "$1" sh -c "cd /lab/sdk/python && PYTHONDONTWRITEBYTECODE=1 SNAPBOXD=/lab/$BUILD/snapboxd \
-		SNAPBOX_CLI=/lab/$BUILD/snapbox python3 -m pytest -q -rs -p no:cacheprovider $2"
+		SNAPBOX_CLI=/lab/$BUILD/snapbox python3 -m pytest -q -rs -p no:cacheprovider --basetemp=/tmp/pytest $2"
 	syn=$(grep -E '[0-9]+ (passed|failed)' "/tmp/$1.out" | tail -n 1 || true)
 	if [ "$rc" = 0 ] && ! grep -q 'skipped' "/tmp/$1.out"; then mark "$1" PASS "$syn"
 	else mark "$1" FAIL "exit $rc: $syn"; fi

@@ -225,15 +225,15 @@ class Client:
         return Template._from(self, d)
 
     def build_template(self, name: str, kernel: str, initrd: Optional[str] = None,
-                       prewarm: Sequence[Sequence[str]] = (), files: Mapping[str, bytes] = {},
+                       prewarm: Sequence[str] = (), files: Mapping[str, bytes] = {},
                        pool_size: int = 2, mode: str = "cow", wait: bool = True,
                        timeout: float = 600.0, **boot: Any) -> "Template":
-        """Cold-boot kernel (+initrd), write files, run prewarm commands, snapshot.
+        """Cold-boot kernel (+initrd), write files, run prewarm shell commands, snapshot.
 
         With wait, poll until the build is ready (or raise Unprocessable if it failed).
         boot takes cmdline, mem_mib and boot_timeout_ms.
         """
-        build: Dict[str, Any] = {"kernel": kernel, "prewarm": [list(c) for c in prewarm],
+        build: Dict[str, Any] = {"kernel": kernel, "prewarm": list(prewarm),
                                  "files": [{"path": p, "data": base64.b64encode(b).decode()}
                                            for p, b in files.items()]}
         if initrd:

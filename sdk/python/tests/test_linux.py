@@ -5,6 +5,7 @@ cannot run at useful speed on KVM-PVM.
 """
 import base64
 import os
+import subprocess
 import time
 
 import pytest
@@ -23,7 +24,7 @@ def linux(tmp_path_factory):
     c = d.client()
     t = c.build_template("linux", kernel=kernel, initrd=initrd, mem_mib=128,
                          boot_timeout_ms=300000, pool_size=1,
-                         prewarm=[["sh", "-c", "echo warmed > /tmp/prewarm"]],
+                         prewarm=["echo warmed > /tmp/prewarm"],
                          files={"/tmp/hello.txt": b"hello from the build\n"}, timeout=900)
     assert t.status == "ready"
     yield c
@@ -119,3 +120,26 @@ def test_every_clone_is_a_new_machine(linux):
             assert abs(int(guest_now) - time.time()) < 2.5, (guest_now, time.time())
             assert sb.restore_profile["guest_refresh_ns"] > 0
     assert len(seen) == 3, seen
+
+
+def test_cli_snapshot_prewarm_and_add_file(tmp_path):
+    """`snapbox snapshot --add-file --prewarm`: the snapshot holds their effects; a failing one refuses."""
+    kvm_or_skip()
+    cli = _need("SNAPBOX_CLI", "build/snapbox")
+    kernel, initrd = _need("SNAPBOX_KERNEL", "/x"), _need("SNAPBOX_INITRD", "/x")
+    src = tmp_path / "tool.sh"
+    src.write_text("#!/bin/sh\necho tool-ran\n")
+    src.chmod(0o750)
+    snap = str(tmp_path / "snap")
+    base = [cli, "snapshot", "--kernel", kernel, "--initrd", initrd, "--timeout", "300000"]
+    subprocess.run(base + ["--out", snap, "--add-file", f"{src}:/opt/tool.sh",
+                           "--prewarm", "/opt/tool.sh > /tmp/warm", "--prewarm", "echo second >> /tmp/warm"],
+                   check=True, stdout=subprocess.DEVNULL)
+    r = subprocess.run([cli, "run", "--snapshot", snap, "--mode", "cow", "--",
+                        "sh", "-c", "cat /tmp/warm; stat -c %a /opt/tool.sh"], capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"tool-ran\nsecond\n750\n"
+    bad = subprocess.run(base + ["--out", str(tmp_path / "bad"), "--prewarm", "exit 3"],
+                         capture_output=True)
+    assert bad.returncode == 1 and b"exited with status 3" in bad.stderr
+    assert not os.path.exists(tmp_path / "bad")
