@@ -158,7 +158,7 @@ test:
 	$(MAKE) --no-print-directory -j$(NPROC) test-build
 	BUILD=$(BUILD) BUILD_ASAN=$(ASAN_BUILD) sh tests/run.sh
 test-build: $(UNIT_BIN) $(KVMT_BIN) $(LINUX_BIN) $(PROBE) $(AGENT) $(MKINITRAMFS) $(CLI) $(DAEMON) $(INITRAMFS) \
-		$(BENCH_BINS) guest asan-build
+		$(BENCH_BINS) guest asan-build image
 check: $(UNIT_BIN) $(KVMT_BIN) $(PROBE) $(AGENT) $(MKINITRAMFS) $(CLI)
 	$(UNIT_ENV) $(UNIT_BIN) --jobs 1
 	SNAPBOX_PROBE=$(PROBE) $(KVMT_BIN) --jobs 1
@@ -192,6 +192,17 @@ else
 	SNAPBOX_PROBE=$(PROBE) $(CLI) bench restore --mode cow --pooled --iterations $(BENCH_CLI_RUNS)
 	BUILD=$(BUILD) /usr/bin/python3 bench/api --iterations $(BENCH_RUNS) --json $(BUILD)/bench-api.json
 endif
+
+# Guest images from Debian's packages (guest/image/build.sh, docs/guest-image.md):
+# `make image` builds (or finds) the cached image, `make -s image-path` prints it.
+IMAGE_NAME ?= python
+IMAGE_ARGS ?=
+.PHONY: image image-path
+image: $(AGENT) $(MKINITRAMFS)
+	sh guest/image/build.sh --name $(IMAGE_NAME) --agent $(AGENT) --mkinitramfs $(MKINITRAMFS) $(IMAGE_ARGS)
+image-path: $(AGENT) $(MKINITRAMFS)
+	@sh guest/image/build.sh --path --name $(IMAGE_NAME) --agent $(AGENT) --mkinitramfs $(MKINITRAMFS) $(IMAGE_ARGS) 2>/dev/null || \
+		{ echo "no $(IMAGE_NAME) image built: run make image" >&2; exit 1; }
 
 # The QEMU peer comparison and the plots (docs/benchmarks.md). Their Debian
 # packages are optional and never part of `make deps`.

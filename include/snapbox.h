@@ -87,7 +87,7 @@ struct snapbox_boot_profile {
 struct snapbox_config {
 	const char *kernel;          /* ELF vmlinux, bzImage, or the probe guest ELF */
 	const char *initrd;          /* optional */
-	const char *cmdline;         /* optional; default "console=ttyS0" */
+	const char *cmdline;         /* optional; default "console=ttyS0 init_on_free=1" */
 	uint64_t mem_bytes;          /* default 256 MiB */
 	unsigned vcpus;              /* default 1; only 1 is supported today */
 	int console_fd;              /* COM1 output goes here; -1 discards it */

@@ -299,3 +299,38 @@ Test(mkinitramfs, real_busybox_applets)
 		cr_assert_lt(strcmp(e[i - 1].name, e[i].name), 0, "entries not sorted");
 	free(raw);
 }
+
+/* --tree: files keep their permission bits, symlinks stay symlinks, a tree program replaces the applet link. */
+Test(mkinitramfs, tree_is_taken_whole_and_wins_over_applets)
+{
+	static struct newc_ent e[NEWC_MAX];
+	const struct newc_ent *x;
+	size_t len;
+	uint8_t *raw;
+	int n;
+
+	cr_assert_eq(sh("mkdir -p %s/usr/lib/py %s/usr/bin && printf 'print(1)' > %s/usr/lib/py/m.py && "
+			"chmod 0640 %s/usr/lib/py/m.py && printf real > %s/usr/bin/env && chmod 0755 %s/usr/bin/env && "
+			"ln -s py %s/usr/lib/link", at("t"), at("t"), at("t"), at("t"), at("t"), at("t"), at("t")), 0);
+	cr_assert_eq(sh("%s --init %s --busybox %s --tree %s -o %s", tool(), at("init"), at("busybox"),
+			at("t"), at("t.cpio")), 0);
+	cr_assert_eq(sh("%s --init %s --busybox %s --tree %s -o %s", tool(), at("init"), at("busybox"),
+			at("t"), at("t2.cpio")), 0);
+	cr_assert_eq(sh("cmp -s %s %s", at("t.cpio"), at("t2.cpio")), 0, "two builds differ");
+	raw = slurp(at("t.cpio"), &len);
+	n = newc_parse(raw, len, e);
+	cr_assert_gt(n, 0);
+	x = find(e, n, "usr/lib/py/m.py");
+	cr_assert_not_null(x);
+	cr_assert_eq(x->mode, 0100640);
+	cr_assert_eq(memcmp(x->data, "print(1)", 8), 0);
+	x = find(e, n, "usr/lib/link");
+	cr_assert_eq(x->mode, 0120777);
+	cr_assert_eq(memcmp(x->data, "py", 2), 0);
+	x = find(e, n, "usr/bin/env");   /* an applet of the fake busybox, replaced */
+	cr_assert_eq(x->mode, 0100755);
+	cr_assert_eq(memcmp(x->data, "real", 4), 0);
+	for (int i = 1; i < n; i++)
+		cr_assert_lt(strcmp(e[i - 1].name, e[i].name), 0, "entries not sorted");
+	free(raw);
+}

@@ -54,9 +54,13 @@ const char *cli_mode_name(enum snapbox_restore_mode m)
 	return (unsigned)m < sizeof(cli_modes) / sizeof(cli_modes[0]) ? cli_modes[m] : "?";
 }
 
-/* The last line `sh SCRIPT --path` prints (guest/linux/build.sh: the cached kernel). */
-static char *cli_script_path(const char *script)
+/*
+ * The last line `sh SCRIPT --path [ARGS...]` prints (guest/linux/build.sh:
+ * the cached kernel; guest/image/build.sh: a cached image). args: up to 6.
+ */
+static char *cli_script_path(const char *script, const char *const *args)
 {
+	const char *argv[10] = { "sh", script, "--path" };
 	char buf[PATH_MAX + 2] = "";
 	size_t have = 0;
 	int p[2], st;
@@ -70,7 +74,9 @@ static char *cli_script_path(const char *script)
 
 		dup2(p[1], 1);
 		dup2(null, 2);
-		execl("/bin/sh", "sh", script, "--path", (char *)NULL);
+		for (int i = 0; args && args[i] && i < 6; i++)
+			argv[3 + i] = args[i];
+		execv("/bin/sh", (char *const *)argv);
 		_exit(127);
 	}
 	close(p[1]);
@@ -121,7 +127,45 @@ char *cli_find_asset(const char *env, const char *name, bool kernel)
 	if (!kernel)
 		return NULL;
 	snprintf(path, sizeof(path), "%s/../guest/linux/build.sh", exe);
-	return cli_script_path(path);
+	return cli_script_path(path, NULL);
+}
+
+/* The directory of this executable (no trailing slash), or false. */
+static bool cli_exe_dir(char *dir, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", dir, len - 1);
+	char *slash;
+
+	if (n <= 0)
+		return false;
+	dir[n] = '\0';
+	slash = strrchr(dir, '/');
+	if (!slash)
+		return false;
+	*slash = '\0';
+	return true;
+}
+
+char *cli_find_image(const char *name)
+{
+	char exe[PATH_MAX], script[PATH_MAX + 64], agent[PATH_MAX + 64], mk[PATH_MAX + 64];
+	const char *args[7];
+
+	if (strchr(name, '/'))
+		return access(name, R_OK) == 0 ? strdup(name) : NULL;
+	if (!cli_exe_dir(exe, sizeof(exe)))
+		return NULL;
+	snprintf(script, sizeof(script), "%s/../guest/image/build.sh", exe);
+	snprintf(agent, sizeof(agent), "%s/guest/agent", exe);
+	snprintf(mk, sizeof(mk), "%s/mkinitramfs", exe);
+	args[0] = "--name";
+	args[1] = name;
+	args[2] = "--agent";
+	args[3] = agent;
+	args[4] = "--mkinitramfs";
+	args[5] = mk;
+	args[6] = NULL;
+	return cli_script_path(script, args);
 }
 
 int cli_read_file(const char *path, size_t max, void **data, size_t *len)

@@ -22,6 +22,14 @@ const char *cli_mode_name(enum snapbox_restore_mode m);
  */
 char *cli_find_asset(const char *env, const char *name, bool kernel);
 
+/*
+ * A guest image (an initramfs with the agent as /init): NAME with a '/' is a
+ * file path; otherwise the image `make image IMAGE_NAME=NAME` built, as
+ * guest/image/build.sh --path reports it for the agent and mkinitramfs beside
+ * this binary. malloc'd, or NULL when there is none.
+ */
+char *cli_find_image(const char *name);
+
 /* The whole of path, malloc'd, when it is a regular file of at most max bytes: 0 or -errno (-EFBIG). */
 int cli_read_file(const char *path, size_t max, void **data, size_t *len);
 

@@ -73,7 +73,7 @@ static const char snapbox_boot_usage[] =
 	"  --kernel FILE     ELF vmlinux, bzImage, or the probe guest (build/guest/probe.elf)\n"
 	"  --initrd FILE     initramfs to load\n"
 	"  --mem SIZE        guest memory, e.g. 256M or 1G (plain number: MiB; default 256M)\n"
-	"  --cmdline STR     kernel command line (default \"console=ttyS0\")\n"
+	"  --cmdline STR     kernel command line (default \"console=ttyS0 init_on_free=1\")\n"
 	"  --timeout MS      give up when READY has not arrived after MS ms (default 10000)\n"
 	"  --console         copy the guest console (COM1) to stderr\n"
 	"  --json            print one JSON object instead of readable lines\n"

@@ -21,8 +21,8 @@
 #define RUN_MAX_ENV        4096
 #define RUN_MAX_STDIN      (1u << 20)
 #define RUN_STDERR_CAP     (256u << 10)  /* the rest of SNAPBOX_EXEC_MAX_OUTPUT is stdout */
-#define RUN_CMDLINE        "console=ttyS0 quiet panic=-1"
-#define RUN_CMDLINE_LOUD   "console=ttyS0 panic=-1"
+#define RUN_CMDLINE        "console=ttyS0 quiet panic=-1 init_on_free=1"
+#define RUN_CMDLINE_LOUD   "console=ttyS0 panic=-1 init_on_free=1"
 
 static const char run_usage[] =
 	"usage: snapbox run [options] -- CMD [ARGS...]\n"
@@ -35,6 +35,9 @@ static const char run_usage[] =
 	"                      else the project's kernel (make guest)\n"
 	"  --initrd FILE       initramfs with the agent as /init; default: $SNAPBOX_INITRD,\n"
 	"                      else build/guest/initramfs.cpio.gz (make initramfs)\n"
+	"  --image NAME        boot the guest image NAME (make image IMAGE_NAME=NAME; 'python'\n"
+	"                      has python3 and its standard library) or an image file, instead\n"
+	"                      of --initrd\n"
 	"  --snapshot DIR      restore this snapshot instead of booting\n"
 	"  --mode eager|cow    restore mode with --snapshot (default eager)\n"
 	"  --env KEY=VALUE     add to the command's environment (repeatable); the command\n"
@@ -69,11 +72,12 @@ struct run_opts {
 	const char *cwd;
 	unsigned timeout_ms;
 	const char *stdin_path;
+	const char *image;         /* --image NAME: its initramfs replaces --initrd */
 	char **cmd;
 };
 
 enum { RUN_KERNEL = 256, RUN_INITRD, RUN_SNAPSHOT, RUN_MODE, RUN_ENV, RUN_CWD, RUN_TIMEOUT,
-       RUN_STDIN, RUN_MEM, RUN_CMDLINE_OPT, RUN_BOOT_TIMEOUT, RUN_CONSOLE };
+       RUN_STDIN, RUN_MEM, RUN_CMDLINE_OPT, RUN_BOOT_TIMEOUT, RUN_CONSOLE, RUN_IMAGE };
 
 static int run_bad(const char *what, const char *arg)
 {
@@ -102,6 +106,7 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 		{ "kernel", required_argument, NULL, RUN_KERNEL },
 		{ "initrd", required_argument, NULL, RUN_INITRD },
 		{ "snapshot", required_argument, NULL, RUN_SNAPSHOT },
+		{ "image", required_argument, NULL, RUN_IMAGE },
 		{ "mode", required_argument, NULL, RUN_MODE },
 		{ "env", required_argument, NULL, RUN_ENV },
 		{ "cwd", required_argument, NULL, RUN_CWD },
@@ -125,6 +130,7 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 		case RUN_KERNEL: o->cfg.kernel = optarg; break;
 		case RUN_INITRD: o->cfg.initrd = optarg; break;
 		case RUN_SNAPSHOT: o->snapshot = optarg; break;
+		case RUN_IMAGE: o->image = optarg; break;
 		case RUN_CWD: o->cwd = optarg; break;
 		case RUN_STDIN: o->stdin_path = optarg; break;
 		case RUN_CMDLINE_OPT: o->cfg.cmdline = optarg; break;
@@ -180,6 +186,8 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 	}
 	if (o->cwd && o->cwd[0] != '/')
 		return run_bad("--cwd (an absolute guest path)", o->cwd);
+	if (o->image && (o->cfg.initrd || o->snapshot))
+		return run_bad("--image (with --initrd or --snapshot)", o->image);
 	o->cmd = argv + optind;
 	if (!o->cfg.cmdline)
 		o->cfg.cmdline = o->cfg.console_fd >= 0 ? RUN_CMDLINE_LOUD : RUN_CMDLINE;
@@ -259,6 +267,16 @@ static int run_start(struct run_opts *o, struct snapbox **sb)
 			return RUN_EXIT_SNAPBOX;
 		}
 		o->cfg.kernel = kernel;
+	}
+	if (o->image) {
+		initrd = cli_find_image(o->image);
+		if (!initrd) {
+			fprintf(stderr, "snapbox run: no guest image '%s': build it with 'make image "
+				"IMAGE_NAME=%s' (or give a path to an image file)\n", o->image, o->image);
+			free(kernel);
+			return RUN_EXIT_SNAPBOX;
+		}
+		o->cfg.initrd = initrd;
 	}
 	if (!o->cfg.initrd) {
 		initrd = cli_find_asset("SNAPBOX_INITRD", "initramfs.cpio.gz", false);

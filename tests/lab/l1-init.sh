@@ -369,6 +369,32 @@ pytest_api() {
 group_api() { pytest_api api tests/test_api.py; }
 group_api_linux() { pytest_api api-linux tests/test_linux.py; }
 
+# 8. The python guest image (make image): python3 runs, a pre-warmed snapshot's
+#    clones are unique, and what it costs (sizes, PSS per clone; into /out).
+group_image() {
+	img=/lab/image.cpio.gz K=/lab/vmlinux B=/lab/$BUILD
+	run image-run sh -c "snapbox run --kernel $K --image $img --boot-timeout 300000 -- python3 -c 'print(6*7)'"
+	if [ "$rc" = 0 ] && [ "$(tail -n 1 /tmp/image-run.out)" = 42 ]; then mark image-run PASS "python3 -c 'print(6*7)' printed 42"
+	else mark image-run FAIL "exit $rc"; fi
+	for v in plain free; do
+		cl="console=ttyS0 quiet panic=-1"; [ $v = free ] && cl="$cl init_on_free=1"
+		run "image-snap-$v" sh -c "snapbox snapshot --kernel $K --initrd $img --mem 256M --timeout 300000 \
+			--cmdline '$cl' --prewarm 'python3 -c \"import json, decimal, uuid\"' --out /tmp/py-$v >/dev/null &&
+			snapbox inspect /tmp/py-$v --json > /out/image-inspect-$v.json && du -sk /tmp/py-$v"
+		if [ "$rc" = 0 ]; then mark "image-snap-$v" PASS "$(tail -n 1 "/tmp/image-snap-$v.out" | cut -f1) KiB on disk ($cl)"
+		else mark "image-snap-$v" FAIL "exit $rc"; fi
+	done
+	run image-unique sh -c "for i in 1 2 3; do snapbox run --snapshot /tmp/py-free --mode cow -- python3 -c 'import uuid, time; print(uuid.uuid4(), int(time.time()))'; done"
+	n=$(grep -cE '^[0-9a-f-]{36} ' /tmp/image-unique.out || true)
+	u=$(grep -E '^[0-9a-f-]{36} ' /tmp/image-unique.out | cut -d' ' -f1 | sort -u | wc -l)
+	if [ "$rc" = 0 ] && [ "$n" = 3 ] && [ "$u" = 3 ]; then mark image-unique PASS "3 clones, 3 different uuid4()"
+	else mark image-unique FAIL "exit $rc, $u distinct of $n"; fi
+	run image-clones sh -c "cd /lab && PYTHONDONTWRITEBYTECODE=1 BUILD=$B python3 bench/clones --snapshot /tmp/py-free --clones 4 --exec 'python3 -c \"print(1)\"' --json /out/bench-clones-python.json &&
+		python3 bench/clones --snapshot /tmp/py-free --clones 4 --json /out/bench-clones-python-idle.json"
+	if [ "$rc" = 0 ]; then mark image-clones PASS "$(grep 'first clone' /tmp/image-clones.out | tail -n 2 | tr '\n' ' ')"
+	else mark image-clones FAIL "exit $rc"; fi
+}
+
 # The plan: each group between BEGIN and END lines (the host's watchdog names
 # the group L1 froze in from the last BEGIN).
 i=0

@@ -82,6 +82,8 @@ run            snapbox run: cold boot, restore per mode, exit codes, signals, en
 linux-tests    the Linux end-to-end suites ($BUILD/tests/linux)
 api            snapboxd's API and SDK tests on the probe guest (sdk/python/tests/test_api.py)
 api-linux      snapboxd's API and SDK tests on the Linux guest (sdk/python/tests/test_linux.py)
+image          the python guest image (make image): snapbox run --image, a pre-warmed snapshot,
+               unique clones, snapshot size with and without init_on_free=1, PSS per cow clone
 demo           tools/demo.sh (make demo's steps) with its output
 bench          bench/coldboot, bench/restore, snapbox bench ($LAB_RUNS runs; JSON in $LAB_OUT; emulated)
 peer           bench/peer-qemu, $LAB_RUNS pairs (JSON in $LAB_OUT/bench-peer.json; emulated)
@@ -136,7 +138,7 @@ plan=${*:-${LAB_PLAN:-probe linux bzimage agent run linux-tests}}
 for g in $plan; do
 	case $g in
 	probe | kvm-suite | kvm-suite-asan | peer-check | linux | bzimage | agent | run | linux-tests | demo | cmd | \
-		watchdog-selftest | bench | peer | api | api-linux) ;;
+		watchdog-selftest | bench | peer | api | api-linux | image) ;;
 	*) die "unknown group '$g' (tests/lab/lab.sh --list)" ;;
 	esac
 done
@@ -160,7 +162,8 @@ busybox=${LAB_BUSYBOX:-/bin/busybox}
 [ -x "$BUILD/snapbox" ] || die "$BUILD/snapbox not built; run: make"
 [ -f "$BUILD/guest/probe.elf" ] || die "$BUILD/guest/probe.elf not built; run: make"
 vmlinux=""
-if has_group linux || has_group agent || has_group run || has_group linux-tests || has_group api-linux; then
+if has_group linux || has_group agent || has_group run || has_group linux-tests || has_group api-linux ||
+	has_group image; then
 	vmlinux=${LAB_VMLINUX:-$(sh guest/linux/build.sh --path || true)}
 	if [ "$vmlinux" = none ]; then
 		vmlinux=""
@@ -223,7 +226,13 @@ fi
 if has_group linux-tests; then
 	for t in "$BUILD"/tests/linux*; do [ -x "$t" ] && put_bin "$t" "$t"; done
 fi
-if has_group api || has_group api-linux || has_group bench; then
+if has_group image; then
+	image=${LAB_IMAGE:-$(sh guest/image/build.sh --path --agent "$BUILD/guest/agent" --mkinitramfs "$BUILD/mkinitramfs" 2>/dev/null || true)}
+	[ -n "$image" ] && [ -f "$image" ] || die "no python guest image; run: make image"
+	put "$image" image.cpio.gz
+	put bench/clones bench/clones
+fi
+if has_group api || has_group api-linux || has_group bench || has_group image; then
 	# The service, its Python SDK and tests, Debian's pytest and promtool.
 	[ -x "$BUILD/snapboxd" ] || die "$BUILD/snapboxd not built; run: make"
 	put_bin "$BUILD/snapboxd" "$BUILD/snapboxd"
@@ -234,7 +243,8 @@ if has_group api || has_group api-linux || has_group bench; then
 		put "/usr/lib/python3/dist-packages/$m" "sys/usr/lib/python3/dist-packages/$m"
 	done
 fi
-if has_group peer-check || has_group peer || has_group api || has_group api-linux || has_group bench; then
+if has_group peer-check || has_group peer || has_group api || has_group api-linux || has_group bench ||
+	has_group image; then
 	# Debian's QEMU and Python (not a pyenv one on PATH), with what they load.
 	if has_group peer-check || has_group peer; then
 		put_bin "$(command -v qemu-system-x86_64)" sys/usr/bin/qemu-system-x86_64
