@@ -40,6 +40,31 @@ void snapbox_set_log(snapbox_log_fn fn, void *arg);
 void snapbox_set_confinement(bool on);
 
 /* All durations are nanoseconds of CLOCK_MONOTONIC. */
+/* Request kinds snapbox_counts.kvm_ioctl distinguishes (snapbox_kvm_ioctl_name; the last is "other"). */
+#define SNAPBOX_KVM_IOCTL_KINDS 56
+
+/*
+ * Exact costs of one operation, the same on every machine (the floors are in
+ * docs/benchmarks.md, "Costs"). KVM ioctls and page faults are the calling
+ * thread's: work moved to another thread (a pool's refill, the vCPU thread's
+ * KVM_RUN) is not on the request's path and is not counted here.
+ */
+struct snapbox_counts {
+	uint32_t kvm_ioctl[SNAPBOX_KVM_IOCTL_KINDS];  /* by request: snapbox_kvm_ioctl_name(i) */
+	uint32_t kvm_ioctls;          /* their sum */
+	uint64_t minflt_thread;       /* the calling thread's minor page faults */
+	uint64_t majflt_thread;
+	uint64_t minflt_before_run;   /* restore: the calling thread's minor faults before the vCPU resumed */
+	uint64_t minflt_process;      /* every thread of the process, over the same interval */
+	uint64_t majflt_process;
+	uint64_t bytes_decompressed;  /* lz4 output written into guest memory (or a cow template) */
+	uint64_t bytes_copied;        /* uncompressed chunk bytes read into guest memory */
+	uint32_t chunks_touched;      /* non-zero memory chunks decoded or read */
+};
+
+/* The name of kvm_ioctl[i] ("KVM_SET_REGS", ..., "other"), or NULL past the last. */
+const char *snapbox_kvm_ioctl_name(unsigned i);
+
 struct snapbox_create_profile {
 	uint64_t kvm_fd_open;
 	uint64_t kvm_create_vm;
@@ -58,6 +83,7 @@ struct snapbox_create_profile {
 	uint64_t boot_wait;
 	uint64_t misc;              /* create_vm_total minus the phases above it */
 	uint64_t cold_start_total;  /* create_vm_total + boot_wait */
+	struct snapbox_counts counts;  /* of create_vm (the build, not the boot wait) */
 };
 
 /* Guest-reported stages, in guest clock ns (kvmclock: ns since VM creation). */
@@ -243,6 +269,7 @@ struct snapbox_snapshot_profile {
 	uint64_t bytes_in;
 	uint64_t bytes_out;
 	uint32_t zero_chunks, lz4_chunks, raw_chunks;
+	struct snapbox_counts counts;  /* of pause to written (not prewarm) */
 };
 
 /* A file to write into the guest: its absolute path, mode and bytes. */
@@ -322,6 +349,7 @@ struct snapbox_restore_profile {
 	uint64_t total_with_resume;
 	uint64_t restore_to_ready;   /* restore start until the guest answered PING (0: not asked) */
 	bool pooled;                 /* the VM shell came ready from a pool (a pool hit) */
+	struct snapbox_counts counts;  /* of the whole restore, PING included */
 };
 
 enum snapbox_restore_mode {

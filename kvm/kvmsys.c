@@ -1,4 +1,5 @@
 /* kvmsys.c - opens /dev/kvm, checks the API and capabilities, caches host CPUID and the vCPU MSR set. */
+#include "kvm/kvmcall.h"
 #include "kvm/kvmsys.h"
 #include "kvm/log.h"
 
@@ -95,14 +96,14 @@ int kvmsys_init(struct kvmsys *s, const char *path)
 			log_msg("snapbox: cannot open %s: %s\n", path, strerror(-ret));
 		return ret;
 	}
-	ver = ioctl(s->fd, KVM_GET_API_VERSION, 0);
+	ver = kvmcall(s->fd, KVM_GET_API_VERSION, 0);
 	if (ver != KVM_API_VERSION) {
 		log_msg("snapbox: %s has KVM API version %d, need %d\n", path, ver, KVM_API_VERSION);
 		ret = -ENOTSUP;
 		goto err_close;
 	}
 	for (i = 0; i < sizeof(kvmsys_required) / sizeof(kvmsys_required[0]); i++) {
-		if (ioctl(s->fd, KVM_CHECK_EXTENSION, kvmsys_required[i].cap) > 0)
+		if (kvmcall(s->fd, KVM_CHECK_EXTENSION, kvmsys_required[i].cap) > 0)
 			continue;
 		strncat(missing, " ", sizeof(missing) - strlen(missing) - 1);
 		strncat(missing, kvmsys_required[i].name, sizeof(missing) - strlen(missing) - 1);
@@ -112,7 +113,7 @@ int kvmsys_init(struct kvmsys *s, const char *path)
 		ret = -ENOTSUP;
 		goto err_close;
 	}
-	s->vcpu_mmap_size = ioctl(s->fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	s->vcpu_mmap_size = kvmcall(s->fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	if (s->vcpu_mmap_size < (int)sizeof(struct kvm_run)) {
 		log_msg("snapbox: KVM_GET_VCPU_MMAP_SIZE returned %d\n", s->vcpu_mmap_size);
 		ret = -ENOTSUP;
@@ -121,9 +122,9 @@ int kvmsys_init(struct kvmsys *s, const char *path)
 	s->is_pvm = kvmsys_host_is_pvm();
 	/* The XSAVE2 size follows the process's permitted xfeatures, the same for
 	 * the system fd and every VM fd of this process, so it is asked once. */
-	ret = ioctl(s->fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+	ret = kvmcall(s->fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
 	s->xsave_size = ret > 0 ? (uint32_t)ret : 0;
-	s->tsc_control = ioctl(s->fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL) > 0;
+	s->tsc_control = kvmcall(s->fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL) > 0;
 	return 0;
 
 err_close:
@@ -158,7 +159,7 @@ const struct kvm_cpuid2 *kvmsys_supported_cpuid(struct kvmsys *s)
 			return NULL;
 		}
 		c->nent = nent;
-		if (ioctl(s->fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+		if (kvmcall(s->fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
 			s->cpuid = c;
 			return c;
 		}
@@ -227,7 +228,7 @@ static int kvmsys_get_index_list(int fd, unsigned long req, const char *what,
 	uint32_t want;
 
 	/* nmsrs = 0 makes KVM answer E2BIG with the count it needs. */
-	if (ioctl(fd, req, &probe) < 0 && errno != E2BIG) {
+	if (kvmcall(fd, req, &probe) < 0 && errno != E2BIG) {
 		int err = errno;
 
 		if (err == EINVAL || err == ENOTTY)
@@ -244,7 +245,7 @@ static int kvmsys_get_index_list(int fd, unsigned long req, const char *what,
 	if (!l)
 		return -ENOMEM;
 	l->nmsrs = want;
-	if (ioctl(fd, req, l) < 0) {
+	if (kvmcall(fd, req, l) < 0) {
 		int ret = -errno;
 
 		log_msg("snapbox: %s: %s\n", what, strerror(-ret));
@@ -278,7 +279,7 @@ static uint32_t kvmsys_msr_filter(int vcpu, unsigned long req, struct kvm_msr_en
 
 		buf->nmsrs = len;
 		memcpy(buf->entries, ents + in, len * esz);
-		r = ioctl(vcpu, req, buf);
+		r = kvmcall(vcpu, req, buf);
 		if (r >= 0) {
 			/* [0, r) succeeded; entry r, if any, is the one KVM refused. */
 			memcpy(ents + kept, buf->entries, (size_t)r * esz);
@@ -309,26 +310,26 @@ static int kvmsys_scratch_vcpu(struct kvmsys *s, int *vm_out, int *vcpu_out)
 
 	if (!cpuid)
 		return -ENODEV;
-	vm = ioctl(s->fd, KVM_CREATE_VM, 0);
+	vm = kvmcall(s->fd, KVM_CREATE_VM, 0);
 	if (vm < 0) {
 		ret = -errno;
 		log_msg("snapbox: MSR probe: KVM_CREATE_VM: %s\n", strerror(-ret));
 		return ret;
 	}
 	/* The LAPIC-backed MSRs (TSC_DEADLINE) exist only with an in-kernel irqchip. */
-	if (ioctl(vm, KVM_CREATE_IRQCHIP, 0) < 0) {
+	if (kvmcall(vm, KVM_CREATE_IRQCHIP, 0) < 0) {
 		ret = -errno;
 		log_msg("snapbox: MSR probe: KVM_CREATE_IRQCHIP: %s\n", strerror(-ret));
 		goto err_vm;
 	}
-	vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+	vcpu = kvmcall(vm, KVM_CREATE_VCPU, 0);
 	if (vcpu < 0) {
 		ret = -errno;
 		log_msg("snapbox: MSR probe: KVM_CREATE_VCPU: %s\n", strerror(-ret));
 		goto err_vm;
 	}
 	/* CPUID first: KVM accepts some MSRs only when the guest CPUID has the feature. */
-	if (ioctl(vcpu, KVM_SET_CPUID2, cpuid) < 0) {
+	if (kvmcall(vcpu, KVM_SET_CPUID2, cpuid) < 0) {
 		ret = -errno;
 		log_msg("snapbox: MSR probe: KVM_SET_CPUID2: %s\n", strerror(-ret));
 		goto err_vcpu;
@@ -392,7 +393,7 @@ static int kvmsys_msr_probe_locked(struct kvmsys *s)
 	ret = kvmsys_scratch_vcpu(s, &vm, &vcpu);
 	if (ret)
 		goto out;
-	khz = ioctl(vcpu, KVM_GET_TSC_KHZ, 0);
+	khz = kvmcall(vcpu, KVM_GET_TSC_KHZ, 0);
 	/* Reads back, then takes its own value back: both directions of a restore. */
 	n = kvmsys_msr_filter(vcpu, KVM_GET_MSRS, ents, n, buf);
 	n = kvmsys_msr_filter(vcpu, KVM_SET_MSRS, ents, n, buf);

@@ -1,4 +1,5 @@
 /* vcpu.c - vCPU creation, CPUID policy, and register state for the 64-bit boot protocol. */
+#include "kvm/kvmcall.h"
 #include "kvm/vcpu.h"
 #include "kvm/log.h"
 
@@ -48,9 +49,10 @@ int vcpu_init(struct vcpu *v, struct vm *vm, int id)
 	v->fd = -1;
 	v->id = id;
 	v->vm = vm;
+	v->tsc_ctrl = -1;
 	pthread_mutex_init(&v->lock, NULL);
 	pthread_cond_init(&v->cond, NULL);
-	v->fd = ioctl(vm->fd, KVM_CREATE_VCPU, id);
+	v->fd = kvmcall(vm->fd, KVM_CREATE_VCPU, id);
 	if (v->fd < 0) {
 		ret = -errno;
 		log_msg("snapbox: KVM_CREATE_VCPU %d: %s\n", id, strerror(-ret));
@@ -90,7 +92,7 @@ void vcpu_fini(struct vcpu *v)
 
 static int vcpu_ioctl(struct vcpu *v, unsigned long req, void *arg, const char *what)
 {
-	if (ioctl(v->fd, req, arg) < 0) {
+	if (kvmcall(v->fd, req, arg) < 0) {
 		int ret = -errno;
 
 		log_msg("snapbox: vCPU %d %s: %s\n", v->id, what, strerror(-ret));
@@ -165,7 +167,7 @@ static int vcpu_set_boot_msrs(struct vcpu *v)
 		m.e[i].index = boot[i].index;
 		m.e[i].data = boot[i].data;
 	}
-	n = ioctl(v->fd, KVM_SET_MSRS, &m);
+	n = kvmcall(v->fd, KVM_SET_MSRS, &m);
 	if (n < 0) {
 		n = -errno;
 		log_msg("snapbox: vCPU %d KVM_SET_MSRS: %s\n", v->id, strerror(-n));

@@ -64,6 +64,10 @@ struct vcpu {
 	atomic_uint_least64_t io_exits;
 	atomic_uint_least64_t mmio_exits;
 	atomic_uint_least64_t first_run_ns;   /* CLOCK_MONOTONIC when KVM_RUN was first entered */
+
+	/* TSC offset control (vcpu_state_prepare_restore): -1 not probed, 0 absent, 1 present */
+	int tsc_ctrl;
+	uint64_t tsc_offset;                  /* KVM's current offset, valid when tsc_ctrl == 1 */
 };
 
 /* KVM_CREATE_VCPU and map its kvm_run page. Returns 0 or -errno. */

@@ -1,4 +1,5 @@
 /* vcpu_run.c - the vCPU thread: KVM_RUN loop, exit dispatch, and pause/resume/kill via immediate_exit plus a signal. */
+#include "kvm/kvmcall.h"
 #include "kvm/mono.h"
 #include "kvm/vcpu.h"
 #include "kvm/log.h"
@@ -109,7 +110,7 @@ static void vcpu_note_location(struct vcpu *v)
 	struct kvm_sregs sregs;
 	size_t len = strlen(v->stop_detail);
 
-	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0 || ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
+	if (kvmcall(v->fd, KVM_GET_REGS, &regs) < 0 || kvmcall(v->fd, KVM_GET_SREGS, &sregs) < 0)
 		return;
 	snprintf(v->stop_detail + len, sizeof(v->stop_detail) - len,
 		 "%sat rip=0x%llx rsp=0x%llx cs=0x%x cr0=0x%llx cr3=0x%llx",
@@ -222,7 +223,7 @@ static void *vcpu_thread(void *arg)
 			 * pending I/O of the last exit, runs no guest code, and
 			 * returns -EINTR. Only then is the state safe to read. */
 			v->run->immediate_exit = 1;
-			if (ioctl(v->fd, KVM_RUN, 0) < 0 && errno != EINTR) {
+			if (kvmcall(v->fd, KVM_RUN, 0) < 0 && errno != EINTR) {
 				vcpu_exit_for_good(v, VCPU_STOP_ERROR);
 				return NULL;
 			}
@@ -231,7 +232,7 @@ static void *vcpu_thread(void *arg)
 		}
 		if (atomic_load(&v->first_run_ns) == 0)
 			atomic_store(&v->first_run_ns, mono_now_ns());
-		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+		if (kvmcall(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			snprintf(v->stop_detail, sizeof(v->stop_detail), "%s", strerror(errno));

@@ -1,4 +1,5 @@
 /* vcpu_state.c - capture and restore of one vCPU's KVM state, in the orders that keep it consistent. */
+#include "kvm/kvmcall.h"
 #include "kvm/vcpu_state.h"
 #include "kvm/log.h"
 
@@ -31,7 +32,7 @@ void vcpu_state_fini(struct vcpu_state *st)
 
 static int vcpu_state_ioctl(struct vcpu *v, unsigned long req, void *arg, const char *what)
 {
-	if (ioctl(v->fd, req, arg) < 0) {
+	if (kvmcall(v->fd, req, arg) < 0) {
 		int ret = -errno;
 
 		log_msg("snapbox: vCPU %d %s: %s\n", v->id, what, strerror(-ret));
@@ -60,7 +61,7 @@ int vcpu_state_read_cpuid(struct vcpu *v, struct vcpu_state *st)
 			return -ENOMEM;
 		}
 		c->nent = cap;
-		if (ioctl(v->fd, KVM_GET_CPUID2, c) == 0) {
+		if (kvmcall(v->fd, KVM_GET_CPUID2, c) == 0) {
 			st->cpuid = c;
 			return 0;
 		}
@@ -97,7 +98,7 @@ static int vcpu_state_msr_io(struct vcpu *v, unsigned long req, const char *what
 		b->nmsrs = len;
 		b->pad = 0;
 		memcpy(b->entries, ents + done, (size_t)len * sizeof(*ents));
-		r = ioctl(v->fd, req, b);
+		r = kvmcall(v->fd, req, b);
 		if (r < 0) {
 			ret = -errno;
 			log_msg("snapbox: vCPU %d %s: %s\n", v->id, what, strerror(-ret));
@@ -185,7 +186,7 @@ int vcpu_state_capture(struct vcpu *v, struct vcpu_state *st)
 	ret = vcpu_state_ioctl(v, KVM_GET_LAPIC, &st->lapic, "KVM_GET_LAPIC");
 	if (ret)
 		goto err;
-	ret = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
+	ret = kvmcall(v->fd, KVM_GET_TSC_KHZ, 0);
 	if (ret <= 0) {
 		ret = ret < 0 ? -errno : -EIO;
 		log_msg("snapbox: vCPU %d KVM_GET_TSC_KHZ: %s\n", v->id, strerror(-ret));
@@ -235,7 +236,7 @@ static int vcpu_state_host_tsc_khz(struct vcpu *v, uint32_t *khz)
 		*khz = v->vm->sys->tsc_khz;
 		return 0;
 	}
-	r = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
+	r = kvmcall(v->fd, KVM_GET_TSC_KHZ, 0);
 	if (r <= 0) {
 		r = r < 0 ? -errno : -EIO;
 		log_msg("snapbox: vCPU %d KVM_GET_TSC_KHZ: %s\n", v->id, strerror(-r));
@@ -273,7 +274,7 @@ int vcpu_state_restore_cpuid(struct vcpu *v, const struct vcpu_state *st)
 				"and KVM cannot scale the TSC here\n", v->id, st->tsc_khz, host_khz);
 			return -ENOTSUP;
 		}
-		if (ioctl(v->fd, KVM_SET_TSC_KHZ, (unsigned long)st->tsc_khz) < 0) {
+		if (kvmcall(v->fd, KVM_SET_TSC_KHZ, (unsigned long)st->tsc_khz) < 0) {
 			ret = -errno;
 			log_msg("snapbox: vCPU %d KVM_SET_TSC_KHZ %u: %s\n", v->id, st->tsc_khz,
 				strerror(-ret));

@@ -105,6 +105,15 @@ int vcpu_state_cpuid_on_run_vcpu(struct vcpu *v, const struct kvm_cpuid2 *want);
 int vcpu_state_set_tsc(struct vcpu *v, uint64_t tsc);
 
 /*
+ * What a restore asks of KVM that does not depend on the snapshot, asked
+ * once when the VM shell is built (off a pooled request's path): the host's
+ * default TSC rate (into v->vm->sys->tsc_khz), whether the vCPU has the TSC
+ * offset attribute, and its current offset (fixed until it is set). Returns
+ * 0 or -errno.
+ */
+int vcpu_state_prepare_restore(struct vcpu *v);
+
+/*
  * Append the 'VCPU' payload (version VCPU_STATE_VERSION, every field little-
  * endian and fixed-width, blobs as u32 size + bytes). Errors are left in
  * out->err, as sbuf does.

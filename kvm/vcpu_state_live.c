@@ -1,4 +1,5 @@
 /* vcpu_state_live.c - the parts of a vCPU restore that real KVM treats differently once a vCPU has run or a TSC is written: CPUID equality and an exact guest TSC. */
+#include "kvm/kvmcall.h"
 #include "kvm/vcpu_state.h"
 #include "kvm/log.h"
 
@@ -95,7 +96,7 @@ static int vcpu_live_get_msr(struct vcpu *v, uint32_t index, uint64_t *val)
 	memset(&m, 0, sizeof(m));
 	m.h.nmsrs = 1;
 	m.h.entries[0].index = index;
-	if (ioctl(v->fd, KVM_GET_MSRS, &m) != 1) {
+	if (kvmcall(v->fd, KVM_GET_MSRS, &m) != 1) {
 		log_msg("snapbox: vCPU %d KVM_GET_MSRS 0x%x failed\n", v->id, index);
 		return -EIO;
 	}
@@ -103,10 +104,56 @@ static int vcpu_live_get_msr(struct vcpu *v, uint32_t index, uint64_t *val)
 	return 0;
 }
 
+/* Probe (once per vCPU) the TSC offset attribute and read the current offset. */
+static int vcpu_live_tsc_probe(struct vcpu *v)
+{
+#ifdef KVM_VCPU_TSC_CTRL
+	uint64_t off = 0;
+	struct kvm_device_attr a = {
+		.group = KVM_VCPU_TSC_CTRL,
+		.attr = KVM_VCPU_TSC_OFFSET,
+		.addr = (uint64_t)(uintptr_t)&off,
+	};
+	int ret;
+
+	if (v->tsc_ctrl >= 0)
+		return 0;
+	if (kvmcall(v->fd, KVM_HAS_DEVICE_ATTR, &a) < 0) {
+		v->tsc_ctrl = 0;
+		return 0;
+	}
+	if (kvmcall(v->fd, KVM_GET_DEVICE_ATTR, &a) < 0) {
+		ret = -errno;
+		log_msg("snapbox: vCPU %d: reading the TSC offset: %s\n", v->id, strerror(-ret));
+		return ret;
+	}
+	v->tsc_offset = off;
+	v->tsc_ctrl = 1;
+	return 0;
+#else
+	v->tsc_ctrl = 0;
+	return 0;
+#endif
+}
+
+int vcpu_state_prepare_restore(struct vcpu *v)
+{
+	/* The kvm_run page is mapped, not yet faulted in: the state load writes it. */
+	(void)*(volatile uint8_t *)v->run;
+	if (!v->vm->sys->tsc_khz) {
+		int r = kvmcall(v->fd, KVM_GET_TSC_KHZ, 0);
+
+		/* A new vCPU runs at the host's default rate: what the restore compares against. */
+		if (r > 0)
+			v->vm->sys->tsc_khz = (uint32_t)r;
+	}
+	return vcpu_live_tsc_probe(v);
+}
+
 int vcpu_state_set_tsc(struct vcpu *v, uint64_t tsc)
 {
 #ifdef KVM_VCPU_TSC_CTRL
-	uint64_t off = 0, now = 0;
+	uint64_t off, now = 0;
 	struct kvm_device_attr a = {
 		.group = KVM_VCPU_TSC_CTRL,
 		.attr = KVM_VCPU_TSC_OFFSET,
@@ -121,24 +168,25 @@ int vcpu_state_set_tsc(struct vcpu *v, uint64_t tsc)
 	 * taken in the guest's first second would then restore with its TSC set
 	 * back. The offset attribute (Linux 5.16+) is taken as given:
 	 * guest TSC = scaled host TSC + offset, so moving the offset by
-	 * (wanted - current) lands the guest TSC on the wanted value.
+	 * (wanted - current) lands the guest TSC on the wanted value. The
+	 * current offset is only ever changed here, so it is read once
+	 * (vcpu_live_tsc_probe, at shell build) and remembered.
 	 */
-	if (ioctl(v->fd, KVM_HAS_DEVICE_ATTR, &a) < 0)
-		return 1;
-	if (ioctl(v->fd, KVM_GET_DEVICE_ATTR, &a) < 0) {
-		ret = -errno;
-		log_msg("snapbox: vCPU %d: reading the TSC offset: %s\n", v->id, strerror(-ret));
+	ret = vcpu_live_tsc_probe(v);
+	if (ret)
 		return ret;
-	}
+	if (!v->tsc_ctrl)
+		return 1;
 	ret = vcpu_live_get_msr(v, VCPU_LIVE_MSR_TSC, &now);
 	if (ret)
 		return ret;
-	off += tsc - now;
-	if (ioctl(v->fd, KVM_SET_DEVICE_ATTR, &a) < 0) {
+	off = v->tsc_offset + (tsc - now);
+	if (kvmcall(v->fd, KVM_SET_DEVICE_ATTR, &a) < 0) {
 		ret = -errno;
 		log_msg("snapbox: vCPU %d: setting the TSC offset: %s\n", v->id, strerror(-ret));
 		return ret;
 	}
+	v->tsc_offset = off;
 	return 0;
 #else
 	(void)v;

@@ -1,4 +1,5 @@
 /* vm.c - KVM VM creation, arch setup and memory slots. */
+#include "kvm/kvmcall.h"
 #include "kvm/vm.h"
 #include "kvm/log.h"
 
@@ -13,7 +14,8 @@
 int vm_init(struct vm *vm, struct kvmsys *sys)
 {
 	vm->sys = sys;
-	vm->fd = ioctl(sys->fd, KVM_CREATE_VM, 0);
+	atomic_init(&vm->irq_levels, 0);
+	vm->fd = kvmcall(sys->fd, KVM_CREATE_VM, 0);
 	if (vm->fd < 0) {
 		int ret = -errno;
 
@@ -32,7 +34,7 @@ void vm_fini(struct vm *vm)
 
 static int vm_ioctl(struct vm *vm, unsigned long req, unsigned long arg, const char *what)
 {
-	if (ioctl(vm->fd, req, arg) < 0) {
+	if (kvmcall(vm->fd, req, arg) < 0) {
 		int ret = -errno;
 
 		log_msg("snapbox: %s: %s\n", what, strerror(-ret));
@@ -79,6 +81,17 @@ int vm_set_memory(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, voi
 int vm_irq_line(struct vm *vm, unsigned irq, int level)
 {
 	struct kvm_irq_level l = { .irq = irq, .level = level };
+	unsigned bit = irq < 32 ? 1u << irq : 0, old;
+	int ret;
 
-	return vm_ioctl(vm, KVM_IRQ_LINE, (unsigned long)&l, "KVM_IRQ_LINE");
+	if (bit) {
+		old = level ? atomic_fetch_or(&vm->irq_levels, bit) : atomic_fetch_and(&vm->irq_levels, ~bit);
+		if (!!(old & bit) == !!level)
+			return 0;
+	}
+	ret = vm_ioctl(vm, KVM_IRQ_LINE, (unsigned long)&l, "KVM_IRQ_LINE");
+	/* Failed: KVM's level is unknown, so the next call must not be skipped. */
+	if (ret && bit)
+		atomic_fetch_xor(&vm->irq_levels, bit);
+	return ret;
 }

@@ -2,6 +2,7 @@
 #ifndef SNAPBOX_KVM_VM_H
 #define SNAPBOX_KVM_VM_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "kvm/kvmsys.h"
@@ -9,6 +10,7 @@
 struct vm {
 	int fd;
 	struct kvmsys *sys;
+	atomic_uint irq_levels;     /* the level KVM holds for our source on GSIs 0..31 */
 };
 
 /* KVM_CREATE_VM. Returns 0 or -errno with a message. */
@@ -24,7 +26,11 @@ int vm_arch_setup(struct vm *vm);
 /* Map host memory [host, host+size) at gpa as memory slot `slot`. */
 int vm_set_memory(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *host);
 
-/* Set a GSI's level through KVM_IRQ_LINE. Returns 0 or -errno. */
+/*
+ * Set a GSI's level through KVM_IRQ_LINE, unless KVM already holds that
+ * level for it (a new VM holds 0 on every line): a device restore that
+ * re-states a low line costs no ioctl. Returns 0 or -errno.
+ */
 int vm_irq_line(struct vm *vm, unsigned irq, int level);
 
 #endif

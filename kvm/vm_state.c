@@ -1,4 +1,5 @@
 /* vm_state.c - capture/restore of kvmclock, the PICs, the IOAPIC and the PIT, and their section payloads. */
+#include "kvm/kvmcall.h"
 #include "kvm/vm_state.h"
 #include "kvm/log.h"
 
@@ -19,7 +20,7 @@ _Static_assert(sizeof(((struct kvm_pit_state2 *)0)->channels) / sizeof(struct kv
 
 static int vm_state_ioctl(struct vm *vm, unsigned long req, void *arg, const char *what)
 {
-	if (ioctl(vm->fd, req, arg) < 0) {
+	if (kvmcall(vm->fd, req, arg) < 0) {
 		int ret = -errno;
 
 		log_msg("snapbox: %s: %s\n", what, strerror(-ret));

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/counts.h"
 #include "runtime/restore.h"
 #include "runtime/template.h"
 
@@ -176,9 +177,11 @@ int snapbox_pool_restore(struct snapbox_pool *pool, const struct snapbox_restore
 	const struct snapbox_restore_opts *o = opts ? opts : &defaults;
 	struct snapbox_restore_profile pl;
 	struct snapbox *sb = NULL;
+	struct counts_mark cm;
 	uint64_t t0 = mono_now_ns();
 	int ret;
 
+	counts_start(&cm);
 	*out = NULL;
 	memset(&pl, 0, sizeof(pl));
 	pthread_mutex_lock(&pool->lock);
@@ -202,8 +205,10 @@ int snapbox_pool_restore(struct snapbox_pool *pool, const struct snapbox_restore
 	}
 	ret = restore_state(sb, &pool->snap, pool->opts.mode, !o->no_verify, pool->threads, &pl);
 	pl.total_without_resume = mono_now_ns() - t0;
+	pl.counts.minflt_before_run = counts_minflt_since(&cm);
 	if (!ret && o->resume)
 		ret = restore_resume(sb, o, t0, &pl);
+	counts_finish(&cm, &pl.counts);
 	if (ret)
 		goto err;
 	pool_wake_refill(pool);

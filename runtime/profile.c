@@ -5,6 +5,7 @@
 
 #include "kvm/kvmsys.h"
 #include "snapbox.h"
+#include "runtime/counts.h"
 
 struct profile_field {
 	const char *name;
@@ -129,6 +130,7 @@ static void profile_lines(FILE *f, const char *tag, const void *p, const struct 
 void snapbox_print_create_profile(FILE *f, const struct snapbox_create_profile *p)
 {
 	profile_lines(f, "create-vm-profile", p, profile_create_fields, NFIELDS(profile_create_fields));
+	counts_print(f, "create-vm-counts", &p->counts);
 }
 
 void snapbox_print_boot_profile(FILE *f, const struct snapbox_boot_profile *p)
@@ -168,6 +170,8 @@ void snapbox_json_create_profile(FILE *f, const struct snapbox_create_profile *p
 	fputc('{', f);
 	profile_json_fields(f, p, profile_create_fields, NFIELDS(profile_create_fields), "_ns",
 			    &first);
+	fputs(",\"counts\":", f);
+	counts_json(f, &p->counts);
 	fputc('}', f);
 }
 
@@ -248,6 +252,7 @@ void snapbox_print_snapshot_profile(FILE *f, const struct snapbox_snapshot_profi
 	fprintf(f, "[snapshot-profile] %-27s %10.2f\n", "ratio", profile_ratio(p->bytes_in, p->bytes_out));
 	fprintf(f, "[snapshot-profile] %-27s %u zero, %u lz4, %u raw\n", "chunks", p->zero_chunks,
 		p->lz4_chunks, p->raw_chunks);
+	counts_print(f, "snapshot-counts", &p->counts);
 }
 
 void snapbox_json_snapshot_profile(FILE *f, const struct snapbox_snapshot_profile *p)
@@ -258,14 +263,18 @@ void snapbox_json_snapshot_profile(FILE *f, const struct snapbox_snapshot_profil
 	profile_json_fields(f, p, profile_snapshot_fields, NFIELDS(profile_snapshot_fields), "_ns",
 			    &first);
 	fprintf(f, ", \"bytes_in\": %llu, \"bytes_out\": %llu, \"ratio\": %.3f, \"zero_chunks\": %u, "
-		"\"lz4_chunks\": %u, \"raw_chunks\": %u}", (unsigned long long)p->bytes_in,
+		"\"lz4_chunks\": %u, \"raw_chunks\": %u, \"counts\": ", (unsigned long long)p->bytes_in,
 		(unsigned long long)p->bytes_out, profile_ratio(p->bytes_in, p->bytes_out),
 		p->zero_chunks, p->lz4_chunks, p->raw_chunks);
+	counts_json(f, &p->counts);
+	fputc('}', f);
 }
 
 void snapbox_print_restore_profile(FILE *f, const struct snapbox_restore_profile *p)
 {
 	profile_lines(f, "restore-profile", p, profile_restore_fields, NFIELDS(profile_restore_fields));
+	fprintf(f, "[restore-profile] pooled %31s\n", p->pooled ? "yes" : "no");
+	counts_print(f, "restore-counts", &p->counts);
 }
 
 void snapbox_json_restore_profile(FILE *f, const struct snapbox_restore_profile *p)
@@ -275,7 +284,9 @@ void snapbox_json_restore_profile(FILE *f, const struct snapbox_restore_profile 
 	fputc('{', f);
 	profile_json_fields(f, p, profile_restore_fields, NFIELDS(profile_restore_fields), "_ns",
 			    &first);
-	fprintf(f, ",\"pooled\":%s}", p->pooled ? "true" : "false");
+	fprintf(f, ",\"pooled\":%s,\"counts\":", p->pooled ? "true" : "false");
+	counts_json(f, &p->counts);
+	fputc('}', f);
 }
 
 const char *snapbox_kvm_backend(void)

@@ -20,6 +20,7 @@
 #include "kvm/vcpu.h"
 #include "kvm/vm.h"
 #include "runtime/chan.h"
+#include "runtime/counts.h"
 #include "runtime/sandbox_internal.h"
 #include "runtime/vmshell.h"
 #include "snapbox.h"
@@ -402,6 +403,7 @@ static void sandbox_fill_boot_profile(struct snapbox *sb, struct snapbox_boot_pr
 int snapbox_boot(const struct snapbox_config *cfg, struct snapbox **out,
 		 struct snapbox_create_profile *cp, struct snapbox_boot_profile *bp)
 {
+	struct counts_mark cm;
 	struct snapbox_create_profile cpl;
 	unsigned timeout = cfg->boot_timeout_ms ? cfg->boot_timeout_ms : SANDBOX_DEFAULT_TIMEOUT;
 	struct snapbox *sb;
@@ -424,10 +426,12 @@ int snapbox_boot(const struct snapbox_config *cfg, struct snapbox **out,
 	}
 	memset(&cpl, 0, sizeof(cpl));
 	t0 = mono_now_ns();
+	counts_start(&cm);
 	ret = sandbox_build(sb, cfg, &cpl);
 	if (ret)
 		goto err;
 	cpl.create_vm_total = mono_now_ns() - t0;
+	counts_finish(&cm, &cpl.counts);
 
 	sb->wait_t0 = mono_now_ns();
 	ret = sandbox_start(sb);

@@ -1,6 +1,7 @@
 /* snapshot.c - snapshot a running sandbox: pause, capture state and memory, write the snapshot directory atomically. */
 #include "kvm/mono.h"
 #include "runtime/agent.h"
+#include "runtime/counts.h"
 #include <errno.h>
 #include "kvm/log.h"
 #include <fcntl.h>
@@ -225,6 +226,7 @@ int snapbox_snapshot(struct snapbox *sb, const char *dir, const struct snapbox_s
 	const struct snapbox_snapshot_opts *o = opts ? opts : &defaults;
 	struct snapbox_snapshot_profile pl;
 	struct snapshot_ctx c = { .sb = sb, .p = &pl };
+	struct counts_mark cm;
 	struct snapdir d;
 	uint64_t t0;
 	int ret;
@@ -239,6 +241,7 @@ int snapbox_snapshot(struct snapbox *sb, const char *dir, const struct snapbox_s
 			*prof = pl;
 		return ret;
 	}
+	counts_start(&cm);
 	vmstate_writer_init(&c.w);
 	vcpu_state_init(&c.vst);
 	t0 = c.t = mono_now_ns();
@@ -282,6 +285,7 @@ out_resume:
 		vcpu_resume(&sb->vcpu);
 out:
 	pl.total = mono_now_ns() - t0;
+	counts_finish(&cm, &pl.counts);
 	if (prof)
 		*prof = pl;
 	vcpu_state_fini(&c.vst);

@@ -1,0 +1,118 @@
+/* kvm_counts.c - exact per-restore costs on the probe: the pooled cow restore's KVM ioctls equal the documented floor (docs/benchmarks.md, "Costs"). */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tests/common_kvm.h"
+#include "tests/common_snap.h"
+
+/*
+ * The pooled cow restore's KVM ioctls on the request's thread, as the
+ * "Costs" table in docs/benchmarks.md argues them. A change that adds one
+ * must update that table and this number, and say why.
+ */
+#define TC_POOLED_COW_KVM_IOCTLS 19
+
+static char *tc_dir, *tc_snap, *tc_cache;
+
+static void tc_teardown(void)
+{
+	if (tc_dir)
+		tests_rm_rf(tc_dir);
+	free(tc_dir);
+	free(tc_snap);
+	free(tc_cache);
+	tc_dir = tc_snap = tc_cache = NULL;
+}
+
+static void tc_print(const char *what, const struct snapbox_counts *c)
+{
+	fprintf(stderr, "counts | %s: %u KVM ioctls:", what, c->kvm_ioctls);
+	for (unsigned i = 0; i < SNAPBOX_KVM_IOCTL_KINDS; i++)
+		if (c->kvm_ioctl[i])
+			fprintf(stderr, " %s=%u", snapbox_kvm_ioctl_name(i), c->kvm_ioctl[i]);
+	fprintf(stderr, "; minflt before run %llu, thread %llu\n",
+		(unsigned long long)c->minflt_before_run, (unsigned long long)c->minflt_thread);
+}
+
+static unsigned tc_named(const struct snapbox_counts *c, const char *name)
+{
+	for (unsigned i = 0; i < SNAPBOX_KVM_IOCTL_KINDS; i++)
+		if (snapbox_kvm_ioctl_name(i) && !strcmp(snapbox_kvm_ioctl_name(i), name))
+			return c->kvm_ioctl[i];
+	cr_assert_fail("no ioctl named %s", name);
+	return 0;
+}
+
+Test(kvm_counts, pooled_cow_restore_makes_the_documented_ioctls, .fini = tc_teardown)
+{
+	struct snapbox_pool_opts po = { .size = 1, .mode = SNAPBOX_RESTORE_COW };
+	struct snapbox_restore_opts ro = { .resume = true, .ping = true, .console_fd = -1 };
+	struct snapbox_pool_stats st;
+	struct snapbox_pool *pool;
+
+	TESTS_REQUIRE_KVM();
+	tc_dir = tests_mkdtemp("counts");
+	tc_snap = tests_path("%s/snap", tc_dir);
+	tc_cache = tests_path("%s/cache", tc_dir);
+	cr_assert_eq(mkdir(tc_cache, 0700), 0);
+	tests_make_snapshot(tc_snap);
+	po.cache_dir = tc_cache;
+	cr_assert_eq(snapbox_pool_create(tc_snap, &po, &pool), 0);
+	for (int i = 0; i < 3; i++) {
+		struct snapbox_restore_profile p;
+		struct snapbox *sb;
+
+		/* Each request on a shell the pool made ready beforehand. */
+		for (int w = 0; w < 2000; w++) {
+			snapbox_pool_get_stats(pool, &st);
+			if (st.ready)
+				break;
+			usleep(10000);
+		}
+		cr_assert_eq(snapbox_pool_restore(pool, &ro, &sb, &p), 0);
+		cr_assert(p.pooled);
+		tc_print("pooled cow", &p.counts);
+		cr_assert_eq(p.counts.kvm_ioctls, TC_POOLED_COW_KVM_IOCTLS,
+			     "request %d: %u KVM ioctls, the documented floor is %u", i, p.counts.kvm_ioctls,
+			     TC_POOLED_COW_KVM_IOCTLS);
+		/* The shell was built off the request's path: no VM, memslot or vCPU is made here. */
+		cr_assert_eq(tc_named(&p.counts, "KVM_CREATE_VM"), 0);
+		cr_assert_eq(tc_named(&p.counts, "KVM_SET_USER_MEMORY_REGION"), 0);
+		cr_assert_eq(tc_named(&p.counts, "KVM_CREATE_VCPU"), 0);
+		cr_assert_eq(tc_named(&p.counts, "KVM_SET_CPUID2"), 1);
+		cr_assert_eq(p.counts.bytes_decompressed + p.counts.bytes_copied, 0,
+			     "a pooled cow restore copies no guest memory");
+		/* The kvm_run page and the kvmclock pages KVM maps were faulted in with the shell. */
+		cr_assert_eq(p.counts.minflt_before_run, 0,
+			     "request %d: %llu page faults on the restoring thread before KVM_RUN", i,
+			     (unsigned long long)p.counts.minflt_before_run);
+		snapbox_destroy(sb);
+	}
+	snapbox_pool_destroy(pool);
+}
+
+/* The one-shot restore pays the shell too: exactly the pool's count plus the shell's ioctls. */
+Test(kvm_counts, one_shot_restores_count_their_shell_and_memory, .fini = tc_teardown)
+{
+	struct snapbox_restore_opts ro = { .resume = true, .ping = true, .console_fd = -1 };
+	struct snapbox_restore_profile p;
+	struct snapbox *sb;
+
+	TESTS_REQUIRE_KVM();
+	tc_dir = tests_mkdtemp("counts");
+	tc_snap = tests_path("%s/snap", tc_dir);
+	tests_make_snapshot(tc_snap);
+	ro.mode = SNAPBOX_RESTORE_EAGER;
+	cr_assert_eq(snapbox_restore(tc_snap, &ro, &sb, &p), 0);
+	tc_print("eager", &p.counts);
+	cr_assert_eq(tc_named(&p.counts, "KVM_CREATE_VM"), 1);
+	cr_assert_eq(tc_named(&p.counts, "KVM_CREATE_VCPU"), 1);
+	cr_assert_eq(tc_named(&p.counts, "KVM_SET_USER_MEMORY_REGION"), 1);
+	cr_assert_gt(p.counts.chunks_touched, 0, "eager decodes the non-zero chunks");
+	cr_assert_gt(p.counts.bytes_decompressed + p.counts.bytes_copied, 0);
+	snapbox_destroy(sb);
+}
