@@ -200,7 +200,10 @@ int restore_shell(struct snapbox *sb, struct restore_snap *s, enum snapbox_resto
 		return ret;
 	/* Snapshot-invariant questions to KVM now, so a pooled request does not ask them. */
 	t = mono_now_ns();
-	restore_prefault(sb, s);
+	/* cow only: lazy memory must stay untouched until its fault handler
+	 * serves it, and eager memory is written whole by the decode anyway. */
+	if (mode == SNAPBOX_RESTORE_COW)
+		restore_prefault(sb, s);
 	ret = vcpu_state_prepare_restore(&sb->vcpu);
 	p->vcpu_creation += mono_lap(&t);
 	if (ret)
