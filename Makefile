@@ -83,7 +83,7 @@ $(LIB): $(LIB_OBJS)
 
 # `snapbox bench` shares the measuring loops and reports of bench/.
 $(CLI): $(BUILD)/tools/snapbox.o $(BUILD)/tools/snapbox_run.o $(BUILD)/tools/snapbox_bench.o \
-		$(BUILD)/tools/cli_util.o \
+		$(BUILD)/tools/cli_util.o $(BUILD)/tools/snapbox_clones.o \
 		$(BENCH_COMMON:%.c=$(BUILD)/%.o) $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
 

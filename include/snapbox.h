@@ -203,6 +203,9 @@ struct snapbox_exec_result {
 	size_t out_len, err_len;
 	bool out_truncated, err_truncated;  /* more output came than the cap; the rest was dropped */
 	uint64_t guest_ns;           /* fork to reap, guest clock */
+	/* costs of this round trip (docs/benchmarks.md, "Costs") */
+	uint64_t wire_out, wire_in;  /* bytes of the request and reply frames, headers included */
+	uint64_t exits, io_exits;    /* vCPU exits to snapbox while it ran, and how many were port I/O */
 };
 
 /*

@@ -75,6 +75,16 @@ bool kvmsys_host_emulated(void)
 	return strcmp(sig, "TCGTCGTCGTCG") == 0;
 }
 
+/* What /dev/kvm answered this process: asked by the first kvmsys_init, kept for good. */
+static struct {
+	pthread_mutex_t lock;
+	bool done;
+	int vcpu_mmap_size;
+	uint32_t xsave_size;
+	bool tsc_control;
+	struct kvm_cpuid2 *cpuid;
+} kvmsys_host = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
 int kvmsys_init(struct kvmsys *s, const char *path)
 {
 	char missing[512] = "";
@@ -83,6 +93,7 @@ int kvmsys_init(struct kvmsys *s, const char *path)
 
 	memset(s, 0, sizeof(*s));
 	s->fd = -1;
+	s->shared = !path;
 	if (!path)
 		path = "/dev/kvm";
 	s->fd = open(path, O_RDWR | O_CLOEXEC);
@@ -95,6 +106,18 @@ int kvmsys_init(struct kvmsys *s, const char *path)
 		else
 			log_msg("snapbox: cannot open %s: %s\n", path, strerror(-ret));
 		return ret;
+	}
+	s->is_pvm = kvmsys_host_is_pvm();
+	if (s->shared) {
+		pthread_mutex_lock(&kvmsys_host.lock);
+		if (kvmsys_host.done) {
+			s->vcpu_mmap_size = kvmsys_host.vcpu_mmap_size;
+			s->xsave_size = kvmsys_host.xsave_size;
+			s->tsc_control = kvmsys_host.tsc_control;
+			pthread_mutex_unlock(&kvmsys_host.lock);
+			return 0;
+		}
+		pthread_mutex_unlock(&kvmsys_host.lock);
 	}
 	ver = kvmcall(s->fd, KVM_GET_API_VERSION, 0);
 	if (ver != KVM_API_VERSION) {
@@ -119,12 +142,19 @@ int kvmsys_init(struct kvmsys *s, const char *path)
 		ret = -ENOTSUP;
 		goto err_close;
 	}
-	s->is_pvm = kvmsys_host_is_pvm();
 	/* The XSAVE2 size follows the process's permitted xfeatures, the same for
 	 * the system fd and every VM fd of this process, so it is asked once. */
 	ret = kvmcall(s->fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
 	s->xsave_size = ret > 0 ? (uint32_t)ret : 0;
 	s->tsc_control = kvmcall(s->fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL) > 0;
+	if (s->shared) {
+		pthread_mutex_lock(&kvmsys_host.lock);
+		kvmsys_host.vcpu_mmap_size = s->vcpu_mmap_size;
+		kvmsys_host.xsave_size = s->xsave_size;
+		kvmsys_host.tsc_control = s->tsc_control;
+		kvmsys_host.done = true;
+		pthread_mutex_unlock(&kvmsys_host.lock);
+	}
 	return 0;
 
 err_close:
@@ -138,7 +168,8 @@ void kvmsys_fini(struct kvmsys *s)
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = -1;
-	free(s->cpuid);
+	if (!s->shared)
+		free(s->cpuid);   /* a shared one is the process's */
 	s->cpuid = NULL;
 	s->msrs = NULL; /* the process-wide MSR list outlives every handle */
 	s->nmsrs = 0;
@@ -150,6 +181,13 @@ const struct kvm_cpuid2 *kvmsys_supported_cpuid(struct kvmsys *s)
 
 	if (s->cpuid)
 		return s->cpuid;
+	if (s->shared) {
+		pthread_mutex_lock(&kvmsys_host.lock);
+		s->cpuid = kvmsys_host.cpuid;
+		pthread_mutex_unlock(&kvmsys_host.lock);
+		if (s->cpuid)
+			return s->cpuid;
+	}
 	/* The kernel answers E2BIG until the buffer holds every entry. */
 	for (;;) {
 		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + nent * sizeof(c->entries[0]));
@@ -160,6 +198,16 @@ const struct kvm_cpuid2 *kvmsys_supported_cpuid(struct kvmsys *s)
 		}
 		c->nent = nent;
 		if (kvmcall(s->fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+			if (s->shared) {
+				/* Two first callers may race: keep one, free the other. */
+				pthread_mutex_lock(&kvmsys_host.lock);
+				if (kvmsys_host.cpuid)
+					free(c);
+				else
+					kvmsys_host.cpuid = c;
+				c = kvmsys_host.cpuid;
+				pthread_mutex_unlock(&kvmsys_host.lock);
+			}
 			s->cpuid = c;
 			return c;
 		}

@@ -14,6 +14,7 @@ struct kvmsys {
 	int vcpu_mmap_size;
 	bool is_pvm;                    /* no vmx/svm in /proc/cpuinfo: KVM-PVM or similar */
 	struct kvm_cpuid2 *cpuid;       /* KVM_GET_SUPPORTED_CPUID, fetched on first use */
+	bool shared;                    /* /dev/kvm: the answers below and cpuid are the process's */
 	/* vCPU-state facts (kvm/vcpu_state.c) */
 	uint32_t xsave_size;            /* KVM_CAP_XSAVE2 size; 0: no XSAVE2, use KVM_GET_XSAVE (4096) */
 	bool tsc_control;               /* KVM_CAP_TSC_CONTROL: KVM_SET_TSC_KHZ can scale the TSC */
@@ -25,7 +26,9 @@ struct kvmsys {
 
 /*
  * Open `path` (NULL means /dev/kvm), check KVM_GET_API_VERSION == 12 and every
- * capability snapbox needs. Returns 0, or -errno with one stderr line:
+ * capability snapbox needs. For /dev/kvm the answers (and the supported
+ * CPUID) are asked once per process and remembered: they cannot change while
+ * the module is loaded, and each VM would otherwise ask 15 ioctls again. Returns 0, or -errno with one stderr line:
  * -ENOENT "no /dev/kvm", -EACCES naming the permission problem, -ENOTSUP
  * listing every missing capability by name.
  */

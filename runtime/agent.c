@@ -232,6 +232,11 @@ int agentreq_exec(struct chan *c, const struct snapbox_exec_opts *o, struct snap
 	free(req);
 	if (!ret)
 		ret = agentreq_exec_decode(reply, rlen, out_cap, err_cap, r);
+	if (!ret) {
+		/* Both frames whole, headers included: what crossed the channel. */
+		r->wire_out = (uint64_t)len + PROTO_HDR_SIZE;
+		r->wire_in = (uint64_t)rlen + PROTO_HDR_SIZE;
+	}
 	free(reply);
 	return ret;
 }
@@ -341,8 +346,13 @@ void snapbox_exec_result_free(struct snapbox_exec_result *r)
 int snapbox_exec(struct snapbox *sb, const struct snapbox_exec_opts *o,
 		 struct snapbox_exec_result *r)
 {
+	uint64_t exits = atomic_load(&sb->vcpu.exits), io = atomic_load(&sb->vcpu.io_exits);
 	int ret = agentreq_exec(&sb->chan, o, r);
 
+	if (!ret) {
+		r->exits = atomic_load(&sb->vcpu.exits) - exits;
+		r->io_exits = atomic_load(&sb->vcpu.io_exits) - io;
+	}
 	if (sandbox_lazy_check(sb)) {
 		if (!ret)
 			snapbox_exec_result_free(r);

@@ -176,6 +176,12 @@ static struct json_object *exec_run(struct snapbox *sb, struct exec_req *e, stru
 	json_object_object_add(t, "guest_ns", json_object_new_int64((int64_t)res.guest_ns));
 	json_object_object_add(t, "exec_ns", json_object_new_int64((int64_t)(srv_mono_ns() - t0)));
 	json_object_object_add(o, "timings", t);
+	t = json_object_new_object();
+	json_object_object_add(t, "wire_out", json_object_new_int64((int64_t)res.wire_out));
+	json_object_object_add(t, "wire_in", json_object_new_int64((int64_t)res.wire_in));
+	json_object_object_add(t, "exits", json_object_new_int64((int64_t)res.exits));
+	json_object_object_add(t, "io_exits", json_object_new_int64((int64_t)res.io_exits));
+	json_object_object_add(o, "counts", t);
 	snapbox_exec_result_free(&res);
 	return o;
 }

@@ -33,6 +33,9 @@ static const char bench_usage[] =
 	"                    realistic page mix (default 25 with the probe, 0 with --kernel)\n"
 	"  --mode MODE       restore: eager, cow (default) or lazy\n"
 	"  --pooled          restore: from a shell pool, built before each request\n"
+	"  --clones N        restore: keep N cow clones alive instead, and report this\n"
+	"                    process's PSS and RSS before the first and after each, and the\n"
+	"                    marginal PSS per clone (host memory per clone)\n"
 	"  --sync            snapshot: fsync every snapshot (default: no fsync)\n"
 	"  --kernel FILE     guest kernel (default: the probe guest, $SNAPBOX_PROBE or\n"
 	"                    guest/probe.elf beside snapbox)\n"
@@ -56,10 +59,11 @@ struct bench_opts {
 	enum snapbox_restore_mode mode;
 	const char *mode_name;       /* NULL: not given */
 	bool pooled, sync, json;
+	unsigned clones;             /* restore --clones N; 0: the latency loop */
 };
 
 enum { BO_ITER = 256, BO_WARMUP, BO_MEM, BO_FILL, BO_MODE, BO_POOLED, BO_SYNC, BO_KERNEL,
-       BO_INITRD, BO_CMDLINE, BO_TIMEOUT, BO_JSON };
+       BO_INITRD, BO_CMDLINE, BO_TIMEOUT, BO_JSON, BO_CLONES };
 
 static int bench_bad(const char *what, const char *arg)
 {
@@ -86,6 +90,8 @@ static int bench_check_scope(const struct bench_opts *o)
 		bad = "--mode applies to restore only";
 	else if (strcmp(o->op, "restore") && o->pooled)
 		bad = "--pooled applies to restore only";
+	else if (o->clones && (strcmp(o->op, "restore") || o->pooled || (o->mode_name && o->mode != SNAPBOX_RESTORE_COW)))
+		bad = "--clones applies to cow restores only (not --pooled)";
 	else if (strcmp(o->op, "snapshot") && o->sync)
 		bad = "--sync applies to snapshot only";
 	else if (!strcmp(o->op, "cold") && o->fill_pct >= 0)
@@ -107,6 +113,7 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 		{ "fill", required_argument, NULL, BO_FILL },
 		{ "mode", required_argument, NULL, BO_MODE },
 		{ "pooled", no_argument, NULL, BO_POOLED },
+		{ "clones", required_argument, NULL, BO_CLONES },
 		{ "sync", no_argument, NULL, BO_SYNC },
 		{ "kernel", required_argument, NULL, BO_KERNEL },
 		{ "initrd", required_argument, NULL, BO_INITRD },
@@ -152,6 +159,15 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 				return bench_bad("--mode (eager, cow or lazy)", optarg);
 			break;
 		case BO_POOLED: o->pooled = true; break;
+		case BO_CLONES: {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (!*optarg || *end || v == 0 || v > 1024)
+				return bench_bad("--clones (1..1024)", optarg);
+			o->clones = (unsigned)v;
+			break;
+		}
 		case BO_SYNC: o->sync = true; break;
 		case BO_KERNEL: o->g.cfg.kernel = optarg; break;
 		case BO_INITRD: o->g.cfg.initrd = optarg; break;
@@ -340,6 +356,10 @@ int snapbox_cmd_bench(int argc, char **argv)
 	snprintf(label, sizeof(label), "snapbox bench %s", o.op);
 	/* Ctrl-C ends the run between iterations, so its temporary files are removed. */
 	bench_catch_interrupts();
+	if (o.clones) {
+		ret = snapbox_exit_code(snapbox_bench_clones(&o.g, o.clones, o.json));
+		goto out;
+	}
 	if (!strcmp(o.op, "cold"))
 		ret = bench_cold(&o, label, &r);
 	else if (!strcmp(o.op, "snapshot"))

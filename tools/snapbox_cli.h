@@ -10,4 +10,8 @@ int snapbox_cmd_run(int argc, char **argv);
 /* `snapbox bench` (tools/snapbox_bench.c); argv[0] is "bench". Returns the process exit code. */
 int snapbox_cmd_bench(int argc, char **argv);
 
+struct bench_guest;
+/* `snapbox bench restore --clones N` (tools/snapbox_clones.c): 0 or -errno. */
+int snapbox_bench_clones(const struct bench_guest *g, unsigned clones, bool json);
+
 #endif

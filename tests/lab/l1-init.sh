@@ -361,7 +361,7 @@ group_linux_tests() {
 # pytest NAME FILE: one file of snapboxd's API tests, PASS only when none failed or skipped.
 pytest_api() {
 	run "$1" sh -c "cd /lab/sdk/python && PYTHONDONTWRITEBYTECODE=1 SNAPBOXD=/lab/$BUILD/snapboxd \
-		SNAPBOX_CLI=/lab/$BUILD/snapbox python3 -m pytest -q -rs -p no:cacheprovider --basetemp=/tmp/pytest $2"
+		SNAPBOX_CLI=/lab/$BUILD/snapbox python3 -m pytest -q -rs -s -p no:cacheprovider --basetemp=/tmp/pytest $2"
 	syn=$(grep -E '[0-9]+ (passed|failed)' "/tmp/$1.out" | tail -n 1 || true)
 	if [ "$rc" = 0 ] && ! grep -q 'skipped' "/tmp/$1.out"; then mark "$1" PASS "$syn"
 	else mark "$1" FAIL "exit $rc: $syn"; fi
@@ -391,6 +391,7 @@ group_image() {
 	else mark image-unique FAIL "exit $rc, $u distinct of $n"; fi
 	run image-clones sh -c "cd /lab && PYTHONDONTWRITEBYTECODE=1 BUILD=$B python3 bench/clones --snapshot /tmp/py-free --clones 4 --exec 'python3 -c \"print(1)\"' --json /out/bench-clones-python.json &&
 		python3 bench/clones --snapshot /tmp/py-free --clones 4 --json /out/bench-clones-python-idle.json"
+	[ "$rc" = 0 ] && run image-clones-linux sh -c "snapbox bench restore --kernel $K --initrd $B/guest/initramfs.cpio.gz --timeout 300000 --clones 4 --json > /out/bench-clones-linux.json && snapbox bench restore --clones 8 --json > /out/bench-clones-probe.json"
 	if [ "$rc" = 0 ]; then mark image-clones PASS "$(grep 'first clone' /tmp/image-clones.out | tail -n 2 | tr '\n' ' ')"
 	else mark image-clones FAIL "exit $rc"; fi
 }

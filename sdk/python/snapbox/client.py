@@ -97,6 +97,7 @@ class ExecResult:
     stdout_truncated: bool
     stderr_truncated: bool
     timings: Dict[str, int] = field(default_factory=dict)
+    counts: Dict[str, int] = field(default_factory=dict)
 
     @property
     def stdout_text(self) -> str:
@@ -112,7 +113,7 @@ class ExecResult:
         return cls(d.get("exit_code"), d.get("signal"), bool(d.get("timed_out")),
                    base64.b64decode(d.get("stdout", "")), base64.b64decode(d.get("stderr", "")),
                    bool(d.get("stdout_truncated")), bool(d.get("stderr_truncated")),
-                   dict(d.get("timings", {})))
+                   dict(d.get("timings", {})), dict(d.get("counts", {})))
 
 
 @dataclass

@@ -143,3 +143,15 @@ def test_cli_snapshot_prewarm_and_add_file(tmp_path):
                          capture_output=True)
     assert bad.returncode == 1 and b"exited with status 3" in bad.stderr
     assert not os.path.exists(tmp_path / "bad")
+
+
+def test_exec_round_trip_counts(linux):
+    """Exact costs of one exec: frame bytes both ways and vCPU exits (docs/benchmarks.md, "Costs")."""
+    with linux.create("linux") as sb:
+        for label, cmd in (("true", ["true"]), ("64 KiB out", ["head", "-c", "65536", "/dev/zero"])):
+            r = sb.exec(cmd)
+            c = r.counts
+            assert c["wire_out"] > 16 and c["wire_in"] >= 16 + 32 + len(r.stdout)
+            assert c["exits"] >= c["io_exits"] > 0
+            print(f"COUNTS exec {label}: wire_out {c['wire_out']} wire_in {c['wire_in']} "
+                  f"exits {c['exits']} io_exits {c['io_exits']}")
