@@ -68,6 +68,7 @@ struct vcpu {
 	/* TSC offset control (vcpu_state_prepare_restore): -1 not probed, 0 absent, 1 present */
 	int tsc_ctrl;
 	uint64_t tsc_offset;                  /* KVM's current offset, valid when tsc_ctrl == 1 */
+	bool tsc_scaled;                      /* KVM_SET_TSC_KHZ gave it a rate not the host's */
 };
 
 /* KVM_CREATE_VCPU and map its kvm_run page. Returns 0 or -errno. */

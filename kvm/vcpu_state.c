@@ -280,6 +280,7 @@ int vcpu_state_restore_cpuid(struct vcpu *v, const struct vcpu_state *st)
 				strerror(-ret));
 			return ret;
 		}
+		v->tsc_scaled = true;
 	}
 	/* CPUID before everything else: KVM validates XSAVE/XCR0 against CPUID
 	 * leaf 0xD and accepts some MSRs only when CPUID has the feature. On

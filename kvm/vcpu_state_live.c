@@ -4,6 +4,7 @@
 #include "kvm/log.h"
 
 #include <errno.h>
+#include <x86intrin.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,10 +178,16 @@ int vcpu_state_set_tsc(struct vcpu *v, uint64_t tsc)
 		return ret;
 	if (!v->tsc_ctrl)
 		return 1;
-	ret = vcpu_live_get_msr(v, VCPU_LIVE_MSR_TSC, &now);
-	if (ret)
-		return ret;
-	off = v->tsc_offset + (tsc - now);
+	if (!v->tsc_scaled) {
+		/* At the host's own rate guest TSC = host TSC + offset, and this
+		 * process reads the host TSC itself: no ioctl needed to learn it. */
+		off = tsc - __rdtsc();
+	} else {
+		ret = vcpu_live_get_msr(v, VCPU_LIVE_MSR_TSC, &now);
+		if (ret)
+			return ret;
+		off = v->tsc_offset + (tsc - now);
+	}
 	if (kvmcall(v->fd, KVM_SET_DEVICE_ATTR, &a) < 0) {
 		ret = -errno;
 		log_msg("snapbox: vCPU %d: setting the TSC offset: %s\n", v->id, strerror(-ret));
