@@ -4,8 +4,10 @@
 # It proves the Linux guest kernel boots under snapbox to userspace, that both
 # UARTs work, and gives snapshot -> restore -> PING a real Linux guest to
 # answer. It speaks only enough of docs/agent-protocol.md for that: it sends
-# BOOT_TIME and READY, then answers PING (0x0010) and replies "unknown
-# command" to every other request. It never exits (it is PID 1).
+# BOOT_TIME and READY, then answers PING (0x0010), acknowledges REFRESH
+# (0x0027) as the probe does (a test stand-in: it has nothing to reseed; the
+# agent does reseed), and replies "unknown command" to every other request.
+# It never exits (it is PID 1).
 set -eu
 bb=/bin/busybox
 $bb mkdir -p /proc /sys /dev /tmp
@@ -52,8 +54,8 @@ while :; do
 	id="$9 ${10} ${11} ${12}"
 	len=$((0x${16}${15}${14}${13}))
 	[ "$len" -eq 0 ] || $bb dd bs=1 count="$len" <&3 >/dev/null 2>&1
-	if [ "$type" -eq 16 ]; then
-		frame 16 1 "$id" ""
+	if [ "$type" -eq 16 ] || [ "$type" -eq 39 ]; then
+		frame "$type" 1 "$id" ""
 	else
 		frame "$type" 3 "$id" "unknown command"
 	fi
