@@ -181,6 +181,11 @@ struct srv_template *srv_template_from(struct srv *s, struct json_object *body, 
 /* List an opened template (takes the caller's reference) and reply status with it (or 409). */
 void srv_template_publish(struct srv *s, struct srv_template *t, int status, struct srv_reply *r);
 
+/* The reaper thread (srv_init starts it): TTLs, stopped guests, buried VMs. */
+void *srv_reaper(void *arg);
+/* Destroy every buried VM; called and returns with s->lock held. */
+void srv_dig_locked(struct srv *s);
+
 /* Start the background template build (kernel boot, files, prewarm, snapshot). */
 struct srv_build;
 int srv_build_start(struct srv *s, struct srv_template *t, struct json_object *spec,
@@ -206,6 +211,27 @@ void srv_route_sandbox(struct srv *s, const struct srv_req *req, const char *res
 		       struct srv_reply *r, const char **route);
 /* POST /v1/run. */
 void srv_route_run(struct srv *s, const struct srv_req *req, struct srv_reply *r);
+
+#define EXEC_MAX_ARGS 1024
+
+/* What an exec request owns while it runs. */
+struct srv_exec {
+	const char *argv[EXEC_MAX_ARGS + 1];
+	const char *env[EXEC_MAX_ARGS + 1];
+	char *envbuf[EXEC_MAX_ARGS];
+	uint8_t *stdin_buf;
+	struct snapbox_exec_opts o;
+};
+
+/* Fill e from an exec body (argv, env, cwd, stdin, timeout_ms, caps); false after a 400 reply. */
+bool srv_exec_parse(struct json_object *b, struct srv_exec *e, struct srv_reply *r);
+/* Run e in sb: the exec reply object, or NULL after an error reply (*err set). */
+struct json_object *srv_exec_run(struct snapbox *sb, struct srv_exec *e, struct srv_reply *r, int *err);
+void srv_exec_fini(struct srv_exec *e);
+/* p as the JSON object snapbox_json_restore_profile writes, or NULL. */
+struct json_object *srv_profile_json(const struct snapbox_restore_profile *p);
+/* The body's timeout_ms when it is an integer in (0, 3600000], else dflt. */
+unsigned srv_body_timeout(struct json_object *b, unsigned dflt);
 
 /* Body helpers for routes: parse a JSON object body, or reply 400 and return NULL. */
 struct json_object *srv_body_json(const struct srv_req *req, struct srv_reply *r);
