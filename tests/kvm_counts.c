@@ -86,10 +86,15 @@ Test(kvm_counts, pooled_cow_restore_makes_the_documented_ioctls, .fini = tc_tear
 		cr_assert_eq(tc_named(&p.counts, "KVM_SET_CPUID2"), 1);
 		cr_assert_eq(p.counts.bytes_decompressed + p.counts.bytes_copied, 0,
 			     "a pooled cow restore copies no guest memory");
-		/* The kvm_run page and the kvmclock pages KVM maps were faulted in with the shell. */
+		/* The kvm_run page and the kvmclock pages KVM maps were faulted in
+		 * with the shell. Not under ASan: its shadow memory and quarantine
+		 * fault pages in on every thread (5 here), so the count is the
+		 * sanitizer's, not snapbox's. */
+#ifndef __SANITIZE_ADDRESS__
 		cr_assert_eq(p.counts.minflt_before_run, 0,
 			     "request %d: %llu page faults on the restoring thread before KVM_RUN", i,
 			     (unsigned long long)p.counts.minflt_before_run);
+#endif
 		snapbox_destroy(sb);
 	}
 	snapbox_pool_destroy(pool);
