@@ -227,8 +227,7 @@ err:
 	return ret;
 }
 
-/* The host's default TSC rate: from the MSR probe when done, else asked of v. */
-static int vcpu_state_host_tsc_khz(struct vcpu *v, uint32_t *khz)
+int vcpu_state_host_tsc_khz(struct vcpu *v, uint32_t *khz)
 {
 	int r;
 
@@ -242,7 +241,8 @@ static int vcpu_state_host_tsc_khz(struct vcpu *v, uint32_t *khz)
 		log_msg("snapbox: vCPU %d KVM_GET_TSC_KHZ: %s\n", v->id, strerror(-r));
 		return r;
 	}
-	*khz = (uint32_t)r;
+	/* Asked before any KVM_SET_TSC_KHZ, so it is the default: kept for the VM's other asks. */
+	v->vm->sys->tsc_khz = *khz = (uint32_t)r;
 	return 0;
 }
 

@@ -105,6 +105,13 @@ int vcpu_state_cpuid_on_run_vcpu(struct vcpu *v, const struct kvm_cpuid2 *want);
 int vcpu_state_set_tsc(struct vcpu *v, uint64_t tsc);
 
 /*
+ * The host's default TSC rate: v->vm->sys->tsc_khz when known (the MSR probe
+ * or an earlier ask), else KVM_GET_TSC_KHZ on v, remembered there. Call it
+ * before any KVM_SET_TSC_KHZ on v. Returns 0 or -errno (logged).
+ */
+int vcpu_state_host_tsc_khz(struct vcpu *v, uint32_t *khz);
+
+/*
  * What a restore asks of KVM that does not depend on the snapshot, asked
  * once when the VM shell is built (off a pooled request's path): the host's
  * default TSC rate (into v->vm->sys->tsc_khz), whether the vCPU has the TSC

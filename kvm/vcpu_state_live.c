@@ -141,14 +141,10 @@ int vcpu_state_prepare_restore(struct vcpu *v)
 {
 	/* The kvm_run page is mapped, not yet faulted in: the state load writes it. */
 	(void)*(volatile uint8_t *)v->run;
-	if (!v->vm->sys->tsc_khz) {
-		int r = kvmcall(v->fd, KVM_GET_TSC_KHZ, 0);
+	uint32_t khz;
+	int ret = vcpu_state_host_tsc_khz(v, &khz);
 
-		/* A new vCPU runs at the host's default rate: what the restore compares against. */
-		if (r > 0)
-			v->vm->sys->tsc_khz = (uint32_t)r;
-	}
-	return vcpu_live_tsc_probe(v);
+	return ret ? ret : vcpu_live_tsc_probe(v);
 }
 
 int vcpu_state_set_tsc(struct vcpu *v, uint64_t tsc)

@@ -33,6 +33,16 @@ static int vmshell_open_err(int ret)
 	}
 }
 
+/* Run an optional hook; its time is its own, so the next step's lap starts after it. */
+static int vmshell_hook(int (*fn)(struct snapbox *, void *), struct snapbox *sb, void *arg,
+			uint64_t *t)
+{
+	int ret = fn ? fn(sb, arg) : 0;
+
+	*t = mono_now_ns();
+	return ret;
+}
+
 int vmshell_build(struct snapbox *sb, const struct vmshell_ops *ops, void *arg,
 		  struct vmshell_times *tm)
 {
@@ -45,12 +55,9 @@ int vmshell_build(struct snapbox *sb, const struct vmshell_ops *ops, void *arg,
 	if (ret)
 		return vmshell_open_err(ret);
 	sb->have_sys = true;
-	if (ops->check) {
-		ret = ops->check(sb, arg);
-		if (ret)
-			return ret;
-		t = mono_now_ns();
-	}
+	ret = vmshell_hook(ops->check, sb, arg, &t);
+	if (ret)
+		return ret;
 	ret = vm_init(&sb->vm, &sb->sys);
 	tm->kvm_create_vm = mono_lap(&t);
 	if (ret)
@@ -66,12 +73,9 @@ int vmshell_build(struct snapbox *sb, const struct vmshell_ops *ops, void *arg,
 		return ret;
 	sb->have_mem = true;
 	/* Filled before the slot exists: KVM never maps a half-written image. */
-	if (ops->fill_memory) {
-		ret = ops->fill_memory(sb, arg);
-		if (ret)
-			return ret;
-		t = mono_now_ns();
-	}
+	ret = vmshell_hook(ops->fill_memory, sb, arg, &t);
+	if (ret)
+		return ret;
 	ret = vm_set_memory(&sb->vm, 0, 0, sb->mem.size, sb->mem.host);
 	tm->set_memory = mono_lap(&t);
 	if (ret)
@@ -81,12 +85,9 @@ int vmshell_build(struct snapbox *sb, const struct vmshell_ops *ops, void *arg,
 	if (ret)
 		return sandbox_kvm_err(ret);
 	sb->have_vcpu = true;
-	if (ops->setup_vcpu) {
-		ret = ops->setup_vcpu(sb, arg);
-		if (ret)
-			return ret;
-		t = mono_now_ns();
-	}
+	ret = vmshell_hook(ops->setup_vcpu, sb, arg, &t);
+	if (ret)
+		return ret;
 	ret = sandbox_setup_devices(sb);
 	tm->devices = mono_lap(&t);
 	return ret;

@@ -19,7 +19,6 @@ struct http_conn {
 	uint8_t *body;
 	size_t len, cap;
 	bool too_large;
-	bool counted;
 	struct srv_grave *graves;    /* VMs to destroy once the reply is sent */
 };
 
@@ -102,7 +101,6 @@ static enum MHD_Result http_handle(void *cls, struct MHD_Connection *c, const ch
 			return MHD_NO;
 		*con_cls = hc;
 		atomic_fetch_add(&h->srv->inflight, 1);
-		hc->counted = true;
 		/* Refusals that need no body are answered before it is read. */
 		if (h->token && !http_token_ok(h, c)) {
 			srv_log("refused %s %s: missing or wrong bearer token", method, url);
@@ -159,8 +157,7 @@ static void http_done(void *cls, struct MHD_Connection *c, void **con_cls,
 		return;
 	/* After the reply went out: the request's latency does not include teardown. */
 	srv_graves_destroy(h->srv, hc->graves);
-	if (hc->counted)
-		atomic_fetch_sub(&h->srv->inflight, 1);
+	atomic_fetch_sub(&h->srv->inflight, 1);
 	free(hc->body);
 	free(hc);
 	*con_cls = NULL;

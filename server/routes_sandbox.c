@@ -36,7 +36,7 @@ static struct srv_template *sandbox_restore(struct srv *s, struct json_object *b
 		srv_reply_error(r, 429, "limit", "the daemon's sandbox or guest-memory limit is reached");
 		goto err;
 	}
-	ret = srv_restore(s, t, sb, p);
+	ret = srv_restore(t, sb, p);
 	if (ret) {
 		srv_sandbox_unreserve(s, t->mem_bytes);
 		srv_reply_errno(r, ret, "restore");

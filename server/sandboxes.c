@@ -31,7 +31,7 @@ void srv_sandbox_unreserve(struct srv *s, uint64_t mem)
 	pthread_mutex_unlock(&s->lock);
 }
 
-int srv_restore(struct srv *s, struct srv_template *t, struct snapbox **out,
+int srv_restore(struct srv_template *t, struct snapbox **out,
 		struct snapbox_restore_profile *prof)
 {
 	struct snapbox_restore_opts ro = {
@@ -39,7 +39,6 @@ int srv_restore(struct srv *s, struct srv_template *t, struct snapbox **out,
 	};
 	int ret;
 
-	(void)s;
 	memset(prof, 0, sizeof(*prof));
 	if (t->pool)
 		ret = snapbox_pool_restore(t->pool, &ro, out, prof);

@@ -161,7 +161,7 @@ void srv_graves_destroy(struct srv *s, struct srv_grave *list);
 int srv_sandbox_reserve(struct srv *s, uint64_t mem);
 void srv_sandbox_unreserve(struct srv *s, uint64_t mem);
 /* Restore one sandbox from t (pooled when its pool has a shell); prof filled. */
-int srv_restore(struct srv *s, struct srv_template *t, struct snapbox **out,
+int srv_restore(struct srv_template *t, struct snapbox **out,
 		struct snapbox_restore_profile *prof);
 /* List a reserved, restored sandbox (takes sb): the new entry with a reference, or NULL. */
 struct srv_sandbox *srv_sandbox_add(struct srv *s, const char *tmpl, struct snapbox *sb,
