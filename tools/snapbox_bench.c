@@ -36,6 +36,7 @@ static const char bench_usage[] =
 	"  --clones N        restore: keep N cow clones alive instead, and report this\n"
 	"                    process's PSS and RSS before the first and after each, and the\n"
 	"                    marginal PSS per clone (host memory per clone)\n"
+	"  --exec CMD        with --clones: each clone also runs `sh -c CMD` (Linux guest)\n"
 	"  --sync            snapshot: fsync every snapshot (default: no fsync)\n"
 	"  --kernel FILE     guest kernel (default: the probe guest, $SNAPBOX_PROBE or\n"
 	"                    guest/probe.elf beside snapbox)\n"
@@ -60,10 +61,11 @@ struct bench_opts {
 	const char *mode_name;       /* NULL: not given */
 	bool pooled, sync, json;
 	unsigned clones;             /* restore --clones N; 0: the latency loop */
+	const char *exec;            /* --clones: a shell command each clone runs */
 };
 
 enum { BO_ITER = 256, BO_WARMUP, BO_MEM, BO_FILL, BO_MODE, BO_POOLED, BO_SYNC, BO_KERNEL,
-       BO_INITRD, BO_CMDLINE, BO_TIMEOUT, BO_JSON, BO_CLONES };
+       BO_INITRD, BO_CMDLINE, BO_TIMEOUT, BO_JSON, BO_CLONES, BO_EXEC };
 
 static int bench_bad(const char *what, const char *arg)
 {
@@ -92,6 +94,8 @@ static int bench_check_scope(const struct bench_opts *o)
 		bad = "--pooled applies to restore only";
 	else if (o->clones && (strcmp(o->op, "restore") || o->pooled || (o->mode_name && o->mode != SNAPBOX_RESTORE_COW)))
 		bad = "--clones applies to cow restores only (not --pooled)";
+	else if (o->exec && !o->clones)
+		bad = "--exec applies with --clones (a Linux guest with the agent)";
 	else if (strcmp(o->op, "snapshot") && o->sync)
 		bad = "--sync applies to snapshot only";
 	else if (!strcmp(o->op, "cold") && o->fill_pct >= 0)
@@ -114,6 +118,7 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 		{ "mode", required_argument, NULL, BO_MODE },
 		{ "pooled", no_argument, NULL, BO_POOLED },
 		{ "clones", required_argument, NULL, BO_CLONES },
+		{ "exec", required_argument, NULL, BO_EXEC },
 		{ "sync", no_argument, NULL, BO_SYNC },
 		{ "kernel", required_argument, NULL, BO_KERNEL },
 		{ "initrd", required_argument, NULL, BO_INITRD },
@@ -159,6 +164,7 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 				return bench_bad("--mode (eager, cow or lazy)", optarg);
 			break;
 		case BO_POOLED: o->pooled = true; break;
+		case BO_EXEC: o->exec = optarg; break;
 		case BO_CLONES: {
 			char *end;
 			unsigned long v = strtoul(optarg, &end, 10);
@@ -357,7 +363,7 @@ int snapbox_cmd_bench(int argc, char **argv)
 	/* Ctrl-C ends the run between iterations, so its temporary files are removed. */
 	bench_catch_interrupts();
 	if (o.clones) {
-		ret = snapbox_exit_code(snapbox_bench_clones(&o.g, o.clones, o.json));
+		ret = snapbox_exit_code(snapbox_bench_clones(&o.g, o.clones, o.exec, o.json));
 		goto out;
 	}
 	if (!strcmp(o.op, "cold"))

@@ -11,7 +11,11 @@ int snapbox_cmd_run(int argc, char **argv);
 int snapbox_cmd_bench(int argc, char **argv);
 
 struct bench_guest;
-/* `snapbox bench restore --clones N` (tools/snapbox_clones.c): 0 or -errno. */
-int snapbox_bench_clones(const struct bench_guest *g, unsigned clones, bool json);
+/*
+ * `snapbox bench restore --clones N [--exec CMD]` (tools/snapbox_clones.c):
+ * N cow clones kept alive, each PINGed (and running `sh -c CMD`, which must
+ * exit 0), with this process's PSS and RSS after each. 0 or -errno.
+ */
+int snapbox_bench_clones(const struct bench_guest *g, unsigned clones, const char *cmd, bool json);
 
 #endif

@@ -64,7 +64,26 @@ static void clones_report(FILE *f, bool json, const struct clones_mem *m, unsign
 	free(marg);
 }
 
-int snapbox_bench_clones(const struct bench_guest *g, unsigned clones, bool json)
+/* Run `sh -c cmd` in a clone; it must exit 0. */
+static int clones_exec(struct snapbox *sb, const char *cmd)
+{
+	const char *argv[] = { "sh", "-c", cmd, NULL };
+	struct snapbox_exec_opts o = { .argv = argv, .timeout_ms = 120000 };
+	struct snapbox_exec_result r;
+	int ret = snapbox_exec(sb, &o, &r);
+
+	if (ret)
+		return ret;
+	if (r.signaled || r.exit_code) {
+		fprintf(stderr, "snapbox bench: --exec '%s' failed in a clone (%s %d)\n", cmd,
+			r.signaled ? "signal" : "exit", r.signaled ? r.signal : r.exit_code);
+		ret = -ECANCELED;
+	}
+	snapbox_exec_result_free(&r);
+	return ret;
+}
+
+int snapbox_bench_clones(const struct bench_guest *g, unsigned clones, const char *cmd, bool json)
 {
 	char cache[64] = "/dev/shm/snapbox-bench-XXXXXX", dir[64];
 	struct snapbox_restore_opts ro = { .mode = SNAPBOX_RESTORE_COW, .resume = true, .ping = true,
@@ -90,6 +109,8 @@ int snapbox_bench_clones(const struct bench_guest *g, unsigned clones, bool json
 		if (ret)
 			break;
 		n++;
+		if (cmd && (ret = clones_exec(sb[n - 1], cmd)))
+			break;
 		ret = clones_measure(&m[n]);
 		if (isatty(STDERR_FILENO))
 			fprintf(stderr, "\rsnapbox bench: %u/%u clones alive", n, clones);

@@ -389,8 +389,10 @@ group_image() {
 	u=$(grep -E '^[0-9a-f-]{36} ' /tmp/image-unique.out | cut -d' ' -f1 | sort -u | wc -l)
 	if [ "$rc" = 0 ] && [ "$n" = 3 ] && [ "$u" = 3 ]; then mark image-unique PASS "3 clones, 3 different uuid4()"
 	else mark image-unique FAIL "exit $rc, $u distinct of $n"; fi
-	run image-clones sh -c "cd /lab && PYTHONDONTWRITEBYTECODE=1 BUILD=$B python3 bench/clones --snapshot /tmp/py-free --clones 4 --exec 'python3 -c \"print(1)\"' --json /out/bench-clones-python.json &&
-		python3 bench/clones --snapshot /tmp/py-free --clones 4 --json /out/bench-clones-python-idle.json"
+	pyb="snapbox bench restore --kernel $K --initrd $img --mem 256M --timeout 300000 --clones 4"
+	run image-clones sh -c "$pyb --exec 'python3 -c \"print(1)\"' --json > /out/bench-clones-python.json &&
+		$pyb --json > /out/bench-clones-python-idle.json &&
+		sed -n 's/.*first_clone_pss_kib.: \([0-9]*\), .marginal_pss_median_kib.: \([0-9]*\).*/first clone: \1 KiB PSS; each further clone: median \2 KiB PSS/p' /out/bench-clones-python*.json"
 	[ "$rc" = 0 ] && run image-clones-linux sh -c "snapbox bench restore --kernel $K --initrd $B/guest/initramfs.cpio.gz --timeout 300000 --clones 4 --json > /out/bench-clones-linux.json && snapbox bench restore --clones 8 --json > /out/bench-clones-probe.json"
 	if [ "$rc" = 0 ]; then mark image-clones PASS "$(grep 'first clone' /tmp/image-clones.out | tail -n 2 | tr '\n' ' ')"
 	else mark image-clones FAIL "exit $rc"; fi
