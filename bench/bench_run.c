@@ -9,6 +9,24 @@
 #include <string.h>
 #include <unistd.h>
 
+/*
+ * Every bench program (and `snapbox bench`, through the CLI's main) runs its
+ * deadlines times $SNAPBOX_TIME_SCALE: the nested lab runs them emulated. A
+ * bad value is ignored with a warning (the CLI then refuses it).
+ */
+__attribute__((constructor)) static void bench_time_scale_from_env(void)
+{
+	const char *e = getenv("SNAPBOX_TIME_SCALE");
+	double f;
+
+	if (!e)
+		return;
+	if (!snapbox_parse_time_scale(e, &f))
+		snapbox_set_time_scale(f);
+	else
+		fprintf(stderr, "bench: SNAPBOX_TIME_SCALE='%s' ignored: want a number from 1 to 1000\n", e);
+}
+
 #define CP(f) { #f, offsetof(struct bench_cold_sample, cp.f) }
 #define BP(f) { "boot." #f, offsetof(struct bench_cold_sample, bp.f) }
 
@@ -118,7 +136,7 @@ int bench_cold_loop(const struct snapbox_config *cfg, long runs, long warmup, co
 			return ret;
 		}
 		t = mono_now_ns();
-		ret = snapbox_ping(sb, BENCH_PING_TIMEOUT_MS);
+		ret = snapbox_ping(sb, snapbox_scaled_ms(BENCH_PING_TIMEOUT_MS));
 		x.ping = mono_now_ns() - t;
 		if (ret) {
 			bench_progress_break();
@@ -200,7 +218,8 @@ int bench_restore_loop(const char *dir, const struct bench_restore_how *how, lon
 		       struct snapbox_pool_stats *pool_stats)
 {
 	struct snapbox_restore_opts ro = { .mode = how->mode, .resume = true, .ping = true,
-					   .console_fd = -1, .cache_dir = how->cache_dir };
+					   .console_fd = -1, .cache_dir = how->cache_dir,
+					   .ping_timeout_ms = how->ping_timeout_ms };
 	struct snapbox_pool_opts po = { .size = 2, .mode = how->mode, .cache_dir = how->cache_dir };
 	struct snapbox_pool *pool = NULL;
 	int ret = 0;

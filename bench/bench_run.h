@@ -44,6 +44,7 @@ struct bench_guest {
 	struct snapbox_config cfg;
 	uint32_t fill_mib;           /* 0: no FILL (any guest); else the probe's FILL of that size */
 	uint64_t fill_seed;
+	unsigned restore_timeout_ms; /* restores of its snapshot: REFRESH and PING; 0: the default */
 };
 
 /* The probe's FILL size for pct % of a guest of mem_bytes: it fills from 4 MiB up, 8 MiB kept. */
@@ -86,6 +87,7 @@ struct bench_restore_how {
 	enum snapbox_restore_mode mode;
 	bool pooled;                 /* from a shell pool of 2, refilled in the background */
 	const char *cache_dir;       /* cow templates; NULL: the library's default */
+	unsigned ping_timeout_ms;    /* each restore's REFRESH and PING; 0: the library's default */
 };
 
 /*

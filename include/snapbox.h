@@ -39,6 +39,24 @@ void snapbox_set_log(snapbox_log_fn fn, void *arg);
  */
 void snapbox_set_confinement(bool on);
 
+/*
+ * Deadlines on slow hosts (emulation, nested virtualisation, a loaded
+ * machine): every deadline the library picks itself (a 0 timeout in an
+ * options struct: the boot's READY wait, a restore's REFRESH and PING, the
+ * host's grace beyond an exec's own limit, pre-warm steps, snapbox_resume's
+ * REFRESH) is multiplied by this factor. A timeout the caller passes is
+ * used as given; scale it with snapbox_scaled_ms. The factor is 1 by
+ * default, from 1 to 1000; anything else is -EINVAL and changes nothing.
+ * No environment variable changes it: the program decides (the snapbox CLI,
+ * snapboxd and the test suites take SNAPBOX_TIME_SCALE).
+ */
+int snapbox_set_time_scale(double factor);
+double snapbox_time_scale(void);
+/* A factor from text ("2", "3.5"): 0 and *out, or -EINVAL (not a number from 1 to 1000). */
+int snapbox_parse_time_scale(const char *s, double *out);
+/* ms times the factor, rounded up (at most UINT_MAX). */
+unsigned snapbox_scaled_ms(unsigned ms);
+
 /* All durations are nanoseconds of CLOCK_MONOTONIC. */
 /* Request kinds snapbox_counts.kvm_ioctl distinguishes (snapbox_kvm_ioctl_name; the last is "other"). */
 #define SNAPBOX_KVM_IOCTL_KINDS 56
@@ -117,7 +135,7 @@ struct snapbox_config {
 	uint64_t mem_bytes;          /* default 256 MiB */
 	unsigned vcpus;              /* default 1; only 1 is supported today */
 	int console_fd;              /* COM1 output goes here; -1 discards it */
-	unsigned boot_timeout_ms;    /* default 10000 */
+	unsigned boot_timeout_ms;    /* 0: 10000, times snapbox_time_scale() */
 	bool prepare_snapshot;       /* while the guest boots, probe which MSRs this host can save
 					(done once per process, before the first snapshot; a
 					scratch VM whose teardown takes ~15 ms on KVM-PVM). A
@@ -190,7 +208,8 @@ struct snapbox_exec_opts {
 	uint32_t stdout_cap;         /* bytes of stdout kept; 0: SNAPBOX_EXEC_DEFAULT_STDOUT */
 	uint32_t stderr_cap;         /* 0: SNAPBOX_EXEC_DEFAULT_STDERR */
 	unsigned grace_ms;           /* the host waits timeout_ms + grace_ms for the reply;
-					0: 5000 + 1000 per 64 KiB of caps and stdin */
+					0: 5000 + 1000 per 64 KiB of caps and stdin, times
+					snapbox_time_scale() */
 };
 
 struct snapbox_exec_result {
@@ -291,13 +310,16 @@ struct snapbox_snapshot_opts {
 	bool no_compress;            /* store non-zero memory uncompressed (RAW chunks): faster to
 					write and to restore, larger files */
 	/* Pre-warming, through the Linux agent, before the pause: first every file is
-	 * written, then every command runs as `sh -c CMD` (each must exit 0 within
-	 * prewarm_timeout_ms, default 300000). The snapshot then holds their effects:
-	 * compiled .pyc files, imported modules, caches. */
+	 * written (each within file_timeout_ms; 0: 30000 plus 1000 per 64 KiB), then
+	 * every command runs as `sh -c CMD` (each must exit 0 within
+	 * prewarm_timeout_ms; 0: 300000). Defaults are times snapbox_time_scale().
+	 * The snapshot then holds their effects: compiled .pyc files, imported
+	 * modules, caches. */
 	const struct snapbox_file *files;
 	size_t nfiles;
 	const char *const *prewarm;  /* NULL-terminated, or NULL */
 	unsigned prewarm_timeout_ms;
+	unsigned file_timeout_ms;
 };
 
 /*
@@ -370,7 +392,9 @@ struct snapbox_restore_opts {
 	bool ping;                   /* with resume: PING and fill restore_to_ready */
 	unsigned threads;            /* decompression threads; 0: online CPUs */
 	int console_fd;              /* COM1 output after resume; -1 discards */
-	unsigned ping_timeout_ms;    /* default 5000 */
+	unsigned ping_timeout_ms;    /* the REFRESH every restored guest gets on resume, and the
+				      * PING, each within this; 0: 5000 times snapbox_time_scale().
+				      * A later snapbox_resume's REFRESH uses it too */
 	const char *cache_dir;       /* cow templates; default /dev/shm/snapbox-<euid> (0700) */
 };
 

@@ -218,7 +218,8 @@ int agentreq_exec(struct chan *c, const struct snapbox_exec_opts *o, struct snap
 	uint32_t out_cap = o->stdout_cap ? o->stdout_cap : SNAPBOX_EXEC_DEFAULT_STDOUT;
 	uint32_t err_cap = o->stderr_cap ? o->stderr_cap : SNAPBOX_EXEC_DEFAULT_STDERR;
 	uint64_t grace = o->grace_ms ? o->grace_ms
-		: AGENTREQ_GRACE_MS + ((uint64_t)out_cap + err_cap + o->stdin_len) / 65536 * 1000;
+		: snapbox_scaled_ms(AGENTREQ_GRACE_MS +
+				    (unsigned)(((uint64_t)out_cap + err_cap + o->stdin_len) / 65536 * 1000));
 	uint8_t *req;
 	uint32_t len, rlen;
 	void *reply = NULL;

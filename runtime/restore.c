@@ -293,7 +293,7 @@ int restore_refresh(struct snapbox *sb, unsigned timeout_ms)
 			"clone unique (entropy, clock); rebuild the snapshot with this snapbox's agent\n",
 			(int)n, r ? (const char *)r : "");
 	else if (ret)
-		log_msg("snapbox: restored guest did not answer REFRESH: %s\n",
+		log_msg("snapbox: restored guest did not answer REFRESH within %u ms: %s\n", timeout_ms,
 			ret == -ESHUTDOWN ? snapbox_stop_reason(sb) : strerror(-ret));
 	free(r);
 	if (!ret)
@@ -317,11 +317,12 @@ static int restore_wake(struct snapbox *sb)
 int restore_resume(struct snapbox *sb, const struct snapbox_restore_opts *o, uint64_t t0,
 		   struct snapbox_restore_profile *p)
 {
-	unsigned timeout = o->ping_timeout_ms ? o->ping_timeout_ms : 5000;
+	unsigned timeout = o->ping_timeout_ms ? o->ping_timeout_ms : snapbox_scaled_ms(5000);
 	uint64_t t = mono_now_ns();
 	int ret;
 
 	sb->console_fd = o->console_fd;
+	sb->refresh_timeout_ms = timeout;
 	ret = restore_wake(sb);   /* the shell's parked thread (restore_shell) */
 	if (ret)
 		return ret;
@@ -340,7 +341,7 @@ int restore_resume(struct snapbox *sb, const struct snapbox_restore_opts *o, uin
 	ret = snapbox_ping(sb, timeout);
 	p->restore_to_ready = mono_now_ns() - t0;
 	if (ret)
-		log_msg("snapbox: restored guest did not answer PING: %s\n",
+		log_msg("snapbox: restored guest did not answer PING within %u ms: %s\n", timeout,
 			ret == -ESHUTDOWN ? snapbox_stop_reason(sb) : strerror(-ret));
 	return ret;
 }
@@ -350,7 +351,8 @@ int snapbox_resume(struct snapbox *sb)
 	int ret = restore_wake(sb);
 
 	if (!ret && sb->refresh_pending)
-		ret = restore_refresh(sb, 5000);
+		ret = restore_refresh(sb, sb->refresh_timeout_ms ? sb->refresh_timeout_ms :
+				      snapbox_scaled_ms(5000));
 	return ret;
 }
 

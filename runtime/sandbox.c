@@ -405,7 +405,8 @@ int snapbox_boot(const struct snapbox_config *cfg, struct snapbox **out,
 {
 	struct counts_mark cm;
 	struct snapbox_create_profile cpl;
-	unsigned timeout = cfg->boot_timeout_ms ? cfg->boot_timeout_ms : SANDBOX_DEFAULT_TIMEOUT;
+	unsigned timeout = cfg->boot_timeout_ms ? cfg->boot_timeout_ms :
+			   snapbox_scaled_ms(SANDBOX_DEFAULT_TIMEOUT);
 	struct snapbox *sb;
 	uint64_t t0;
 	int ret;

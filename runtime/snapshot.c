@@ -32,15 +32,19 @@ struct snapshot_ctx {
 /* Write opts' files, then run its pre-warm commands; 0, or -errno / -ECANCELED (logged). */
 static int snapshot_prewarm(struct snapbox *sb, const struct snapbox_snapshot_opts *o)
 {
-	unsigned timeout = o->prewarm_timeout_ms ? o->prewarm_timeout_ms : 300000;
+	unsigned timeout = o->prewarm_timeout_ms ? o->prewarm_timeout_ms : snapbox_scaled_ms(300000);
 	int ret;
 
 	for (size_t i = 0; i < o->nfiles; i++) {
 		const struct snapbox_file *f = &o->files[i];
 
 		/* Parents made as needed, as `COPY` into an image would. */
+		/* The UART moves about a byte per VM exit: the default grows with the file. */
+		unsigned ft = o->file_timeout_ms ? o->file_timeout_ms :
+			      snapbox_scaled_ms(30000 + (unsigned)(f->len / 65536) * 1000);
+
 		ret = agentreq_write_file_flags(&sb->chan, f->path, f->mode, PROTO_WRITE_F_MKDIRS, f->data,
-						f->len, 30000);
+						f->len, ft);
 		if (!ret)
 			ret = sandbox_lazy_check(sb);
 		if (ret) {

@@ -197,5 +197,5 @@ unsigned srv_body_timeout(struct json_object *b, unsigned dflt)
 	if (b && json_object_object_get_ex(b, "timeout_ms", &v) && json_object_is_type(v, json_type_int) &&
 	    json_object_get_int64(v) > 0 && json_object_get_int64(v) <= 3600000)
 		return (unsigned)json_object_get_int64(v);
-	return dflt;
+	return snapbox_scaled_ms(dflt);
 }

@@ -230,7 +230,7 @@ struct json_object *srv_exec_run(struct snapbox *sb, struct srv_exec *e, struct 
 void srv_exec_fini(struct srv_exec *e);
 /* p as the JSON object snapbox_json_restore_profile writes, or NULL. */
 struct json_object *srv_profile_json(const struct snapbox_restore_profile *p);
-/* The body's timeout_ms when it is an integer in (0, 3600000], else dflt. */
+/* The body's timeout_ms when it is an integer in (0, 3600000], else dflt times snapbox_time_scale(). */
 unsigned srv_body_timeout(struct json_object *b, unsigned dflt);
 
 /* Body helpers for routes: parse a JSON object body, or reply 400 and return NULL. */

@@ -11,6 +11,7 @@
 
 #include "kvm/uart.h"
 #include "runtime/chan.h"
+#include "tests/common_kvm.h"   /* tests_ms */
 
 /*
  * The agent binary runs as a child process in test mode (no mounts, child

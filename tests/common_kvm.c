@@ -48,7 +48,7 @@ struct snapbox *tests_boot_probe(const char *cmdline, struct snapbox_create_prof
 		.cmdline = cmdline ? cmdline : "console=ttyS0",
 		.mem_bytes = 128ull << 20,
 		.console_fd = -1,
-		.boot_timeout_ms = 10000,
+		.boot_timeout_ms = tests_ms(10000),
 	};
 	struct snapbox *sb = NULL;
 	int ret = snapbox_boot(&cfg, &sb, cp, bp);
@@ -61,7 +61,7 @@ struct snapbox *tests_boot_probe(const char *cmdline, struct snapbox_create_prof
 struct snapbox *tests_boot_linux(struct snapbox_boot_profile *bp)
 {
 	const char *k = getenv("SNAPBOX_KERNEL"), *i = getenv("SNAPBOX_INITRD");
-	struct snapbox_config cfg = { .console_fd = -1, .boot_timeout_ms = 300000,
+	struct snapbox_config cfg = { .console_fd = -1, .boot_timeout_ms = tests_ms(300000),
 				      .cmdline = "console=ttyS0 quiet panic=-1" };
 	struct snapbox *sb = NULL;
 
@@ -89,11 +89,26 @@ int tests_count_fds(void)
 	return n - 1; /* the directory's own fd */
 }
 
-/* The test binaries, like the CLI, turn confinement off for SNAPBOX_SECCOMP=0 (valgrind runs). */
-__attribute__((constructor)) static void tests_confinement_from_env(void)
+/*
+ * The test binaries, like the CLI, turn confinement off for SNAPBOX_SECCOMP=0
+ * (valgrind runs), and take the deadline factor from SNAPBOX_TIME_SCALE (the
+ * lab sets it; a bad value aborts the run rather than testing with another).
+ */
+__attribute__((constructor)) static void tests_settings_from_env(void)
 {
 	const char *e = getenv("SNAPBOX_SECCOMP");
+	double f;
 
 	if (e && !strcmp(e, "0"))
 		snapbox_set_confinement(false);
+	e = getenv("SNAPBOX_TIME_SCALE");
+	if (e && (snapbox_parse_time_scale(e, &f) || snapbox_set_time_scale(f))) {
+		fprintf(stderr, "tests: SNAPBOX_TIME_SCALE='%s': want a number from 1 to 1000\n", e);
+		abort();
+	}
+}
+
+unsigned tests_ms(unsigned ms)
+{
+	return snapbox_scaled_ms(ms);
 }

@@ -40,6 +40,13 @@ struct snapbox *tests_boot_probe(const char *cmdline, struct snapbox_create_prof
  */
 struct snapbox *tests_boot_linux(struct snapbox_boot_profile *bp);
 
+/*
+ * A deadline of ms on a quiet host, times SNAPBOX_TIME_SCALE: every deadline
+ * a test gives for something that must succeed goes through it. A deadline
+ * that a test expects to pass (a timeout it asserts) need not.
+ */
+unsigned tests_ms(unsigned ms);
+
 /* Number of open file descriptors of this process. */
 int tests_count_fds(void);
 

@@ -80,7 +80,7 @@ struct snapbox *tests_boot_probe_mem(uint64_t mem)
 		.cmdline = "console=ttyS0",
 		.mem_bytes = mem,
 		.console_fd = -1,
-		.boot_timeout_ms = 10000,
+		.boot_timeout_ms = tests_ms(10000),
 	};
 	struct snapbox *sb = NULL;
 	int ret = snapbox_boot(&cfg, &sb, NULL, NULL);
@@ -96,7 +96,7 @@ static void tests_req(struct snapbox *sb, uint16_t type, const void *p, uint32_t
 {
 	uint32_t rn = 0;
 	void *r = NULL;
-	int ret = snapbox_request(sb, type, p, len, &r, &rn, 20000);
+	int ret = snapbox_request(sb, type, p, len, &r, &rn, tests_ms(20000));
 
 	cr_assert_eq(ret, 0, "request 0x%x failed: %s (%s)", type, strerror(-ret),
 		     snapbox_stop_reason(sb));
@@ -108,7 +108,7 @@ static void tests_req(struct snapbox *sb, uint16_t type, const void *p, uint32_t
 
 void tests_fill(struct snapbox *sb, uint32_t mib, uint64_t seed)
 {
-	int ret = snapbox_probe_fill(sb, mib, seed, 20000);
+	int ret = snapbox_probe_fill(sb, mib, seed, tests_ms(20000));
 
 	cr_assert_eq(ret, 0, "fill %u MiB failed: %s", mib, strerror(-ret));
 }

@@ -7,8 +7,9 @@
 
 #include "runtime/proto_wire.h"
 #include "snapbox.h"
+#include "tests/common_kvm.h"
 
-#define TS_MS        5000
+#define TS_MS        tests_ms(5000)   /* tests/common_kvm.h */
 #define TS_MEM       (64ull << 20)   /* guest RAM of the snapshot tests */
 #define TS_FILL_MIB  16u             /* the filled region, from PROTO_FILL_BASE */
 #define TS_SEED      0x5eed0001ull   /* the pattern written before the snapshot */

@@ -10,7 +10,7 @@
 Test(kvm_agent, probe_refuses_agent_requests_cleanly)
 {
 	static const char *const argv[] = { "true", NULL };
-	struct snapbox_exec_opts o = { .argv = argv, .timeout_ms = 1000, .grace_ms = 4000 };
+	struct snapbox_exec_opts o = { .argv = argv, .timeout_ms = 1000, .grace_ms = tests_ms(4000) };
 	struct snapbox_exec_result r;
 	struct snapbox *sb;
 	size_t len;
@@ -21,10 +21,10 @@ Test(kvm_agent, probe_refuses_agent_requests_cleanly)
 	/* The probe answers "unknown command" (no errno): -EREMOTEIO, nothing allocated. */
 	cr_assert_eq(snapbox_exec(sb, &o, &r), -EREMOTEIO);
 	cr_assert_null(r.out);
-	cr_assert_eq(snapbox_read_file(sb, "/x", 0, &data, &len, 5000), -EREMOTEIO);
+	cr_assert_eq(snapbox_read_file(sb, "/x", 0, &data, &len, tests_ms(5000)), -EREMOTEIO);
 	cr_assert_null(data);
-	cr_assert_eq(snapbox_write_file(sb, "/x", 0644, "a", 1, 5000), -EREMOTEIO);
-	cr_assert_eq(snapbox_ping(sb, 5000), 0);
+	cr_assert_eq(snapbox_write_file(sb, "/x", 0644, "a", 1, tests_ms(5000)), -EREMOTEIO);
+	cr_assert_eq(snapbox_ping(sb, tests_ms(5000)), 0);
 	snapbox_destroy(sb);
 }
 
@@ -67,8 +67,8 @@ Test(kvm_agent, oversize_requests_are_refused_before_sending)
 	o.stdin_data = big;
 	o.stdin_len = 5u << 20;   /* more than one frame can carry */
 	cr_assert_eq(snapbox_exec(sb, &o, &r), -E2BIG);
-	cr_assert_eq(snapbox_write_file(sb, "/tmp/x", 0644, big, SNAPBOX_FILE_MAX + 1, 1000), -EFBIG);
+	cr_assert_eq(snapbox_write_file(sb, "/tmp/x", 0644, big, SNAPBOX_FILE_MAX + 1, tests_ms(1000)), -EFBIG);
 	free(big);
-	cr_assert_eq(snapbox_ping(sb, 5000), 0);
+	cr_assert_eq(snapbox_ping(sb, tests_ms(5000)), 0);
 	snapbox_destroy(sb);
 }

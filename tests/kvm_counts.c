@@ -67,7 +67,7 @@ Test(kvm_counts, pooled_cow_restore_makes_the_documented_ioctls, .fini = tc_tear
 		struct snapbox *sb;
 
 		/* Each request on a shell the pool made ready beforehand. */
-		for (int w = 0; w < 2000; w++) {
+		for (unsigned w = 0; w < tests_ms(20000) / 10; w++) {
 			snapbox_pool_get_stats(pool, &st);
 			if (st.ready)
 				break;

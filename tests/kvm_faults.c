@@ -34,10 +34,10 @@ Test(kvm_faults, unknown_port_reads_all_ones_and_guest_survives)
 	TESTS_REQUIRE_KVM();
 	sb = tests_boot_probe(NULL, NULL, NULL);
 	before = snapbox_unknown_accesses(sb);
-	cr_assert_eq(fault(sb, PROTO_FAULT_WILD_PORT, 0x3e0, &v, 5000), 0);
+	cr_assert_eq(fault(sb, PROTO_FAULT_WILD_PORT, 0x3e0, &v, tests_ms(5000)), 0);
 	cr_assert_eq((uint32_t)v, 0xffffffffu);
 	cr_assert_gt(snapbox_unknown_accesses(sb), before);
-	cr_assert_eq(snapbox_ping(sb, 5000), 0);
+	cr_assert_eq(snapbox_ping(sb, tests_ms(5000)), 0);
 	snapbox_destroy(sb);
 }
 
@@ -49,10 +49,10 @@ Test(kvm_faults, unknown_mmio_reads_all_ones_and_guest_survives)
 	TESTS_REQUIRE_KVM();
 	sb = tests_boot_probe(NULL, NULL, NULL);
 	before = snapbox_unknown_accesses(sb);
-	cr_assert_eq(fault(sb, PROTO_FAULT_WILD_MMIO, 0xe0000000ull, &v, 5000), 0);
+	cr_assert_eq(fault(sb, PROTO_FAULT_WILD_MMIO, 0xe0000000ull, &v, tests_ms(5000)), 0);
 	cr_assert_eq((uint32_t)v, 0xffffffffu);
 	cr_assert_gt(snapbox_unknown_accesses(sb), before);
-	cr_assert_eq(snapbox_ping(sb, 5000), 0);
+	cr_assert_eq(snapbox_ping(sb, tests_ms(5000)), 0);
 	snapbox_destroy(sb);
 }
 
@@ -62,10 +62,10 @@ Test(kvm_faults, triple_fault_is_an_error_not_a_crash)
 
 	TESTS_REQUIRE_KVM();
 	sb = tests_boot_probe(NULL, NULL, NULL);
-	cr_assert_eq(fault(sb, PROTO_FAULT_TRIPLE, 0, NULL, 5000), -ESHUTDOWN);
+	cr_assert_eq(fault(sb, PROTO_FAULT_TRIPLE, 0, NULL, tests_ms(5000)), -ESHUTDOWN);
 	cr_assert_not_null(strstr(snapbox_stop_reason(sb), "triple fault"), "reason: %s",
 			   snapbox_stop_reason(sb));
-	cr_assert_eq(snapbox_ping(sb, 1000), -ESHUTDOWN);
+	cr_assert_eq(snapbox_ping(sb, tests_ms(1000)), -ESHUTDOWN);
 	snapbox_destroy(sb);
 }
 
@@ -103,9 +103,9 @@ Test(kvm_faults, port_flood_is_survived)
 
 	TESTS_REQUIRE_KVM();
 	sb = tests_boot_probe(NULL, NULL, NULL);
-	cr_assert_eq(fault(sb, PROTO_FAULT_PORT_FLOOD, 20000, NULL, 20000), 0);
+	cr_assert_eq(fault(sb, PROTO_FAULT_PORT_FLOOD, 20000, NULL, tests_ms(20000)), 0);
 	cr_assert_geq(snapbox_unknown_accesses(sb), 20000);
-	cr_assert_eq(snapbox_ping(sb, 5000), 0);
+	cr_assert_eq(snapbox_ping(sb, tests_ms(5000)), 0);
 	snapbox_destroy(sb);
 }
 
@@ -116,13 +116,13 @@ Test(kvm_faults, garbage_and_huge_frames_are_skipped)
 
 	TESTS_REQUIRE_KVM();
 	sb = tests_boot_probe(NULL, NULL, NULL);
-	cr_assert_eq(fault(sb, PROTO_FAULT_GARBAGE, 5000, NULL, 5000), 0);
+	cr_assert_eq(fault(sb, PROTO_FAULT_GARBAGE, 5000, NULL, tests_ms(5000)), 0);
 	snapbox_channel_stats(sb, &frames, &skipped, &oversize);
 	cr_assert_geq(skipped, 5000);
-	cr_assert_eq(fault(sb, PROTO_FAULT_HUGE_FRAME, 0, NULL, 5000), 0);
+	cr_assert_eq(fault(sb, PROTO_FAULT_HUGE_FRAME, 0, NULL, tests_ms(5000)), 0);
 	snapbox_channel_stats(sb, &frames, &skipped, &oversize);
 	cr_assert_geq(oversize, 1);
-	cr_assert_eq(snapbox_ping(sb, 5000), 0);
+	cr_assert_eq(snapbox_ping(sb, tests_ms(5000)), 0);
 	snapbox_destroy(sb);
 }
 
@@ -131,7 +131,7 @@ static int boot_with(const char *kernel, const char *initrd, uint64_t mem, const
 {
 	struct snapbox_config cfg = {
 		.kernel = kernel, .initrd = initrd, .mem_bytes = mem, .console_fd = -1,
-		.boot_timeout_ms = 5000, .kvm_path = kvm,
+		.boot_timeout_ms = tests_ms(5000), .kvm_path = kvm,
 	};
 	struct snapbox *sb = NULL;
 	int fds = tests_count_fds();
@@ -250,7 +250,7 @@ Test(kvm_faults, a_pause_that_times_out_leaves_the_guest_running)
 	cr_assert_gt(b, a, "the guest froze after a pause timed out (%llu frames, then %llu)",
 		     (unsigned long long)a, (unsigned long long)b);
 	/* And a later pause and resume still work. */
-	cr_assert_eq(vcpu_pause(&sb->vcpu, 2000), 0);
+	cr_assert_eq(vcpu_pause(&sb->vcpu, tests_ms(2000)), 0);
 	cr_assert_eq(vcpu_resume(&sb->vcpu), 0);
 	snapbox_destroy(sb);
 }

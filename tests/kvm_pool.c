@@ -15,7 +15,7 @@
 #include "tests/common_kvm.h"
 #include "tests/common_snap.h"
 
-#define TP_MS 5000
+#define TP_MS tests_ms(5000)
 
 static char *tp_dir, *tp_snap, *tp_cache;
 
@@ -68,10 +68,10 @@ Test(kvm_pool, pooled_restores_verify_and_count_hits, .fini = tp_teardown)
 	for (int i = 0; i < 5; i++) {
 		struct snapbox *sb;
 
-		/* Between requests, wait (at most 20 s) for the refill thread to
+		/* Between requests, wait (at most 20 s, scaled) for the refill thread to
 		 * have replaced every shell taken so far: from then on each request
 		 * must be served by a shell the refill made, not built inline. */
-		for (int w = 0; w < 2000; w++) {
+		for (unsigned w = 0; w < tests_ms(20000) / 10; w++) {
 			snapbox_pool_get_stats(pool, &st);
 			if (st.refills >= (uint64_t)i)
 				break;

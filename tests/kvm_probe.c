@@ -10,7 +10,7 @@
 #include "runtime/sandbox_internal.h"
 #include "tests/common_kvm.h"
 
-#define T_MS 5000
+#define T_MS tests_ms(5000)
 
 static struct snapbox *boot_ok(struct snapbox_create_profile *cp, struct snapbox_boot_profile *bp)
 {
@@ -183,7 +183,7 @@ Test(kvm_probe, prepare_snapshot_probes_the_msr_set_during_boot)
 	cr_assert_eq(snapbox_boot(&cfg, &prepared, NULL, NULL), 0);
 	cr_assert_not_null(prepared->sys.msrs);
 	cr_assert_gt(prepared->sys.nmsrs, 0);
-	cr_assert_eq(snapbox_ping(prepared, 5000), 0);
+	cr_assert_eq(snapbox_ping(prepared, tests_ms(5000)), 0);
 	snapbox_destroy(prepared);
 	snapbox_destroy(plain);
 	/* The probe's scratch VM is gone by the time boot returns. */
@@ -210,7 +210,7 @@ static void *kp_worker_run(void *arg)
 		uint32_t n = 0;
 		void *r = NULL;
 		int len = snprintf(msg, sizeof(msg), "thread %d round %d", w->index, k);
-		int ret = snapbox_request(w->sb, PROTO_T_ECHO, msg, (uint32_t)len, &r, &n, 20000);
+		int ret = snapbox_request(w->sb, PROTO_T_ECHO, msg, (uint32_t)len, &r, &n, tests_ms(20000));
 
 		if (ret || n != (uint32_t)len || memcmp(r, msg, n) != 0) {
 			if (!w->failures)
@@ -241,6 +241,6 @@ Test(kvm_probe, concurrent_requests_to_one_sandbox_each_get_their_own_reply)
 	for (int i = 0; i < KP_THREADS; i++)
 		cr_assert_eq(w[i].failures, 0, "thread %d: %d of %d requests failed or got another's reply "
 			     "(first error %d)", i, w[i].failures, KP_ROUNDS, w[i].first_err);
-	cr_assert_eq(snapbox_ping(sb, 5000), 0);
+	cr_assert_eq(snapbox_ping(sb, tests_ms(5000)), 0);
 	snapbox_destroy(sb);
 }

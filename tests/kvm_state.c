@@ -14,7 +14,7 @@
 #include "runtime/sandbox_internal.h"
 #include "tests/common_kvm.h"
 
-#define KS_MS            5000
+#define KS_MS            tests_ms(5000)
 #define KS_MSR_TSC       0x10u
 #define KS_APIC_TMCCT    0x390u   /* LAPIC current count: counts down while the timer runs */
 

@@ -11,7 +11,7 @@
 #include "tests/common_kvm.h"
 
 /* Commands get long limits: the lab is nested TCG, and its timings mean nothing. */
-#define E2E_CMD_TIMEOUT_MS  120000u
+#define E2E_CMD_TIMEOUT_MS  tests_ms(120000)
 
 /* Run argv (env may be NULL) with a timeout; asserts the call itself worked. */
 static void e2e_exec(struct snapbox *sb, const char *const *argv, const char *const *env,
@@ -170,7 +170,7 @@ Test(linux_e2e, one_mib_of_output_arrives_intact, .timeout = 1800)
 	const size_t n = 1u << 20;
 	char cmd[64];
 	const char *const argv[] = { "/bin/sh", "-c", cmd, NULL };
-	struct snapbox_exec_opts o = { .argv = argv, .timeout_ms = 900000,
+	struct snapbox_exec_opts o = { .argv = argv, .timeout_ms = tests_ms(900000),
 				       .stdout_cap = 2u << 20, .stderr_cap = 4096 };
 	struct snapbox *sb = tests_boot_linux(NULL);
 	struct snapbox_exec_result r;
@@ -219,7 +219,7 @@ Test(linux_e2e, one_mib_file_written_into_the_guest_arrives_intact, .timeout = 1
 	cr_assert_not_null(data);
 	for (size_t i = 0; i < n; i++)
 		data[i] = (uint8_t)(i * 7 + (i >> 8) + (i >> 16));
-	cr_assert_eq(snapbox_write_file(sb, "/tmp/big.bin", 0600, data, n, 900000), 0);
+	cr_assert_eq(snapbox_write_file(sb, "/tmp/big.bin", 0600, data, n, tests_ms(900000)), 0);
 	cr_assert_eq(e2e_crc32((const uint8_t *)"hello", 5), 0x3610a686u);
 	snprintf(want, sizeof(want), "%08x /tmp/big.bin\n", e2e_crc32(data, n));
 	e2e_exec(sb, argv, NULL, NULL, 0, &r);

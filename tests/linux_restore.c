@@ -9,7 +9,7 @@
 
 #include "tests/common_kvm.h"
 
-#define LR_CMD_TIMEOUT_MS  120000u
+#define LR_CMD_TIMEOUT_MS  tests_ms(120000)
 #define LR_MARKER          "written before the snapshot\n"
 
 static double lr_now(void)

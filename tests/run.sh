@@ -15,7 +15,12 @@
 # of them inside one lab run. A KVM test that ran nowhere is a failure:
 # SNAPBOX_KVM_REQUIRED=1 turns every KVM test's skip into a failure.
 #
-# Environment: BUILD (default build), BUILD_ASAN (default build-asan).
+# Deadlines: every deadline of the suites is multiplied by SNAPBOX_TIME_SCALE
+# (default 1 here; the lab calibrates its own unless it is set by hand). The
+# summary prints the factors used.
+#
+# Environment: BUILD (default build), BUILD_ASAN (default build-asan),
+# SNAPBOX_TIME_SCALE.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -99,7 +104,9 @@ skip)
 esac
 
 t=$(($(date +%s) - t_start))
-printf '\n==== make test summary (KVM tests: %s)\n%s' "$where" "$summary"
+lab_scale=$(awk '/^SNAPBOX-LAB-SCALE / { print $2; exit }' "$BUILD/lab/serial.log" 2>/dev/null)
+printf '\n==== make test summary (KVM tests: %s; deadline factor: %s here%s)\n%s' "$where" \
+	"${SNAPBOX_TIME_SCALE:-1}" "${lab_scale:+, $lab_scale in the lab}" "$summary"
 if [ "$where" = skip ]; then
 	cat <<'EOF'
   ************************************************************************

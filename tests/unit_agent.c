@@ -24,7 +24,7 @@ static void fini(void)
 /* Run argv with defaults; asserts the request itself succeeded. */
 static void run(const char *const *argv, struct snapbox_exec_result *r)
 {
-	struct snapbox_exec_opts o = { .argv = argv, .timeout_ms = 10000 };
+	struct snapbox_exec_opts o = { .argv = argv, .timeout_ms = tests_ms(10000) };
 	int ret = agentreq_exec(&T.chan, &o, r);
 
 	cr_assert_eq(ret, 0, "exec %s: %s", argv[0], strerror(-ret));
@@ -35,8 +35,8 @@ TestSuite(agent, .fini = fini, .timeout = 60);
 Test(agent, ping_and_boot_stages)
 {
 	tagent_start(&T, TAGENT_SOCKET, 300);
-	cr_assert_eq(tagent_ping(&T, 2000), 0);
-	cr_assert_eq(tagent_ping(&T, 2000), 0);
+	cr_assert_eq(tagent_ping(&T, tests_ms(2000)), 0);
+	cr_assert_eq(tagent_ping(&T, tests_ms(2000)), 0);
 }
 
 Test(agent, exit_code_and_separate_streams)
@@ -67,14 +67,14 @@ Test(agent, signal_is_reported_and_agent_survives)
 	cr_assert_eq(r.signal, SIGSEGV);
 	cr_assert_str_eq((char *)r.out, "before\n");
 	snapbox_exec_result_free(&r);
-	cr_assert_eq(tagent_ping(&T, 2000), 0);
+	cr_assert_eq(tagent_ping(&T, tests_ms(2000)), 0);
 }
 
 Test(agent, missing_program_and_missing_cwd)
 {
 	static const char *const argv[] = { "/no/such/program", NULL };
 	static const char *const pwd[] = { "pwd", NULL };
-	struct snapbox_exec_opts o = { .argv = argv, .timeout_ms = 5000 };
+	struct snapbox_exec_opts o = { .argv = argv, .timeout_ms = tests_ms(5000) };
 	struct snapbox_exec_result r;
 
 	tagent_start(&T, TAGENT_SOCKET, 300);
@@ -83,14 +83,14 @@ Test(agent, missing_program_and_missing_cwd)
 	o.cwd = "/no/such/dir";
 	cr_assert_eq(agentreq_exec(&T.chan, &o, &r), -ENOENT);
 	cr_assert_null(r.out);
-	cr_assert_eq(tagent_ping(&T, 2000), 0);
+	cr_assert_eq(tagent_ping(&T, tests_ms(2000)), 0);
 }
 
 Test(agent, truncation_keeps_the_cap_and_drains_the_rest)
 {
 	static const char *const argv[] = {
 		"sh", "-c", "head -c 100000 /dev/zero; head -c 7000 /dev/zero >&2; echo done >&2", NULL };
-	struct snapbox_exec_opts o = { .argv = argv, .timeout_ms = 10000, .stdout_cap = 1000,
+	struct snapbox_exec_opts o = { .argv = argv, .timeout_ms = tests_ms(10000), .stdout_cap = 1000,
 				       .stderr_cap = 200 };
 	struct snapbox_exec_result r;
 
@@ -109,7 +109,7 @@ Test(agent, stdin_bytes_round_trip)
 {
 	static const char *const argv[] = { "cat", NULL };
 	static const uint8_t small[] = "line\n\0\x03\x11\x13\x7f\r\nend";
-	struct snapbox_exec_opts o = { .argv = argv, .timeout_ms = 10000,
+	struct snapbox_exec_opts o = { .argv = argv, .timeout_ms = tests_ms(10000),
 				       .stdin_data = small, .stdin_len = sizeof(small) };
 	struct snapbox_exec_result r;
 	size_t big = 600u << 10, i;
@@ -139,7 +139,7 @@ Test(agent, env_is_exact_plus_default_path)
 	static const char *const argv[] = { "env", NULL };
 	static const char *const env[] = { "FOO=bar baz", "EMPTY=", NULL };
 	static const char *const env2[] = { "PATH=/usr/bin:/bin", "X=1", NULL };
-	struct snapbox_exec_opts o = { .argv = argv, .env = env, .timeout_ms = 5000 };
+	struct snapbox_exec_opts o = { .argv = argv, .env = env, .timeout_ms = tests_ms(5000) };
 	struct snapbox_exec_result r;
 
 	tagent_start(&T, TAGENT_SOCKET, 300);
@@ -156,7 +156,7 @@ Test(agent, env_is_exact_plus_default_path)
 Test(agent, cwd_is_honoured)
 {
 	static const char *const argv[] = { "pwd", NULL };
-	struct snapbox_exec_opts o = { .argv = argv, .cwd = "/usr/bin", .timeout_ms = 5000 };
+	struct snapbox_exec_opts o = { .argv = argv, .cwd = "/usr/bin", .timeout_ms = tests_ms(5000) };
 	struct snapbox_exec_result r;
 
 	tagent_start(&T, TAGENT_SOCKET, 300);
@@ -183,13 +183,13 @@ Test(agent, timeout_kills_the_whole_process_group)
 	cr_assert(r.timed_out);
 	cr_assert(r.signaled);
 	cr_assert_eq(r.signal, SIGKILL);
-	cr_assert_lt(mono_now_ns() - t0, 5000000000ull, "the timeout was not enforced");
+	cr_assert_lt(mono_now_ns() - t0, tests_ms(5000) * 1000000ull, "the timeout was not enforced");
 	grandchild = (pid_t)atoi((char *)r.out);
 	cr_assert_gt(grandchild, 1, "no grandchild pid in '%s'", (char *)r.out);
 	snapbox_exec_result_free(&r);
 	/* Killed, reparented to the agent (subreaper, like PID 1) and reaped. */
-	cr_assert(tagent_wait_gone(grandchild, 3000), "grandchild %d survived", grandchild);
-	cr_assert_eq(tagent_ping(&T, 2000), 0);
+	cr_assert(tagent_wait_gone(grandchild, tests_ms(3000)), "grandchild %d survived", grandchild);
+	cr_assert_eq(tagent_ping(&T, tests_ms(2000)), 0);
 }
 
 Test(agent, orphans_are_reaped)
@@ -203,7 +203,7 @@ Test(agent, orphans_are_reaped)
 	snapbox_exec_result_free(&r);
 	usleep(600000);
 	cr_assert_eq(tagent_zombies(T.agent_pid), 0, "zombies left under the agent");
-	cr_assert_eq(tagent_ping(&T, 2000), 0);
+	cr_assert_eq(tagent_ping(&T, tests_ms(2000)), 0);
 }
 
 Test(agent, ten_commands_in_a_row)
@@ -235,11 +235,11 @@ Test(agent, stopped_guest_times_out_then_recovers)
 	kill(T.pid, SIGSTOP);
 	t0 = mono_now_ns();
 	cr_assert_eq(agentreq_exec(&T.chan, &o, &r), -ETIMEDOUT);
-	cr_assert_lt(mono_now_ns() - t0, 2000000000ull);
+	cr_assert_lt(mono_now_ns() - t0, tests_ms(2000) * 1000000ull);
 	cr_assert_eq(tagent_ping(&T, 200), -ETIMEDOUT);
 	kill(T.pid, SIGCONT);
 	/* The late replies carry old ids and are dropped; a new request works. */
-	cr_assert_eq(tagent_ping(&T, 3000), 0);
+	cr_assert_eq(tagent_ping(&T, tests_ms(3000)), 0);
 	cr_assert_eq(agentreq_exec(&T.chan, &o, &r), 0);
 	snapbox_exec_result_free(&r);
 }
@@ -248,7 +248,7 @@ Test(agent, pty_channel_is_raw_and_8bit_clean)
 {
 	static const char *const argv[] = { "cat", NULL };
 	uint8_t all[256];
-	struct snapbox_exec_opts o = { .argv = argv, .timeout_ms = 5000, .stdin_data = all,
+	struct snapbox_exec_opts o = { .argv = argv, .timeout_ms = tests_ms(5000), .stdin_data = all,
 				       .stdin_len = sizeof(all) };
 	struct snapbox_exec_result r;
 	int i;
@@ -256,7 +256,7 @@ Test(agent, pty_channel_is_raw_and_8bit_clean)
 	for (i = 0; i < 256; i++)
 		all[i] = (uint8_t)i;
 	tagent_start(&T, TAGENT_PTY, 300);
-	cr_assert_eq(tagent_ping(&T, 2000), 0);
+	cr_assert_eq(tagent_ping(&T, tests_ms(2000)), 0);
 	cr_assert_eq(agentreq_exec(&T.chan, &o, &r), 0);
 	cr_assert_eq(r.out_len, sizeof(all));
 	cr_assert_eq(memcmp(r.out, all, sizeof(all)), 0, "bytes changed on the pty");
@@ -287,12 +287,12 @@ Test(agent, as_pid1_it_mounts_cannot_be_killed_and_reaps)
 	run(kill1, &r);
 	cr_assert_str_eq((char *)r.out, "alive\n");
 	snapbox_exec_result_free(&r);
-	cr_assert_eq(tagent_ping(&T, 2000), 0);
+	cr_assert_eq(tagent_ping(&T, tests_ms(2000)), 0);
 	run(orphans, &r);
 	snapbox_exec_result_free(&r);
 	usleep(600000);
 	cr_assert_eq(tagent_zombies(T.agent_pid), 0, "zombies left under PID 1");
-	cr_assert_eq(tagent_ping(&T, 2000), 0);
+	cr_assert_eq(tagent_ping(&T, tests_ms(2000)), 0);
 }
 
 /* REFRESH as a test process: checked to the byte, acknowledged, and never applied to this host. */
@@ -306,7 +306,7 @@ Test(agent, refresh_is_validated_and_acknowledged)
 	tagent_start(&T, TAGENT_SOCKET, 300);
 	le_put64(msg, 1);              /* 1970: would be obvious if it were applied */
 	le_put32(msg + 8, 32);
-	deadline = mono_now_ns() + 2000000000ull;
+	deadline = mono_now_ns() + tests_ms(2000) * 1000000ull;
 	cr_assert_eq(chan_request(&T.chan, PROTO_T_REFRESH, msg, PROTO_REFRESH_HDR + 32, &r, &n, deadline), 0);
 	cr_assert_eq(n, 0);
 	free(r);
@@ -322,5 +322,5 @@ Test(agent, refresh_is_validated_and_acknowledged)
 	cr_assert_eq(chan_request(&T.chan, PROTO_T_REFRESH, msg, PROTO_REFRESH_HDR + 31, &r, &n, deadline),
 		     -EREMOTEIO);
 	free(r);
-	cr_assert_eq(tagent_ping(&T, 2000), 0);
+	cr_assert_eq(tagent_ping(&T, tests_ms(2000)), 0);
 }

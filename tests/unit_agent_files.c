@@ -74,19 +74,19 @@ Test(agent_files, round_trip_with_nul_and_newline_and_mode)
 
 	setup_dir();
 	tagent_start(&T, TAGENT_SOCKET, 300);
-	cr_assert_eq(agentreq_write_file(&T.chan, at("f"), 0640, data, sizeof(data), 3000), 0);
+	cr_assert_eq(agentreq_write_file(&T.chan, at("f"), 0640, data, sizeof(data), tests_ms(3000)), 0);
 	cr_assert_eq(stat(at("f"), &st), 0);
 	cr_assert_eq(st.st_mode & 07777, 0640);
-	cr_assert_eq(agentreq_read_file(&T.chan, at("f"), 0, &got, &len, 3000), 0);
+	cr_assert_eq(agentreq_read_file(&T.chan, at("f"), 0, &got, &len, tests_ms(3000)), 0);
 	cr_assert_eq(len, sizeof(data));
 	cr_assert_eq(memcmp(got, data, len), 0);
 	free(got);
 	/* Overwrite truncates and re-applies the mode; an empty file reads back empty. */
-	cr_assert_eq(agentreq_write_file(&T.chan, at("f"), 0600, "", 0, 3000), 0);
+	cr_assert_eq(agentreq_write_file(&T.chan, at("f"), 0600, "", 0, tests_ms(3000)), 0);
 	cr_assert_eq(stat(at("f"), &st), 0);
 	cr_assert_eq(st.st_size, 0);
 	cr_assert_eq(st.st_mode & 07777, 0600);
-	cr_assert_eq(agentreq_read_file(&T.chan, at("f"), 0, &got, &len, 3000), 0);
+	cr_assert_eq(agentreq_read_file(&T.chan, at("f"), 0, &got, &len, tests_ms(3000)), 0);
 	cr_assert_eq(len, 0);
 	free(got);
 }
@@ -96,7 +96,7 @@ Test(agent_files, large_file_then_exec_output_of_it)
 	static const char *argv[] = { "cat", NULL, NULL };
 	size_t n = SNAPBOX_EXEC_DEFAULT_STDOUT, i;
 	uint8_t *buf = malloc(n);
-	struct snapbox_exec_opts o = { .argv = argv, .timeout_ms = 10000 };
+	struct snapbox_exec_opts o = { .argv = argv, .timeout_ms = tests_ms(10000) };
 	struct snapbox_exec_result r;
 	size_t len;
 	void *got;
@@ -105,8 +105,8 @@ Test(agent_files, large_file_then_exec_output_of_it)
 	for (i = 0; i < n; i++)
 		buf[i] = (uint8_t)((i * 0x9e3779b1u) >> 11);
 	tagent_start(&T, TAGENT_SOCKET, 300);
-	cr_assert_eq(agentreq_write_file(&T.chan, at("big"), 0644, buf, n, 5000), 0);
-	cr_assert_eq(agentreq_read_file(&T.chan, at("big"), n, &got, &len, 5000), 0);
+	cr_assert_eq(agentreq_write_file(&T.chan, at("big"), 0644, buf, n, tests_ms(5000)), 0);
+	cr_assert_eq(agentreq_read_file(&T.chan, at("big"), n, &got, &len, tests_ms(5000)), 0);
 	cr_assert_eq(len, n);
 	cr_assert_eq(memcmp(got, buf, n), 0);
 	free(got);
@@ -127,18 +127,18 @@ Test(agent_files, size_caps)
 
 	setup_dir();
 	tagent_start(&T, TAGENT_SOCKET, 300);
-	cr_assert_eq(agentreq_write_file(&T.chan, at("s"), 0644, text, 10, 3000), 0);
-	cr_assert_eq(agentreq_read_file(&T.chan, at("s"), 9, &got, &len, 3000), -EFBIG);
+	cr_assert_eq(agentreq_write_file(&T.chan, at("s"), 0644, text, 10, tests_ms(3000)), 0);
+	cr_assert_eq(agentreq_read_file(&T.chan, at("s"), 9, &got, &len, tests_ms(3000)), -EFBIG);
 	cr_assert_null(got);
-	cr_assert_eq(agentreq_read_file(&T.chan, at("s"), 10, &got, &len, 3000), 0);
+	cr_assert_eq(agentreq_read_file(&T.chan, at("s"), 10, &got, &len, tests_ms(3000)), 0);
 	free(got);
 	/* The host refuses oversize requests before sending anything. */
-	cr_assert_eq(agentreq_write_file(&T.chan, at("s"), 0644, text, SNAPBOX_FILE_MAX + 1, 3000),
+	cr_assert_eq(agentreq_write_file(&T.chan, at("s"), 0644, text, SNAPBOX_FILE_MAX + 1, tests_ms(3000)),
 		     -EFBIG);
-	cr_assert_eq(agentreq_read_file(&T.chan, at("s"), SNAPBOX_FILE_MAX + 1, &got, &len, 3000),
+	cr_assert_eq(agentreq_read_file(&T.chan, at("s"), SNAPBOX_FILE_MAX + 1, &got, &len, tests_ms(3000)),
 		     -EINVAL);
-	cr_assert_eq(agentreq_write_file(&T.chan, at("s"), 010000, text, 1, 3000), -EINVAL);
-	cr_assert_eq(tagent_ping(&T, 2000), 0);
+	cr_assert_eq(agentreq_write_file(&T.chan, at("s"), 010000, text, 1, tests_ms(3000)), -EINVAL);
+	cr_assert_eq(tagent_ping(&T, tests_ms(2000)), 0);
 }
 
 Test(agent_files, symlinks_anywhere_are_refused)
@@ -153,24 +153,24 @@ Test(agent_files, symlinks_anywhere_are_refused)
 	cr_assert_eq(symlink(target, at("dirlink")), 0);
 	cr_assert_eq(symlink("real/secret", at("filelink")), 0);
 	tagent_start(&T, TAGENT_SOCKET, 300);
-	cr_assert_eq(agentreq_write_file(&T.chan, at("real/secret"), 0600, "s", 1, 3000), 0);
+	cr_assert_eq(agentreq_write_file(&T.chan, at("real/secret"), 0600, "s", 1, tests_ms(3000)), 0);
 	/* a directory component that is a symlink */
-	cr_assert_eq(agentreq_write_file(&T.chan, at("dirlink/new"), 0644, "x", 1, 3000), -ELOOP);
+	cr_assert_eq(agentreq_write_file(&T.chan, at("dirlink/new"), 0644, "x", 1, tests_ms(3000)), -ELOOP);
 	cr_assert_eq(access(at("real/new"), F_OK), -1, "written through a symlink");
-	cr_assert_eq(agentreq_read_file(&T.chan, at("dirlink/secret"), 0, &got, &len, 3000), -ELOOP);
+	cr_assert_eq(agentreq_read_file(&T.chan, at("dirlink/secret"), 0, &got, &len, tests_ms(3000)), -ELOOP);
 	/* the file itself is a symlink */
-	cr_assert_eq(agentreq_write_file(&T.chan, at("filelink"), 0644, "y", 1, 3000), -ELOOP);
-	cr_assert_eq(agentreq_read_file(&T.chan, at("filelink"), 0, &got, &len, 3000), -ELOOP);
+	cr_assert_eq(agentreq_write_file(&T.chan, at("filelink"), 0644, "y", 1, tests_ms(3000)), -ELOOP);
+	cr_assert_eq(agentreq_read_file(&T.chan, at("filelink"), 0, &got, &len, tests_ms(3000)), -ELOOP);
 	/* '..', a relative path, a directory, a FIFO, a missing file */
-	cr_assert_eq(agentreq_read_file(&T.chan, at("real/../real/secret"), 0, &got, &len, 3000),
+	cr_assert_eq(agentreq_read_file(&T.chan, at("real/../real/secret"), 0, &got, &len, tests_ms(3000)),
 		     -EINVAL);
-	cr_assert_eq(agentreq_read_file(&T.chan, "relative", 0, &got, &len, 3000), -EINVAL);
-	cr_assert_eq(agentreq_read_file(&T.chan, at("real"), 0, &got, &len, 3000), -EISDIR);
+	cr_assert_eq(agentreq_read_file(&T.chan, "relative", 0, &got, &len, tests_ms(3000)), -EINVAL);
+	cr_assert_eq(agentreq_read_file(&T.chan, at("real"), 0, &got, &len, tests_ms(3000)), -EISDIR);
 	cr_assert_eq(mkfifo(at("fifo"), 0600), 0);
-	cr_assert_eq(agentreq_read_file(&T.chan, at("fifo"), 0, &got, &len, 3000), -EINVAL);
-	cr_assert_eq(agentreq_read_file(&T.chan, at("missing"), 0, &got, &len, 3000), -ENOENT);
-	cr_assert_eq(agentreq_write_file(&T.chan, at("nodir/f"), 0644, "z", 1, 3000), -ENOENT);
-	cr_assert_eq(tagent_ping(&T, 2000), 0);
+	cr_assert_eq(agentreq_read_file(&T.chan, at("fifo"), 0, &got, &len, tests_ms(3000)), -EINVAL);
+	cr_assert_eq(agentreq_read_file(&T.chan, at("missing"), 0, &got, &len, tests_ms(3000)), -ENOENT);
+	cr_assert_eq(agentreq_write_file(&T.chan, at("nodir/f"), 0644, "z", 1, tests_ms(3000)), -ENOENT);
+	cr_assert_eq(tagent_ping(&T, tests_ms(2000)), 0);
 }
 
 /* WRITE_FILE with PROTO_WRITE_F_MKDIRS: missing parents are made 0755, a symlinked one still refused. */
@@ -183,17 +183,17 @@ Test(agent_files, mkdirs_flag_makes_parents_but_not_through_symlinks)
 	setup_dir();
 	tagent_start(&T, TAGENT_SOCKET, 300);
 	cr_assert_eq(agentreq_write_file_flags(&T.chan, at("a/b/c/f"), 0600, PROTO_WRITE_F_MKDIRS,
-					       "deep", 4, 3000), 0);
-	cr_assert_eq(agentreq_read_file(&T.chan, at("a/b/c/f"), 0, &got, &len, 3000), 0);
+					       "deep", 4, tests_ms(3000)), 0);
+	cr_assert_eq(agentreq_read_file(&T.chan, at("a/b/c/f"), 0, &got, &len, tests_ms(3000)), 0);
 	cr_assert(len == 4 && !memcmp(got, "deep", 4));
 	free(got);
 	cr_assert_eq(stat(at("a/b"), &st), 0);
 	cr_assert_eq(st.st_mode & 0777, 0755);
 	cr_assert_eq(symlink("/", at("link")), 0);
 	cr_assert_eq(agentreq_write_file_flags(&T.chan, at("link/x/f"), 0600, PROTO_WRITE_F_MKDIRS,
-					       "no", 2, 3000), -ELOOP);
-	cr_assert_eq(agentreq_write_file_flags(&T.chan, at("g"), 0600, 0x2, "no", 2, 3000), -EINVAL);
-	cr_assert_eq(tagent_ping(&T, 2000), 0);
+					       "no", 2, tests_ms(3000)), -ELOOP);
+	cr_assert_eq(agentreq_write_file_flags(&T.chan, at("g"), 0600, 0x2, "no", 2, tests_ms(3000)), -EINVAL);
+	cr_assert_eq(tagent_ping(&T, tests_ms(2000)), 0);
 }
 
 Test(agent_files, guest_rechecks_every_length)
@@ -249,7 +249,7 @@ Test(agent_files, guest_rechecks_every_length)
 	/* unknown type */
 	cr_assert_eq(raw_request(0x7777, NULL, 0, text, sizeof(text)), -EREMOTEIO);
 	cr_assert_str_eq(text, "38 unknown command");
-	cr_assert_eq(tagent_ping(&T, 2000), 0);
+	cr_assert_eq(tagent_ping(&T, tests_ms(2000)), 0);
 	free(p);
 }
 
@@ -263,23 +263,23 @@ Test(agent_files, garbage_and_huge_lengths_then_resync)
 	for (i = 0; i < sizeof(junk); i++)
 		junk[i] = (uint8_t)(0x80 | (i * 131));
 	tagent_raw(&T, junk, sizeof(junk));
-	cr_assert_eq(tagent_ping(&T, 3000), 0);
+	cr_assert_eq(tagent_ping(&T, tests_ms(3000)), 0);
 	/* A header claiming 4 GiB, then one just over the cap: both treated as garbage. */
 	cr_assert_eq(proto_encode(hdr, sizeof(hdr), PROTO_T_PING, 0, 9, NULL, 0), PROTO_HDR_SIZE);
 	le_put32(hdr + 12, 0xffffffffu);
 	tagent_raw(&T, hdr, sizeof(hdr));
 	le_put32(hdr + 12, PROTO_MAX_PAYLOAD + 1);
 	tagent_raw(&T, hdr, sizeof(hdr));
-	cr_assert_eq(tagent_ping(&T, 3000), 0);
+	cr_assert_eq(tagent_ping(&T, tests_ms(3000)), 0);
 	/* A frame that stops half-way is dropped after the stall time. */
 	le_put32(hdr + 12, 1000);
 	tagent_raw(&T, hdr, sizeof(hdr));
 	tagent_raw(&T, junk, 10);
 	usleep(500000);
-	cr_assert_eq(tagent_ping(&T, 3000), 0);
+	cr_assert_eq(tagent_ping(&T, tests_ms(3000)), 0);
 	/* Frames flagged as replies are ignored; the agent still answers after them. */
 	cr_assert_eq(proto_encode(hdr, sizeof(hdr), PROTO_T_PING, PROTO_F_RESP, 5, NULL, 0),
 		     PROTO_HDR_SIZE);
 	tagent_raw(&T, hdr, sizeof(hdr));
-	cr_assert_eq(tagent_ping(&T, 3000), 0);
+	cr_assert_eq(tagent_ping(&T, tests_ms(3000)), 0);
 }

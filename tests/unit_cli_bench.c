@@ -39,6 +39,26 @@ Test(cli_bench, help_names_the_benchmarks_and_options)
 	cr_assert(strstr(out, "  bench "), "%s", out);
 }
 
+/* Each command that restores or pre-warms names its deadline options and what they cover. */
+Test(cli_bench, help_says_which_deadlines_each_timeout_covers)
+{
+	static const struct {
+		const char *args, *expect[3];
+	} cases[] = {
+		{ "bench --help", { "--timeout MS", "REFRESH and PING", "SNAPBOX_TIME_SCALE" } },
+		{ "restore --help", { "--timeout MS", "REFRESH", "SNAPBOX_TIME_SCALE" } },
+		{ "snapshot --help", { "--prewarm-timeout MS", "--file-timeout MS", "SNAPBOX_TIME_SCALE" } },
+		{ "run --help", { "--restore-timeout MS", "--boot-timeout MS", "SNAPBOX_TIME_SCALE" } },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cr_assert_eq(snapbox(NULL, "%s", cases[i].args), 0, "%s: %s", cases[i].args, out);
+		for (int j = 0; j < 3; j++)
+			cr_assert(strstr(out, cases[i].expect[j]), "%s: want '%s' in:\n%s", cases[i].args,
+				  cases[i].expect[j], out);
+	}
+}
+
 /* Each bad command line exits 2 and says why; expect is part of the message. */
 Test(cli_bench, bad_arguments_exit_2_with_a_reason)
 {
@@ -63,6 +83,11 @@ Test(cli_bench, bad_arguments_exit_2_with_a_reason)
 		{ "bench cold --fill 10", "--fill applies to snapshot and restore" },
 		{ "bench cold --initrd /x", "--initrd needs --kernel" },
 		{ "bench cold --no-such-option", "usage" },
+		{ "restore /x --timeout 0", "--timeout" },
+		{ "restore /x --timeout soon", "--timeout" },
+		{ "snapshot --kernel /x --out /y --prewarm-timeout 0", "--prewarm-timeout" },
+		{ "snapshot --kernel /x --out /y --file-timeout -1", "--file-timeout" },
+		{ "boot --kernel /x --file-timeout 5", "usage" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

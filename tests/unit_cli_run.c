@@ -37,6 +37,8 @@ Test(cli_run, help_documents_the_exit_codes)
 	cr_assert(strstr(out, "125"));
 	cr_assert(strstr(out, "127"));
 	cr_assert(strstr(out, "128+N"));
+	cr_assert(strstr(out, "--restore-timeout MS"), "%s", out);
+	cr_assert(strstr(out, "SNAPBOX_TIME_SCALE"), "%s", out);
 }
 
 Test(cli_run, bad_arguments_exit_125_with_a_reason)
@@ -56,6 +58,12 @@ Test(cli_run, bad_arguments_exit_125_with_a_reason)
 	cr_assert_eq(run(tests_cli_path(), NULL, "--snapshot /x --kernel /y -- true"), 125);
 	cr_assert_eq(run(tests_cli_path(), NULL, "--mem lots -- true"), 125);
 	cr_assert_eq(run(tests_cli_path(), NULL, "--boot-timeout 0 -- true"), 125);
+	cr_assert_eq(run(tests_cli_path(), NULL, "--restore-timeout 500 -- true"), 125);
+	cr_assert(strstr(out, "--restore-timeout needs --snapshot"), "%s", out);
+	cr_assert_eq(run(tests_cli_path(), NULL, "--snapshot /x --restore-timeout 0 -- true"), 125);
+	cr_assert_eq(run(tests_cli_path(), NULL, "--snapshot /x --restore-timeout -5 -- true"), 125);
+	cr_assert_eq(run(tests_cli_path(), "SNAPBOX_TIME_SCALE=fast", "-- true"), 125);
+	cr_assert(strstr(out, "SNAPBOX_TIME_SCALE"), "%s", out);
 	cr_assert_eq(run(tests_cli_path(), NULL, "--no-such-option -- true"), 125);
 	cr_assert_eq(run(tests_cli_path(), NULL, "--stdin /no/such/file -- true"), 125);
 	cr_assert(strstr(out, "/no/such/file"), "%s", out);

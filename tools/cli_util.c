@@ -207,3 +207,17 @@ int cli_read_file(const char *path, size_t max, void **data, size_t *len)
 	*len = have;
 	return 0;
 }
+
+int cli_time_scale_from_env(const char *prog)
+{
+	const char *e = getenv("SNAPBOX_TIME_SCALE");
+	double f;
+
+	if (!e)
+		return 0;
+	if (snapbox_parse_time_scale(e, &f)) {
+		fprintf(stderr, "%s: SNAPBOX_TIME_SCALE='%s': want a number from 1 to 1000\n", prog, e);
+		return -EINVAL;
+	}
+	return snapbox_set_time_scale(f);
+}

@@ -33,4 +33,11 @@ char *cli_find_image(const char *name);
 /* The whole of path, malloc'd, when it is a regular file of at most max bytes: 0 or -errno (-EFBIG). */
 int cli_read_file(const char *path, size_t max, void **data, size_t *len);
 
+/*
+ * $SNAPBOX_TIME_SCALE, when set, becomes the library's deadline factor
+ * (snapbox_set_time_scale). Returns 0, or -EINVAL after one line on stderr
+ * naming prog when it is not a number from 1 to 1000.
+ */
+int cli_time_scale_from_env(const char *prog);
+
 #endif

@@ -48,7 +48,7 @@ static const char snapbox_snapshot_usage[] =
 	"  --initrd FILE     initramfs\n"
 	"  --mem SIZE        guest memory (default 256M)\n"
 	"  --cmdline STR     kernel command line\n"
-	"  --timeout MS      boot timeout (default 10000)\n"
+	"  --timeout MS      boot timeout: READY within MS ms (default 10000)\n"
 	"  --out DIR         the snapshot directory (replaced if it is a snapshot)\n"
 	"  --fill MIB        probe guest only: first fill MIB MiB of RAM with its realistic\n"
 	"                    mix of zero, text-like and random pages\n"
@@ -61,6 +61,11 @@ static const char snapbox_snapshot_usage[] =
 	"                    import heavy modules, fill caches\n"
 	"  --add-file SRC:DEST  before the pre-warm commands, write host file SRC to DEST in\n"
 	"                    the guest, with SRC's permission bits (repeatable)\n"
+	"  --prewarm-timeout MS  deadline of each --prewarm command (default 300000)\n"
+	"  --file-timeout MS deadline of each --add-file write (default 30000 plus 1000\n"
+	"                    per 64 KiB of the file)\n"
+	"Default deadlines are multiplied by $SNAPBOX_TIME_SCALE (a number from 1 to\n"
+	"1000, default 1) on slow or emulated hosts.\n"
 	"  --console         copy the guest console to stderr\n"
 	"  --json            one JSON object instead of readable lines\n";
 
@@ -74,7 +79,8 @@ static const char snapbox_boot_usage[] =
 	"  --initrd FILE     initramfs to load\n"
 	"  --mem SIZE        guest memory, e.g. 256M or 1G (plain number: MiB; default 256M)\n"
 	"  --cmdline STR     kernel command line (default \"console=ttyS0 init_on_free=1\")\n"
-	"  --timeout MS      give up when READY has not arrived after MS ms (default 10000)\n"
+	"  --timeout MS      give up when READY has not arrived after MS ms (default 10000\n"
+	"                    times $SNAPBOX_TIME_SCALE)\n"
 	"  --console         copy the guest console (COM1) to stderr\n"
 	"  --json            print one JSON object instead of readable lines\n"
 	"  -h, --help        this text\n";
@@ -127,7 +133,7 @@ static int cli_add_file(const char *cmd, const char *arg, struct cli_boot *b)
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_MEM, OPT_CMDLINE, OPT_TIMEOUT, OPT_CONSOLE, OPT_JSON,
        OPT_OUT, OPT_NOSYNC, OPT_NOCOMPRESS, OPT_FILL, OPT_CHUNK, OPT_PREWARM, OPT_ADDFILE,
-       OPT_THREADS };
+       OPT_THREADS, OPT_PREWARM_TIMEOUT, OPT_FILE_TIMEOUT };
 
 static const struct option cli_boot_opts[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -145,10 +151,13 @@ static const struct option cli_boot_opts[] = {
 	{ "threads", required_argument, NULL, OPT_THREADS },
 	{ "prewarm", required_argument, NULL, OPT_PREWARM },
 	{ "add-file", required_argument, NULL, OPT_ADDFILE },
+	{ "prewarm-timeout", required_argument, NULL, OPT_PREWARM_TIMEOUT },
+	{ "file-timeout", required_argument, NULL, OPT_FILE_TIMEOUT },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
 
+/* A whole number from 0 to max for --opt; -1 after a message naming it. */
 static int cli_uint(const char *cmd, const char *opt, const char *arg, unsigned long max,
 		    unsigned long *out)
 {
@@ -156,8 +165,21 @@ static int cli_uint(const char *cmd, const char *opt, const char *arg, unsigned 
 
 	errno = 0;
 	*out = strtoul(arg, &end, 10);
-	if (errno || *end || end == arg || *out > max) {
+	if (errno || *end || end == arg || *arg == '-' || *out > max) {
 		fprintf(stderr, "snapbox %s: bad --%s '%s'\n", cmd, opt, arg);
+		return -1;
+	}
+	return 0;
+}
+
+/* As cli_uint, and 0 is refused too. */
+static int cli_pos(const char *cmd, const char *opt, const char *arg, unsigned long max,
+		   unsigned long *out)
+{
+	if (cli_uint(cmd, opt, arg, max, out))
+		return -1;
+	if (*out == 0) {
+		fprintf(stderr, "snapbox %s: bad --%s '%s' (at least 1)\n", cmd, opt, arg);
 		return -1;
 	}
 	return 0;
@@ -177,7 +199,7 @@ static int cli_parse_boot(const char *cmd, const char *usage, bool snapshot_opts
 	b->cfg.console_fd = -1;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", cli_boot_opts, NULL)) != -1) {
-		if (!snapshot_opts && c >= OPT_OUT && c <= OPT_THREADS)
+		if (!snapshot_opts && c >= OPT_OUT && c <= OPT_FILE_TIMEOUT)
 			c = '?';
 		switch (c) {
 		case OPT_KERNEL: b->cfg.kernel = optarg; break;
@@ -195,7 +217,7 @@ static int cli_parse_boot(const char *cmd, const char *usage, bool snapshot_opts
 			}
 			break;
 		case OPT_TIMEOUT:
-			if (cli_uint(cmd, "timeout", optarg, 86400000, &v) || v == 0)
+			if (cli_pos(cmd, "timeout", optarg, 86400000, &v))
 				return SNAPBOX_EXIT_USAGE;
 			b->cfg.boot_timeout_ms = (unsigned)v;
 			break;
@@ -229,9 +251,17 @@ static int cli_parse_boot(const char *cmd, const char *usage, bool snapshot_opts
 			b->snap.nfiles = b->nfiles;
 			break;
 		case OPT_THREADS:
-			if (cli_uint(cmd, "threads", optarg, 64, &v) || v == 0)
+			if (cli_pos(cmd, "threads", optarg, 64, &v))
 				return SNAPBOX_EXIT_USAGE;
 			b->snap.threads = (unsigned)v;
+			break;
+		case OPT_PREWARM_TIMEOUT:
+		case OPT_FILE_TIMEOUT:
+			if (cli_pos(cmd, c == OPT_FILE_TIMEOUT ? "file-timeout" : "prewarm-timeout", optarg,
+				     86400000, &v))
+				return SNAPBOX_EXIT_USAGE;
+			*(c == OPT_FILE_TIMEOUT ? &b->snap.file_timeout_ms : &b->snap.prewarm_timeout_ms) =
+				(unsigned)v;
 			break;
 		case 'h':
 			fputs(usage, stdout);
@@ -391,6 +421,9 @@ static const char snapbox_restore_usage[] =
 	"                    /dev/shm) privately, sharing every page no clone writes;\n"
 	"                    lazy: decompress each chunk when the guest first touches it\n"
 	"  --resume          run the restored guest and PING it\n"
+	"  --timeout MS      with --resume: the deadline of the REFRESH every restored\n"
+	"                    guest gets and of the PING, each (default 5000 times\n"
+	"                    $SNAPBOX_TIME_SCALE)\n"
 	"  --no-verify       skip the per-chunk xxh3 check\n"
 	"  --threads N       decompression threads (default: online CPUs)\n"
 	"  --console         copy the guest console to stderr after resume\n"
@@ -401,6 +434,7 @@ static int snapbox_cmd_restore(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "mode", required_argument, NULL, 'm' },
 		{ "resume", no_argument, NULL, 'r' },
+		{ "timeout", required_argument, NULL, 'T' },
 		{ "no-verify", no_argument, NULL, 'n' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "console", no_argument, NULL, 'C' },
@@ -425,11 +459,16 @@ static int snapbox_cmd_restore(int argc, char **argv)
 			}
 			break;
 		case 'r': ro.resume = ro.ping = true; break;
+		case 'T':
+			if (cli_pos("restore", "timeout", optarg, 86400000, &v))
+				return SNAPBOX_EXIT_USAGE;
+			ro.ping_timeout_ms = (unsigned)v;
+			break;
 		case 'n': ro.no_verify = true; break;
 		case 'C': ro.console_fd = STDERR_FILENO; break;
 		case 'j': json = true; break;
 		case 't':
-			if (cli_uint("restore", "threads", optarg, 64, &v) || v == 0)
+			if (cli_pos("restore", "threads", optarg, 64, &v))
 				return SNAPBOX_EXIT_USAGE;
 			ro.threads = (unsigned)v;
 			break;
@@ -486,6 +525,9 @@ int main(int argc, char **argv)
 	/* The CLI, not the library, reads this: for strace or valgrind sessions. */
 	if (getenv("SNAPBOX_SECCOMP") && !strcmp(getenv("SNAPBOX_SECCOMP"), "0"))
 		snapbox_set_confinement(false);
+	/* run's own failures are 125: its small codes are the command's. */
+	if (cli_time_scale_from_env("snapbox"))
+		return strcmp(argv[1], "run") ? SNAPBOX_EXIT_USAGE : 125;
 	if (!strcmp(argv[1], "boot"))
 		return snapbox_cmd_boot(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "snapshot"))

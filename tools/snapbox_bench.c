@@ -42,7 +42,9 @@ static const char bench_usage[] =
 	"                    guest/probe.elf beside snapbox)\n"
 	"  --initrd FILE     initramfs, with --kernel\n"
 	"  --cmdline STR     kernel command line (default \"console=ttyS0\")\n"
-	"  --timeout MS      boot timeout (default 10000)\n"
+	"  --timeout MS      every deadline of the run: the boot's READY wait (default\n"
+	"                    10000) and each restore's REFRESH and PING (default 5000);\n"
+	"                    defaults are times $SNAPBOX_TIME_SCALE\n"
 	"  --json            print only the JSON document on stdout (schema: docs/benchmarks.md,\n"
 	"                    \"snapbox bench JSON schema\")\n"
 	"  -h, --help        this text\n"
@@ -182,6 +184,7 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 			if (bench_long(optarg, 86400000, &v) || v == 0)
 				return bench_bad("--timeout (ms)", optarg);
 			o->g.cfg.boot_timeout_ms = (unsigned)v;
+			o->g.restore_timeout_ms = (unsigned)v;
 			break;
 		case BO_JSON: o->json = true; break;
 		case 'h':
@@ -298,7 +301,8 @@ static int bench_restore(const struct bench_opts *o, const char *label, struct b
 	struct snapbox_restore_profile *s = calloc((size_t)o->iterations, sizeof(*s));
 	/* cow templates where the library keeps them by default, but private to this run */
 	char cache[64] = "/dev/shm/snapbox-bench-XXXXXX", dir[64];
-	struct bench_restore_how how = { .mode = o->mode, .pooled = o->pooled };
+	struct bench_restore_how how = { .mode = o->mode, .pooled = o->pooled,
+					 .ping_timeout_ms = o->g.restore_timeout_ms };
 	struct snapbox_snapshot_profile sp;
 	int ret;
 

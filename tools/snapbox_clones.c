@@ -87,7 +87,7 @@ int snapbox_bench_clones(const struct bench_guest *g, unsigned clones, const cha
 {
 	char cache[64] = "/dev/shm/snapbox-bench-XXXXXX", dir[64];
 	struct snapbox_restore_opts ro = { .mode = SNAPBOX_RESTORE_COW, .resume = true, .ping = true,
-					   .console_fd = -1 };
+					   .console_fd = -1, .ping_timeout_ms = g->restore_timeout_ms };
 	struct snapbox **sb = calloc(clones, sizeof(*sb));
 	struct clones_mem *m = calloc(clones + 1, sizeof(*m));
 	unsigned n = 0;

@@ -49,8 +49,15 @@ static const char run_usage[] =
 	"  --mem SIZE          guest memory (default 256M)\n"
 	"  --cmdline STR       kernel command line (default \"" RUN_CMDLINE "\")\n"
 	"  --boot-timeout MS   give up when the agent is not READY after MS ms (default 10000)\n"
+	"  --restore-timeout MS  with --snapshot: the deadline of the restored guest's\n"
+	"                      REFRESH and of its first PING, each (default 5000)\n"
 	"  --console           copy the guest console to stderr (and boot without 'quiet')\n"
 	"  -h, --help          this text\n"
+	"\n"
+	"--timeout is the command's own limit, enforced in the guest. The host's\n"
+	"deadlines (boot, restore, and the wait for the command's reply beyond\n"
+	"--timeout) default to the values above times $SNAPBOX_TIME_SCALE (a number\n"
+	"from 1 to 1000, default 1), for slow or emulated hosts.\n"
 	"\n"
 	"exit status:\n"
 	"  N                   the command's exit status (0-255)\n"
@@ -71,18 +78,34 @@ struct run_opts {
 	size_t nenv;
 	const char *cwd;
 	unsigned timeout_ms;
+	unsigned restore_timeout_ms;
 	const char *stdin_path;
 	const char *image;         /* --image NAME: its initramfs replaces --initrd */
 	char **cmd;
 };
 
 enum { RUN_KERNEL = 256, RUN_INITRD, RUN_SNAPSHOT, RUN_MODE, RUN_ENV, RUN_CWD, RUN_TIMEOUT,
-       RUN_STDIN, RUN_MEM, RUN_CMDLINE_OPT, RUN_BOOT_TIMEOUT, RUN_CONSOLE, RUN_IMAGE };
+       RUN_STDIN, RUN_MEM, RUN_CMDLINE_OPT, RUN_BOOT_TIMEOUT, RUN_CONSOLE, RUN_IMAGE,
+       RUN_RESTORE_TIMEOUT };
 
 static int run_bad(const char *what, const char *arg)
 {
 	fprintf(stderr, "snapbox run: bad %s '%s' (see snapbox run --help)\n", what, arg);
 	return RUN_EXIT_SNAPBOX;
+}
+
+/* Milliseconds, 1..86400000. */
+static int run_parse_ms(const char *s, unsigned *ms)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || end == s || *s == '-' || v == 0 || v > 86400000)
+		return -EINVAL;
+	*ms = (unsigned)v;
+	return 0;
 }
 
 /* Seconds with an optional fraction, to ms: "30", "1.5", "0.25". */
@@ -115,11 +138,11 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 		{ "mem", required_argument, NULL, RUN_MEM },
 		{ "cmdline", required_argument, NULL, RUN_CMDLINE_OPT },
 		{ "boot-timeout", required_argument, NULL, RUN_BOOT_TIMEOUT },
+		{ "restore-timeout", required_argument, NULL, RUN_RESTORE_TIMEOUT },
 		{ "console", no_argument, NULL, RUN_CONSOLE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	char *end;
 	int c;
 
 	o->cfg.console_fd = -1;
@@ -157,11 +180,12 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 				return run_bad("--mem (try 256M or 1G)", optarg);
 			break;
 		case RUN_BOOT_TIMEOUT:
-			errno = 0;
-			o->cfg.boot_timeout_ms = (unsigned)strtoul(optarg, &end, 10);
-			if (errno || *end || end == optarg || !o->cfg.boot_timeout_ms ||
-			    o->cfg.boot_timeout_ms > 86400000)
+			if (run_parse_ms(optarg, &o->cfg.boot_timeout_ms))
 				return run_bad("--boot-timeout (ms)", optarg);
+			break;
+		case RUN_RESTORE_TIMEOUT:
+			if (run_parse_ms(optarg, &o->restore_timeout_ms))
+				return run_bad("--restore-timeout (ms)", optarg);
 			break;
 		case 'h':
 			fputs(run_usage, stdout);
@@ -180,8 +204,9 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 		      "and --mem do not apply\n", stderr);
 		return RUN_EXIT_SNAPBOX;
 	}
-	if (o->mode_set && !o->snapshot) {
-		fputs("snapbox run: --mode needs --snapshot\n", stderr);
+	if ((o->mode_set || o->restore_timeout_ms) && !o->snapshot) {
+		fprintf(stderr, "snapbox run: %s needs --snapshot\n",
+			o->mode_set ? "--mode" : "--restore-timeout");
 		return RUN_EXIT_SNAPBOX;
 	}
 	if (o->cwd && o->cwd[0] != '/')
@@ -255,7 +280,8 @@ static int run_start(struct run_opts *o, struct snapbox **sb)
 
 	if (o->snapshot) {
 		struct snapbox_restore_opts ro = { .mode = o->mode, .resume = true, .ping = true,
-						   .console_fd = o->cfg.console_fd };
+						   .console_fd = o->cfg.console_fd,
+						   .ping_timeout_ms = o->restore_timeout_ms };
 
 		return snapbox_restore(o->snapshot, &ro, sb, NULL) ? RUN_EXIT_SNAPBOX : 0;
 	}

@@ -5,6 +5,7 @@
 # lab_from=N on the kernel command line skips its first N groups (a rerun
 # after a freeze). Console (ttyS0) lines the host reads:
 #   SNAPBOX-LAB-HEARTBEAT <uptime>              every 5 s, whatever runs
+#   SNAPBOX-LAB-SCALE <factor> <how>            the deadline factor, before any group
 #   SNAPBOX-LAB-BEGIN <index> <group>           a group starts
 #   SNAPBOX-LAB <name>: PASS|FAIL|SKIP - <detail>   one per test
 #   SNAPBOX-LAB-END <index> <group> <seconds>   a group ended
@@ -33,7 +34,7 @@ cd /tmp
 (while :; do echo "SNAPBOX-LAB-HEARTBEAT $(cut -d' ' -f1 /proc/uptime)"; sleep 5; done) &
 heartbeat=$!
 
-# Per-test time limit (seconds); the host has its own overall limit too.
+# Per-test time limit (seconds, before scaling below); the host has its own overall limit too.
 T=${lab_timeout:-900}
 FROM=${lab_from:-0}
 pass=0 fail=0 skip=0
@@ -112,8 +113,9 @@ done
 for m in $(cat /modules.order); do
 	insmod "/modules/$m.ko" || { mark kvm FAIL "insmod $m failed"; dmesg | tail -n 20 | sed 's/^/| /'; finish; }
 done
-# The in disk appears asynchronously after virtio_blk probes it.
-for i in $(seq 50); do [ -b /dev/vda ] && break; sleep 0.1; done
+# The in disk appears asynchronously after virtio_blk probes it (before the
+# deadline factor is known: a generous 60 s).
+for i in $(seq 600); do [ -b /dev/vda ] && break; sleep 0.1; done
 mount -t ext4 -o ro /dev/vda /lab || { mark lab-disk FAIL "cannot mount the in disk /dev/vda"; dmesg | tail -n 20 | sed 's/^/| /'; finish; }
 # Libraries, Python and QEMU from the host, at their own paths.
 ln -s /lab/sys/usr /usr
@@ -130,6 +132,34 @@ if [ -e /sys/class/net/eth0 ]; then
 	ip link set eth0 up
 	ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2 || echo "lab: network setup failed"
 fi
+# The deadline factor. Every deadline of the tests and of this script is
+# multiplied by it: the library's defaults and the CLI's, snapboxd's, the C
+# and Python suites' own (SNAPBOX_TIME_SCALE), the per-test limit T and the
+# scripts' --timeout values (ms below). Set by hand on the host
+# (SNAPBOX_TIME_SCALE, passed as lab_scale), or calibrated here: a fixed
+# shell loop timed in L1 against its time in a quiet L1 (LAB_CALIB_REF_MS,
+# measured on the development machine). A quiet lab gets 2, an L1 that runs
+# it at half speed (a loaded host) 4, and so on, up to 100.
+LAB_CALIB_REF_MS=1000
+calibrate_ms() {
+	c0=$(uptime_cs); i=0
+	while [ $i -lt 20000 ]; do i=$((i + 1)); done
+	c1=$(uptime_cs)
+	echo $(((c1 - c0) * 10))
+}
+if [ -n "${lab_scale:-}" ]; then
+	SCALE=$lab_scale how="set by hand (SNAPBOX_TIME_SCALE on the host)"
+else
+	cal=$(calibrate_ms)
+	SCALE=$(awk -v c="$cal" -v r=$LAB_CALIB_REF_MS 'BEGIN { f = 2 * c / r; if (f < 2) f = 2; if (f > 100) f = 100; printf "%.1f", f }')
+	how="calibrated: a 20000-step shell loop took ${cal} ms, ${LAB_CALIB_REF_MS} ms in a quiet L1"
+fi
+export SNAPBOX_TIME_SCALE=$SCALE
+# ms N: N milliseconds times the factor (whole ms, rounded up).
+ms() { awk -v m="$1" -v f="$SNAPBOX_TIME_SCALE" 'BEGIN { printf "%d", m * f + 0.999 }'; }
+T=$(awk -v t="$T" -v f="$SCALE" 'BEGIN { printf "%d", t * f + 0.999 }')
+echo "SNAPBOX-LAB-SCALE $SCALE $how; per-test limit ${T}s"
+
 if [ -c /dev/kvm ]; then
 	dmesg | grep -iE 'kvm|svm' | tail -n 5 | sed 's/^/| /' || true
 	mark kvm PASS "kvm_amd loaded, /dev/kvm is char $(stat -c '%t:%T' /dev/kvm)"
@@ -205,14 +235,14 @@ group_cmd() {
 }
 group_probe() {
 	# 2. The probe guest: cold boot to READY, then snapshot -> restore -> PING.
-	run probe-boot snapbox boot --kernel $SNAPBOX_PROBE --timeout 120000
+	run probe-boot snapbox boot --kernel $SNAPBOX_PROBE --timeout $(ms 120000)
 	if [ "$rc" = 0 ] && grep -q 'reached READY' /tmp/probe-boot.out; then
 		mark probe-boot PASS "$(grep 'reached READY' /tmp/probe-boot.out)"
 	else
 		mark probe-boot FAIL "snapbox boot exited $rc"
 	fi
 
-	run probe-snapshot snapbox snapshot --kernel $SNAPBOX_PROBE --out /tmp/snap-probe --fill 8 --timeout 120000
+	run probe-snapshot snapbox snapshot --kernel $SNAPBOX_PROBE --out /tmp/snap-probe --fill 8 --timeout $(ms 120000)
 	if [ "$rc" = 0 ]; then
 		mark probe-snapshot PASS "snapshot of the probe (8 MiB filled) written"
 		for mode in eager cow; do
@@ -230,7 +260,7 @@ group_probe() {
 # l2_boot NAME KERNEL: boot KERNEL with the lab's shell init; PASS when it reached
 # READY and its console greeting came through COM1.
 l2_boot() {
-	run "$1" snapbox boot --kernel "$2" --initrd /lab/l2-init.cpio.gz --timeout 300000 --console
+	run "$1" snapbox boot --kernel "$2" --initrd /lab/l2-init.cpio.gz --timeout $(ms 300000) --console
 	if [ "$rc" = 0 ] && grep -q 'lab-l2-init: hello from the L2 guest' "/tmp/$1.out"; then
 		mark "$1" PASS "$(grep -m1 'reached READY' "/tmp/$1.out"); console: $(grep -m1 'lab-l2-init: hello' "/tmp/$1.out" | sed 's/.*lab-l2-init: //')"
 	else
@@ -242,7 +272,7 @@ group_linux() {
 	#    then snapshot -> restore -> PING of a real Linux guest.
 	if has /lab/vmlinux; then
 		l2_boot linux-boot /lab/vmlinux
-		run linux-snapshot snapbox snapshot --kernel /lab/vmlinux --initrd /lab/l2-init.cpio.gz --timeout 300000 --out /tmp/snap-linux
+		run linux-snapshot snapbox snapshot --kernel /lab/vmlinux --initrd /lab/l2-init.cpio.gz --timeout $(ms 300000) --out /tmp/snap-linux
 		if [ "$rc" = 0 ]; then
 			mark linux-snapshot PASS "snapshot of the Linux guest at READY written"
 			for mode in eager cow; do
@@ -274,7 +304,7 @@ group_agent() {
 	# 5. The real agent (build/guest/initramfs.cpio.gz), when it exists.
 	stages="init_entry mounts_done uart_access_done init_ok ready command_loop"
 	if has /lab/vmlinux && has $SNAPBOX_INITRD; then
-		run agent-boot snapbox boot --kernel /lab/vmlinux --initrd $SNAPBOX_INITRD --timeout 300000 --console
+		run agent-boot snapbox boot --kernel /lab/vmlinux --initrd $SNAPBOX_INITRD --timeout $(ms 300000) --console
 		missing=""
 		for s in $stages; do grep -q "guest\.$s " /tmp/agent-boot.out || missing="$missing $s"; done
 		if [ "$rc" = 0 ] && [ -z "$missing" ]; then
@@ -295,7 +325,7 @@ group_run() {
 		# Names of their own: the callers keep $want for checksums.
 		n=$1 wrc=$2 wout=$3 werr=$4; shift 4
 		echo "== $n: snapbox run $*"
-		limit "$n" snapbox run --boot-timeout 300000 "$@" >"/tmp/$n.stdout" 2>"/tmp/$n.stderr"
+		limit "$n" snapbox run --boot-timeout $(ms 300000) "$@" >"/tmp/$n.stdout" 2>"/tmp/$n.stderr"
 		show "/tmp/$n.stdout" | head -n 20; show "/tmp/$n.stderr"
 		why=""
 		[ "$rc" = "$wrc" ] || why="exit $rc, want $wrc"
@@ -311,7 +341,7 @@ group_run() {
 		runx run-echo 0 hello "" $K -- /bin/echo hello &&
 			mark run-echo PASS "cold boot: 'echo hello' gave hello, exit 0, empty stderr"
 		# shellcheck disable=SC2086
-		run agent-snapshot snapbox snapshot $K --timeout 300000 --out /tmp/snap-agent
+		run agent-snapshot snapbox snapshot $K --timeout $(ms 300000) --out /tmp/snap-agent
 		if [ "$rc" = 0 ]; then
 			mark agent-snapshot PASS "snapshot of the agent at READY written"
 			S="--snapshot /tmp/snap-agent"
@@ -335,7 +365,7 @@ group_run() {
 			big=262144
 			want=$(yes snapbox-lab | head -c $big | md5sum | cut -d' ' -f1)
 			t0=$(cut -d' ' -f1 /proc/uptime)
-			if runx run-bigout 0 - "" $S --timeout 600 -- /bin/sh -c "yes snapbox-lab | head -c $big"; then
+			if runx run-bigout 0 - "" $S --timeout $(($(ms 600000) / 1000)) -- /bin/sh -c "yes snapbox-lab | head -c $big"; then
 				got=$(md5sum </tmp/run-bigout.stdout | cut -d' ' -f1)
 				t1=$(cut -d' ' -f1 /proc/uptime)
 				if [ "$got" = "$want" ]; then mark run-bigout PASS "$((big / 1024)) KiB of stdout intact (md5 $got; $t0 -> $t1 s L1 uptime)"
@@ -373,12 +403,12 @@ group_api_linux() { pytest_api api-linux tests/test_linux.py; }
 #    clones are unique, and what it costs (sizes, PSS per clone; into /out).
 group_image() {
 	img=/lab/image.cpio.gz K=/lab/vmlinux B=/lab/$BUILD
-	run image-run sh -c "snapbox run --kernel $K --image $img --boot-timeout 300000 -- python3 -c 'print(6*7)'"
+	run image-run sh -c "snapbox run --kernel $K --image $img --boot-timeout $(ms 300000) -- python3 -c 'print(6*7)'"
 	if [ "$rc" = 0 ] && [ "$(tail -n 1 /tmp/image-run.out)" = 42 ]; then mark image-run PASS "python3 -c 'print(6*7)' printed 42"
 	else mark image-run FAIL "exit $rc"; fi
 	for v in plain free; do
 		cl="console=ttyS0 quiet panic=-1"; [ $v = free ] && cl="$cl init_on_free=1"
-		run "image-snap-$v" sh -c "snapbox snapshot --kernel $K --initrd $img --mem 256M --timeout 300000 \
+		run "image-snap-$v" sh -c "snapbox snapshot --kernel $K --initrd $img --mem 256M --timeout $(ms 300000) \
 			--cmdline '$cl' --prewarm 'python3 -c \"import json, decimal, uuid\"' --out /tmp/py-$v >/dev/null &&
 			snapbox inspect /tmp/py-$v --json > /out/image-inspect-$v.json && du -sk /tmp/py-$v"
 		if [ "$rc" = 0 ]; then mark "image-snap-$v" PASS "$(tail -n 1 "/tmp/image-snap-$v.out" | cut -f1) KiB on disk ($cl)"
@@ -389,11 +419,11 @@ group_image() {
 	u=$(grep -E '^[0-9a-f-]{36} ' /tmp/image-unique.out | cut -d' ' -f1 | sort -u | wc -l)
 	if [ "$rc" = 0 ] && [ "$n" = 3 ] && [ "$u" = 3 ]; then mark image-unique PASS "3 clones, 3 different uuid4()"
 	else mark image-unique FAIL "exit $rc, $u distinct of $n"; fi
-	pyb="snapbox bench restore --kernel $K --initrd $img --mem 256M --timeout 300000 --clones 4"
+	pyb="snapbox bench restore --kernel $K --initrd $img --mem 256M --timeout $(ms 300000) --clones 4"
 	run image-clones sh -c "$pyb --exec 'python3 -c \"print(1)\"' --json > /out/bench-clones-python.json &&
 		$pyb --json > /out/bench-clones-python-idle.json &&
 		sed -n 's/.*first_clone_pss_kib.: \([0-9]*\), .marginal_pss_median_kib.: \([0-9]*\).*/first clone: \1 KiB PSS; each further clone: median \2 KiB PSS/p' /out/bench-clones-python*.json"
-	[ "$rc" = 0 ] && run image-clones-linux sh -c "snapbox bench restore --kernel $K --initrd $B/guest/initramfs.cpio.gz --timeout 300000 --clones 4 --json > /out/bench-clones-linux.json && snapbox bench restore --clones 8 --json > /out/bench-clones-probe.json"
+	[ "$rc" = 0 ] && run image-clones-linux sh -c "snapbox bench restore --kernel $K --initrd $B/guest/initramfs.cpio.gz --timeout $(ms 300000) --clones 4 --json > /out/bench-clones-linux.json && snapbox bench restore --clones 8 --json > /out/bench-clones-probe.json"
 	if [ "$rc" = 0 ]; then mark image-clones PASS "$(grep 'first clone' /tmp/image-clones.out | tail -n 2 | tr '\n' ' ')"
 	else mark image-clones FAIL "exit $rc"; fi
 }

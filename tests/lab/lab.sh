@@ -36,6 +36,10 @@
 #   LAB_TIMEOUT      overall limit in seconds (default 2400)
 #   LAB_TEST_TIMEOUT limit for each test inside L1, seconds (default 900)
 #   LAB_FREEZE       seconds of console silence that mean L1 froze (default 60)
+#   SNAPBOX_TIME_SCALE  the deadline factor inside L1 (1..1000); unset: L1
+#                    calibrates it (tests/lab/l1-init.sh). Once L1 reports it,
+#                    LAB_TIMEOUT and LAB_FREEZE grow by half of it (at least 1x):
+#                    they are set for a quiet lab, whose factor is 2
 #   LAB_SMP          L1 vCPUs (default 1)
 #   LAB_CPU          L1's CPU model (default EPYC,+svm,+npt,+svme-addr-chk; see the freeze note below)
 #   LAB_VERBOSE=1    show the whole serial console, not just the markers
@@ -64,6 +68,12 @@ LAB_VERBOSE=${LAB_VERBOSE:-0}
 LAB_OUT=${LAB_OUT:-$BUILD/lab/out}
 qemu=${LAB_QEMU:-qemu-system-x86_64}
 start=$(date +%s)
+lab_scale=""
+if [ -n "${SNAPBOX_TIME_SCALE:-}" ]; then
+	awk -v f="$SNAPBOX_TIME_SCALE" 'BEGIN { exit !(f ~ /^[0-9]+(\.[0-9]+)?$/ && f >= 1 && f <= 1000) }' ||
+		{ printf 'lab: error: SNAPBOX_TIME_SCALE=%s: want a number from 1 to 1000\n' "$SNAPBOX_TIME_SCALE" >&2; exit 2; }
+	lab_scale="lab_scale=$SNAPBOX_TIME_SCALE"
+fi
 
 say() { printf 'lab: %s\n' "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 2; }
@@ -331,6 +341,7 @@ else filter='^SNAPBOX-LAB[ -]'; fi
 serial="$work/serial.log"
 : >"$serial"
 freezes=0 froze="" from=0 attempt=0 verdict="" ngroups=$(echo $plan | wc -w)
+scale="" freeze_lim=$LAB_FREEZE timeout_lim=$LAB_TIMEOUT
 # freeze_evidence N: before a silent L1 is killed, what its CPU and QEMU's
 # threads were doing: the HMP monitor's registers and LAPIC (is L1 halted,
 # with interrupts on, and is a timer armed?), and QEMU's thread stacks.
@@ -377,7 +388,7 @@ while :; do
 		-drive "file=$work/in.img,if=virtio,format=raw,readonly=on" \
 		-drive "file=$work/out.img,if=virtio,format=raw" \
 		-kernel "$l1_kernel" -initrd "$work/L1.cpio" \
-		-append "console=ttyS0 loglevel=4 panic=-1 lab_timeout=$LAB_TEST_TIMEOUT lab_from=$from lab_attempt=$attempt lab_runs=${LAB_RUNS:-10}" \
+		-append "console=ttyS0 loglevel=4 panic=-1 lab_timeout=$LAB_TEST_TIMEOUT lab_from=$from lab_attempt=$attempt lab_runs=${LAB_RUNS:-10} $lab_scale" \
 		</dev/null >"$work/qemu.$attempt.err" 2>&1 &
 	qpid=$!
 	# The nudge: one keyboard interrupt a second through QEMU's monitor. QEMU's
@@ -426,8 +437,17 @@ PY
 		sleep 2
 		n=$(stat -c %s "$log" 2>/dev/null || echo 0)
 		if [ "$n" != "$size" ]; then size=$n quiet=0; else quiet=$((quiet + 2)); fi
-		if [ "$quiet" -ge "$LAB_FREEZE" ]; then why=freeze; break; fi
-		if [ $(($(date +%s) - start)) -ge "$LAB_TIMEOUT" ]; then why=timeout; break; fi
+		# The factor L1 runs with: the host's own limits grow with the slowdown it measured.
+		if [ -z "$scale" ] && [ "$n" -gt 0 ]; then
+			scale=$(tr -d '\r' <"$log" | awk '/^SNAPBOX-LAB-SCALE / { print $2; exit }')
+			if [ -n "$scale" ]; then
+				freeze_lim=$(awk -v b="$LAB_FREEZE" -v f="$scale" 'BEGIN { f /= 2; if (f < 1) f = 1; printf "%d", b * f }')
+				timeout_lim=$(awk -v b="$LAB_TIMEOUT" -v f="$scale" 'BEGIN { f /= 2; if (f < 1) f = 1; printf "%d", b * f }')
+				say "L1's deadline factor is $scale: silence limit ${freeze_lim}s, overall limit ${timeout_lim}s"
+			fi
+		fi
+		if [ "$quiet" -ge "$freeze_lim" ]; then why=freeze; break; fi
+		if [ $(($(date +%s) - start)) -ge "$timeout_lim" ]; then why=timeout; break; fi
 	done
 	if [ "$why" = freeze ]; then freeze_evidence "$attempt"; fi
 	if [ -n "$why" ]; then kill -TERM $qpid 2>/dev/null; sleep 1; kill -KILL $qpid 2>/dev/null || true; fi
@@ -440,13 +460,13 @@ PY
 	else
 		tr -d '\r' <"$log" >>"$serial"
 	fi
-	if [ "$why" = timeout ]; then verdict="FAIL: the ${LAB_TIMEOUT}s limit was reached"; break; fi
+	if [ "$why" = timeout ]; then verdict="FAIL: the ${timeout_lim}s limit was reached"; break; fi
 	if [ "$why" = freeze ]; then
 		freezes=$((freezes + 1))
 		cur=$(tr -d '\r' <"$log" | sed -n 's/^SNAPBOX-LAB-BEGIN \([0-9]*\) \(.*\)$/\1 \2/p' | tail -n 1)
 		idx=${cur%% *} name=${cur#* }
 		[ -n "$cur" ] || { idx=$from name="L1 boot"; }
-		say "L1 froze during $name (console silent for ${LAB_FREEZE}s; QEMU killed)"
+		say "L1 froze during $name (console silent for ${freeze_lim}s; QEMU killed)"
 		echo "SNAPBOX-LAB $name: FROZE - L1 froze during $name (attempt $attempt)" >>"$serial"
 		froze="$froze${froze:+, }$name"
 		if [ "$freezes" -ge 2 ]; then verdict="FAIL: L1 froze twice ($froze)"; break; fi
@@ -477,7 +497,7 @@ fi
 # wake-up that the nudge ended (see above).
 stalls=$(awk '/^SNAPBOX-LAB-HEARTBEAT / { if (prev != "" && $2 > prev && $2 - prev > 5.5) n++; prev = $2 }
 	/^SNAPBOX-LAB L1:/ { prev = "" } END { print n + 0 }' "$serial")
-summary="$npass passed, $nfail failed, $nskip skipped; $freezes L1 freeze(s)${froze:+: $froze}; $stalls L1 timer stall(s) ended by the nudge; $(elapsed)"
+summary="$npass passed, $nfail failed, $nskip skipped; $freezes L1 freeze(s)${froze:+: $froze}; $stalls L1 timer stall(s) ended by the nudge; deadline factor ${scale:-unknown}; $(elapsed)"
 if [ "$verdict" = PASS ]; then
 	say "PASS ($summary)"
 	exit 0

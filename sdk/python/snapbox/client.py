@@ -349,16 +349,18 @@ class Sandbox:
         return ExecResult._from(self.client.request("POST", f"/v1/sandboxes/{self.id}/exec",
                                                     _exec_body(argv, **opts)))
 
-    def ping(self, timeout_ms: int = 5000) -> int:
-        """PING the guest; the round trip in ns."""
-        return self.client.request("POST", f"/v1/sandboxes/{self.id}/ping",
-                                   {"timeout_ms": timeout_ms})["ping_ns"]
+    def ping(self, timeout_ms: Optional[int] = None) -> int:
+        """PING the guest; the round trip in ns. timeout_ms None: the service's default."""
+        body = {} if timeout_ms is None else {"timeout_ms": timeout_ms}
+        return self.client.request("POST", f"/v1/sandboxes/{self.id}/ping", body)["ping_ns"]
 
-    def request(self, type: int, payload: bytes = b"", timeout_ms: int = 5000) -> bytes:
-        """One raw agent-protocol request (probe-guest commands); the reply payload."""
-        d = self.client.request("POST", f"/v1/sandboxes/{self.id}/request",
-                                {"type": type, "payload": base64.b64encode(payload).decode(),
-                                 "timeout_ms": timeout_ms})
+    def request(self, type: int, payload: bytes = b"", timeout_ms: Optional[int] = None) -> bytes:
+        """One raw agent-protocol request (probe-guest commands); the reply payload.
+        timeout_ms None: the service's default."""
+        body = {"type": type, "payload": base64.b64encode(payload).decode()}
+        if timeout_ms is not None:
+            body["timeout_ms"] = timeout_ms
+        d = self.client.request("POST", f"/v1/sandboxes/{self.id}/request", body)
         return base64.b64decode(d["payload"])
 
     def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:

@@ -19,6 +19,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import snapbox  # noqa: E402
 
+# Every deadline of these tests, times SNAPBOX_TIME_SCALE (the lab sets it; snapboxd
+# reads it too, for its own defaults).
+SCALE = float(os.environ.get("SNAPBOX_TIME_SCALE", "1"))
+
+
+def scaled(seconds):
+    """A deadline of `seconds` on a quiet host, scaled (float seconds; int ms callers: int())."""
+    return seconds * SCALE
+
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 BUILD = os.environ.get("BUILD", os.path.join(ROOT, "build"))
 
@@ -61,7 +71,7 @@ class Daemon:
         self.wait_up()
 
     def wait_up(self, timeout=20):
-        end = time.monotonic() + timeout
+        end = time.monotonic() + scaled(timeout)
         while time.monotonic() < end:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"snapboxd exited {self.proc.returncode}: {self.logtext()}")
@@ -80,13 +90,14 @@ class Daemon:
             return f.read()
 
     def client(self, **kw):
+        kw.setdefault("timeout", scaled(120.0))
         return snapbox.Client(socket_path=self.sock, **kw)
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(timeout)
+                self.proc.wait(scaled(timeout))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

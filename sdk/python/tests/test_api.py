@@ -12,7 +12,7 @@ import time
 import pytest
 
 import snapbox
-from conftest import Daemon
+from conftest import Daemon, scaled
 
 PROTO_T_SPIN = 0x0024
 PROTO_T_FAULT = 0x0025
@@ -41,7 +41,7 @@ def raw(daemon, method, path, body=b"", headers=None):
 
 
 def wait_pool(c, name, ready, timeout=20):
-    end = time.monotonic() + timeout
+    end = time.monotonic() + scaled(timeout)
     while c.template(name).pool.ready < ready:
         assert time.monotonic() < end, "the pool never filled"
         time.sleep(0.05)
@@ -125,7 +125,7 @@ def test_sandbox_create_errors(probe, daemon, body, status):
 
 def test_ttl_reaps(probe):
     sb = probe.create("probe", ttl_s=1)
-    end = time.monotonic() + 5
+    end = time.monotonic() + scaled(5)
     while probe.sandboxes():
         assert time.monotonic() < end, "TTL did not reap the sandbox"
         time.sleep(0.1)
@@ -205,7 +205,7 @@ def test_limits(tmp_path, probe_snapshot):
             c.run("p", ping=True)
         a.delete()
         # A deleted VM is destroyed off the request path and counts until then.
-        end = time.monotonic() + 5
+        end = time.monotonic() + scaled(5)
         while True:
             try:
                 assert c.run("p", ping=True).ping_ns > 0
@@ -296,12 +296,12 @@ def test_load_eight_clients(probe, daemon):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(120)
+        t.join(scaled(120))
     assert errors == []
     assert probe.health()["sandboxes"] == 0
     wait_pool(probe, "probe", 2)
     # Closed connections end on the daemon's side a moment after the client's.
-    end = time.monotonic() + 5
+    end = time.monotonic() + scaled(5)
     while fd_count(pid) != fds and time.monotonic() < end:
         time.sleep(0.05)
     assert fd_count(pid) == fds, [os.readlink(f"/proc/{pid}/fd/{f}") for f in os.listdir(f"/proc/{pid}/fd")]
@@ -314,7 +314,7 @@ def test_drain_on_sigterm(probe, daemon):
 
     def spin():
         try:
-            result["reply"] = sb.request(PROTO_T_SPIN, struct.pack("<I", 1500), timeout_ms=10000)
+            result["reply"] = sb.request(PROTO_T_SPIN, struct.pack("<I", 1500), timeout_ms=int(scaled(10000)))
         except Exception as e:             # noqa: BLE001
             result["error"] = e
 
@@ -325,9 +325,9 @@ def test_drain_on_sigterm(probe, daemon):
     time.sleep(0.2)
     with pytest.raises(snapbox.Unavailable):
         probe.health()
-    t.join(20)
+    t.join(scaled(20))
     assert "reply" in result, result
-    assert daemon.proc.wait(20) == 0
+    assert daemon.proc.wait(scaled(20)) == 0
     assert not os.path.exists(daemon.sock)
 
 
@@ -350,7 +350,7 @@ def test_restart_after_kill_is_clean(tmp_path, probe_snapshot):
 
 def test_second_daemon_on_a_live_socket_is_refused(daemon):
     p = subprocess.run([os.environ.get("SNAPBOXD", "build/snapboxd"), "--socket", daemon.sock,
-                        "--state-dir", daemon.workdir + "/s2"], capture_output=True, timeout=20)
+                        "--state-dir", daemon.workdir + "/s2"], capture_output=True, timeout=scaled(20))
     assert p.returncode == 4 and b"another daemon" in p.stderr
     assert daemon.client().health()["status"] == "ok"
 
@@ -369,7 +369,7 @@ def test_build_and_snapshot_templates(daemon, probe_snapshot):
     assert r.ping_ns > 0 and r.restore_profile["pooled"] is False
     bad = c.build_template("broken", kernel="/nonexistent/vmlinux", wait=False)
     with pytest.raises(snapbox.Unprocessable):
-        bad.wait(30)
+        bad.wait(scaled(30))
     snap = t.snapshot
     t.delete()
     assert not os.path.exists(snap)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import snapbox
-from conftest import Daemon, _need, kvm_or_skip
+from conftest import Daemon, _need, kvm_or_skip, scaled
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +23,9 @@ def linux(tmp_path_factory):
     d = Daemon(str(tmp_path_factory.mktemp("linux")))
     c = d.client()
     t = c.build_template("linux", kernel=kernel, initrd=initrd, mem_mib=128,
-                         boot_timeout_ms=300000, pool_size=1,
+                         boot_timeout_ms=int(scaled(300000)), pool_size=1,
                          prewarm=["echo warmed > /tmp/prewarm"],
-                         files={"/tmp/hello.txt": b"hello from the build\n"}, timeout=900)
+                         files={"/tmp/hello.txt": b"hello from the build\n"}, timeout=scaled(900))
     assert t.status == "ready"
     yield c
     assert d.stop() == 0
@@ -131,7 +131,7 @@ def test_cli_snapshot_prewarm_and_add_file(tmp_path):
     src.write_text("#!/bin/sh\necho tool-ran\n")
     src.chmod(0o750)
     snap = str(tmp_path / "snap")
-    base = [cli, "snapshot", "--kernel", kernel, "--initrd", initrd, "--timeout", "300000"]
+    base = [cli, "snapshot", "--kernel", kernel, "--initrd", initrd, "--timeout", str(int(scaled(300000)))]
     subprocess.run(base + ["--out", snap, "--add-file", f"{src}:/opt/tool.sh",
                            "--prewarm", "/opt/tool.sh > /tmp/warm", "--prewarm", "echo second >> /tmp/warm"],
                    check=True, stdout=subprocess.DEVNULL)
