@@ -159,9 +159,19 @@ struct snapbox *tests_restore_ok(const char *dir, enum snapbox_restore_mode mode
 	cr_assert_eq(ret, 0, "%s restore of %s failed: %s", tests_mode_name(mode), dir,
 		     strerror(-ret));
 	cr_assert_not_null(sb);
-	if (resume)
-		cr_assert_eq(snapbox_ping(sb, TS_MS), 0, "%s restore: PING failed: %s",
-			     tests_mode_name(mode), snapbox_stop_reason(sb));
+	if (resume && (ret = snapbox_ping(sb, TS_MS))) {
+		/* Which failure: a guest that answers a second, long PING was only
+		 * slow (the host stalled past the deadline); one that never answers
+		 * lost its wake-up. The test fails either way. */
+		uint64_t t0 = tests_now_ns();
+		int again = snapbox_ping(sb, tests_ms(60000));
+
+		cr_assert_fail("%s restore: PING within %u ms failed: %s (%s); %s %.0f ms",
+			       tests_mode_name(mode), TS_MS, strerror(-ret), snapbox_stop_reason(sb),
+			       again ? "a second PING got no answer either (the guest is stuck) in" :
+			       "a second PING was answered (the host was only slow) after",
+			       (double)(tests_now_ns() - t0) / 1e6);
+	}
 	return sb;
 }
 
