@@ -310,7 +310,7 @@ struct snapbox_snapshot_opts {
 	bool no_compress;            /* store non-zero memory uncompressed (RAW chunks): faster to
 					write and to restore, larger files */
 	/* Pre-warming, through the Linux agent, before the pause: first every file is
-	 * written (each within file_timeout_ms; 0: 30000 plus 1000 per 64 KiB), then
+	 * written (each within file_timeout_ms; 0: 30000 plus 4000 per 64 KiB), then
 	 * every command runs as `sh -c CMD` (each must exit 0 within
 	 * prewarm_timeout_ms; 0: 300000). Defaults are times snapbox_time_scale().
 	 * The snapshot then holds their effects: compiled .pyc files, imported

@@ -41,7 +41,7 @@ static int snapshot_prewarm(struct snapbox *sb, const struct snapbox_snapshot_op
 		/* Parents made as needed, as `COPY` into an image would. */
 		/* The UART moves about a byte per VM exit: the default grows with the file. */
 		unsigned ft = o->file_timeout_ms ? o->file_timeout_ms :
-			      snapbox_scaled_ms(30000 + (unsigned)(f->len / 65536) * 1000);
+			      snapbox_scaled_ms(30000 + (unsigned)(f->len / 65536) * 4000);
 
 		ret = agentreq_write_file_flags(&sb->chan, f->path, f->mode, PROTO_WRITE_F_MKDIRS, f->data,
 						f->len, ft);

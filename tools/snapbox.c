@@ -62,7 +62,7 @@ static const char snapbox_snapshot_usage[] =
 	"  --add-file SRC:DEST  before the pre-warm commands, write host file SRC to DEST in\n"
 	"                    the guest, with SRC's permission bits (repeatable)\n"
 	"  --prewarm-timeout MS  deadline of each --prewarm command (default 300000)\n"
-	"  --file-timeout MS deadline of each --add-file write (default 30000 plus 1000\n"
+	"  --file-timeout MS deadline of each --add-file write (default 30000 plus 4000\n"
 	"                    per 64 KiB of the file)\n"
 	"Default deadlines are multiplied by $SNAPBOX_TIME_SCALE (a number from 1 to\n"
 	"1000, default 1) on slow or emulated hosts.\n"

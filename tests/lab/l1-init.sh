@@ -138,9 +138,10 @@ fi
 # scripts' --timeout values (ms below). Set by hand on the host
 # (SNAPBOX_TIME_SCALE, passed as lab_scale), or calibrated here: a fixed
 # shell loop timed in L1 against its time in a quiet L1 (LAB_CALIB_REF_MS,
-# measured on the development machine). A quiet lab gets 2, an L1 that runs
-# it at half speed (a loaded host) 4, and so on, up to 100.
-LAB_CALIB_REF_MS=1000
+# 550 ms measured in a quiet L1 on the development machine, December 2026).
+# A quiet lab gets 2, an L1 that runs it at half speed (a loaded host) 4,
+# and so on, up to 100.
+LAB_CALIB_REF_MS=600
 calibrate_ms() {
 	c0=$(uptime_cs); i=0
 	while [ $i -lt 20000 ]; do i=$((i + 1)); done
