@@ -4,8 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "server/srv.h"
+
+#define BUILD_MAX_FILES       64
+#define BUILD_MAX_PREWARM     32
+#define BUILD_MAX_CMD         16384
+#define BUILD_MAX_TIMEOUT_MS  3600000   /* a build step's deadline, at most an hour */
 
 struct srv_build {
 	struct srv *s;
@@ -15,6 +21,8 @@ struct srv_build {
 	uint8_t **bufs;
 	size_t nfiles;
 	const char **prewarm;        /* its shell commands, NULL-terminated */
+	int kernel_fd, initrd_fd;    /* the assets, opened beneath --asset-dir (-1: none) */
+	char *kernel, *initrd;       /* their /proc/self/fd paths, for the library */
 };
 
 static const char *build_str(struct json_object *o, const char *key)
@@ -72,6 +80,12 @@ static bool build_opts(struct json_object *spec, struct srv_build *b, char *why,
 
 static void build_free(struct srv_build *b)
 {
+	if (b->kernel_fd >= 0)
+		close(b->kernel_fd);
+	if (b->initrd_fd >= 0)
+		close(b->initrd_fd);
+	free(b->kernel);
+	free(b->initrd);
 	for (size_t i = 0; b->bufs && i < b->nfiles; i++)
 		free(b->bufs[i]);
 	free(b->bufs);
@@ -88,12 +102,14 @@ static void *build_thread(void *arg)
 	struct srv_template *t = b->t;
 	struct json_object *spec = b->spec;
 	struct snapbox_config cfg = {
-		.kernel = build_str(spec, "kernel"), .initrd = build_str(spec, "initrd"),
+		.kernel = b->kernel, .initrd = b->initrd,
 		.cmdline = build_str(spec, "cmdline"), .console_fd = -1, .prepare_snapshot = true,
 		.mem_bytes = (uint64_t)build_int(spec, "mem_mib", 0) << 20,
 		.boot_timeout_ms = (unsigned)build_int(spec, "boot_timeout_ms", 0),
 	};
-	struct snapbox_snapshot_opts so = { 0 };
+	struct snapbox_snapshot_opts so = {
+		.prewarm_timeout_ms = (unsigned)build_int(spec, "prewarm_timeout_ms", 0),
+	};
 	struct snapbox *sb = NULL;
 	char why[512] = "";
 	int ret = -EINVAL;
@@ -133,31 +149,98 @@ static void *build_thread(void *arg)
 	return NULL;
 }
 
+/*
+ * The asset key names (kernel, initrd) beneath the operator's --asset-dir,
+ * opened now: a file name, never a path, a link, a FIFO or a device. The
+ * library then reads the very file opened here, through its fd's path.
+ * false after a reply.
+ */
+static bool build_asset(struct srv *s, struct json_object *spec, const char *key, int *fd,
+			char **path, struct srv_reply *r)
+{
+	const char *name = build_str(spec, key);
+
+	if (!name)
+		return true;
+	if (s->asset_fd < 0) {
+		srv_reply_error(r, 403, "forbidden", "this daemon builds no templates (its operator gives "
+				"--asset-dir for kernels and initrds)");
+		return false;
+	}
+	if (!srv_name_valid(name)) {
+		srv_reply_error(r, 400, "bad_request", "build.%s is a file name in the operator's asset "
+				"directory, never a path", key);
+		return false;
+	}
+	*fd = srv_open_beneath(s->asset_fd, name, false);
+	if (*fd == -ENOENT || *fd == -EACCES || *fd == -EINVAL) {
+		srv_reply_error(r, *fd == -ENOENT ? 404 : 403, *fd == -ENOENT ? "not_found" : "forbidden",
+				"build.%s: %s %s", key, name, *fd == -ENOENT ? "is not in the asset directory" :
+				"is not a regular file of the asset directory (a link, FIFO or device)");
+		return false;
+	}
+	if (*fd < 0) {
+		srv_reply_errno(r, *fd, "opening the asset");
+		return false;
+	}
+	if (!(*path = srv_fd_path(*fd))) {
+		srv_reply_error(r, 500, "internal", "out of memory");
+		return false;
+	}
+	return true;
+}
+
+/* key absent, or an integer in [lo, hi]; false after a 400. */
+static bool build_range(struct json_object *spec, const char *key, int64_t lo, int64_t hi,
+			struct srv_reply *r)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(spec, key, &v))
+		return true;
+	if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= lo &&
+	    json_object_get_int64(v) <= hi)
+		return true;
+	srv_reply_error(r, 400, "bad_request", "build.%s must be an integer in [%lld, %lld]", key,
+			(long long)lo, (long long)hi);
+	return false;
+}
+
 /* Shape checks before anything starts, so a bad request is a 400, not a failed build. */
 static bool build_spec_ok(struct json_object *spec, struct srv_reply *r)
 {
 	struct json_object *v;
 
 	if (!json_object_is_type(spec, json_type_object) || !build_str(spec, "kernel")) {
-		srv_reply_error(r, 400, "bad_request", "build needs a \"kernel\" path");
+		srv_reply_error(r, 400, "bad_request", "build needs a \"kernel\" (an asset's name)");
 		return false;
 	}
-	if (json_object_object_get_ex(spec, "files", &v) && !json_object_is_type(v, json_type_array)) {
-		srv_reply_error(r, 400, "bad_request", "build.files must be an array");
+	if (json_object_object_get_ex(spec, "files", &v) && (!json_object_is_type(v, json_type_array) ||
+	    json_object_array_length(v) > BUILD_MAX_FILES)) {
+		srv_reply_error(r, 400, "bad_request", "build.files must be an array of at most %d", BUILD_MAX_FILES);
 		return false;
 	}
 	if (json_object_object_get_ex(spec, "prewarm", &v)) {
-		if (!json_object_is_type(v, json_type_array)) {
-			srv_reply_error(r, 400, "bad_request", "build.prewarm must be an array of shell commands");
+		if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) > BUILD_MAX_PREWARM) {
+			srv_reply_error(r, 400, "bad_request", "build.prewarm must be an array of at most %d "
+					"shell commands", BUILD_MAX_PREWARM);
 			return false;
 		}
-		for (size_t i = 0; i < json_object_array_length(v); i++)
-			if (!json_object_is_type(json_object_array_get_idx(v, i), json_type_string)) {
-				srv_reply_error(r, 400, "bad_request", "build.prewarm[%zu] must be a string", i);
+		for (size_t i = 0; i < json_object_array_length(v); i++) {
+			struct json_object *c = json_object_array_get_idx(v, i);
+
+			if (!json_object_is_type(c, json_type_string) ||
+			    json_object_get_string_len(c) > BUILD_MAX_CMD) {
+				srv_reply_error(r, 400, "bad_request", "build.prewarm[%zu] must be a string of at "
+						"most %d bytes", i, BUILD_MAX_CMD);
 				return false;
 			}
+		}
 	}
-	return true;
+	/* Numbers in range, or absent: -1 ms must not become 49 days. */
+	return build_range(spec, "boot_timeout_ms", 1, BUILD_MAX_TIMEOUT_MS, r) &&
+	       build_range(spec, "prewarm_timeout_ms", 1, BUILD_MAX_TIMEOUT_MS, r) &&
+	       build_range(spec, "mem_mib", 16, 3072, r);
 }
 
 int srv_build_start(struct srv *s, struct srv_template *t, struct json_object *spec,
@@ -178,6 +261,14 @@ int srv_build_start(struct srv *s, struct srv_template *t, struct json_object *s
 	b->s = s;
 	b->t = t;
 	b->spec = json_object_get(spec);
+	b->kernel_fd = b->initrd_fd = -1;
+	if (!build_asset(s, spec, "kernel", &b->kernel_fd, &b->kernel, r) ||
+	    !build_asset(s, spec, "initrd", &b->initrd_fd, &b->initrd, r)) {
+		build_free(b);
+		return -EINVAL;
+	}
+	free(t->kernel_shown);
+	t->kernel_shown = strdup(build_str(spec, "kernel"));
 	pthread_mutex_lock(&s->lock);
 	t->refs++;
 	s->builds++;

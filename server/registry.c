@@ -12,40 +12,41 @@
 
 #include "server/srv.h"
 
-/* Remove dir/name and what it holds (snapshots hold only files). */
-static void srv_rm_snapshot(const char *path)
+/*
+ * What an earlier run left in templates/: snapshots of templates no daemon
+ * lists any more, and an interrupted build's hidden temporaries (snapdir's
+ * .NAME.tmp-* and .NAME.old-*). Removed through the directory's fd, never
+ * following a link.
+ */
+static void srv_clean_state(int tdir_fd)
 {
-	DIR *d = opendir(path);
+	int fd = dup(tdir_fd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *e;
 
-	if (d) {
-		while ((e = readdir(d)))
-			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-				unlinkat(dirfd(d), e->d_name, 0);
-		closedir(d);
-	}
-	rmdir(path);
-}
-
-/* Hidden temporaries of an interrupted build (snapdir's .NAME.tmp-* and .NAME.old-*). */
-static void srv_clean_state(const char *tdir)
-{
-	DIR *d = opendir(tdir);
-	struct dirent *e;
-	char *path;
-
-	if (!d)
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
 		return;
+	}
 	while ((e = readdir(d))) {
-		if (e->d_name[0] != '.' || !strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
-		if (asprintf(&path, "%s/%s", tdir, e->d_name) < 0)
-			break;
-		srv_log("removing %s, left by an interrupted build", path);
-		srv_rm_snapshot(path);
-		free(path);
+		srv_log("removing templates/%s, left by an earlier run", e->d_name);
+		srv_rm_at(tdir_fd, e->d_name);
 	}
 	closedir(d);
+}
+
+static void srv_close_fds(struct srv *s)
+{
+	int *fds[] = { &s->state_fd, &s->tdir_fd, &s->asset_fd, &s->snaproot_fd };
+
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
 }
 
 int srv_init(struct srv *s, const char *state_dir, const struct srv_limits *lim)
@@ -54,7 +55,8 @@ int srv_init(struct srv *s, const char *state_dir, const struct srv_limits *lim)
 	int ret;
 
 	memset(s, 0, sizeof(*s));
-	if (strlen(state_dir) + sizeof("/templates/") + SRV_NAME_MAX >= sizeof(tdir)) {
+	s->state_fd = s->tdir_fd = s->asset_fd = s->snaproot_fd = -1;
+	if (strlen(state_dir) + sizeof("/templates/") + SRV_NAME_MAX + 32 >= sizeof(tdir)) {
 		srv_log("the state directory %s is too long", state_dir);
 		return -ENAMETOOLONG;
 	}
@@ -63,19 +65,27 @@ int srv_init(struct srv *s, const char *state_dir, const struct srv_limits *lim)
 	if (!s->state_dir)
 		return -ENOMEM;
 	snprintf(tdir, sizeof(tdir), "%s/templates", state_dir);
-	if ((mkdir(state_dir, 0700) && errno != EEXIST) || (mkdir(tdir, 0700) && errno != EEXIST)) {
+	/* Why both checks before anything is removed: a planted directory or link
+	 * must never make this daemon delete what it points at. */
+	s->state_fd = srv_private_dir(state_dir, "state directory", true);
+	ret = s->state_fd < 0 ? s->state_fd : 0;
+	if (!ret && mkdirat(s->state_fd, "templates", 0700) && errno != EEXIST)
 		ret = -errno;
-		srv_log("cannot create the state directory %s: %s", tdir, strerror(errno));
+	if (!ret)
+		ret = s->tdir_fd = srv_private_dir(tdir, "templates directory", false);
+	if (ret < 0) {
+		srv_close_fds(s);
 		free(s->state_dir);
 		return ret;
 	}
-	srv_clean_state(tdir);
+	srv_clean_state(s->tdir_fd);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	ret = -pthread_create(&s->reaper, NULL, srv_reaper, s);
 	if (ret) {
 		pthread_cond_destroy(&s->cond);
 		pthread_mutex_destroy(&s->lock);
+		srv_close_fds(s);
 		free(s->state_dir);
 		return ret;
 	}
@@ -83,12 +93,37 @@ int srv_init(struct srv *s, const char *state_dir, const struct srv_limits *lim)
 	return 0;
 }
 
-static void srv_template_free(struct srv_template *t)
+int srv_set_roots(struct srv *s, const char *asset_dir, const char *snapshot_root)
+{
+	if (asset_dir && (s->asset_fd = srv_root_open(asset_dir, "--asset-dir")) < 0)
+		return s->asset_fd;
+	if (snapshot_root && (s->snaproot_fd = srv_root_open(snapshot_root, "--snapshot-root")) < 0)
+		return s->snaproot_fd;
+	return 0;
+}
+
+char *srv_template_dir(struct srv *s, const char *name)
+{
+	uint64_t r = 0;
+	char *p;
+
+	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+		r = srv_mono_ns();
+	return asprintf(&p, "%s/templates/%s.%016llx", s->state_dir, name, (unsigned long long)r) < 0 ?
+	       NULL : p;
+}
+
+static void srv_template_free(struct srv *s, struct srv_template *t)
 {
 	snapbox_pool_destroy(t->pool);
-	if (t->owned && t->snapshot)
-		srv_rm_snapshot(t->snapshot);
+	/* Only its own directory, named in templates/, through that directory's fd. */
+	if (t->owned && t->snapshot && s->tdir_fd >= 0 && strrchr(t->snapshot, '/'))
+		srv_rm_at(s->tdir_fd, strrchr(t->snapshot, '/') + 1);
+	if (t->snap_fd >= 0)
+		close(t->snap_fd);
 	free(t->snapshot);
+	free(t->shown);
+	free(t->kernel_shown);
 	free(t->error);
 	free(t);
 }
@@ -99,6 +134,7 @@ struct srv_template *srv_template_new(const char *name, const char *snapshot)
 
 	if (!t)
 		return NULL;
+	t->snap_fd = -1;
 	snprintf(t->name, sizeof(t->name), "%s", name);
 	t->snapshot = strdup(snapshot);
 	if (!t->snapshot) {
@@ -198,7 +234,7 @@ void srv_template_put(struct srv *s, struct srv_template *t)
 	pthread_mutex_unlock(&s->lock);
 	/* Outside the lock: a pool's teardown joins its refill thread. */
 	if (last)
-		srv_template_free(t);
+		srv_template_free(s, t);
 }
 
 int srv_template_remove(struct srv *s, const char *name)
@@ -242,7 +278,9 @@ struct json_object *srv_template_json(struct srv *s, struct srv_template *t, boo
 	if (stv == SRV_T_READY && t->pool)
 		snapbox_pool_get_stats(t->pool, &st);
 	json_object_object_add(o, "name", json_object_new_string(t->name));
-	json_object_object_add(o, "snapshot", json_object_new_string(t->snapshot));
+	/* Names only: a reply never carries a host path. */
+	json_object_object_add(o, "snapshot", t->shown ? json_object_new_string(t->shown) : NULL);
+	json_object_object_add(o, "instrument", json_object_new_boolean(t->instrument));
 	json_object_object_add(o, "status", json_object_new_string(status[stv]));
 	json_object_object_add(o, "error", err ? json_object_new_string(err) : NULL);
 	free(err);
@@ -258,8 +296,15 @@ struct json_object *srv_template_json(struct srv *s, struct srv_template *t, boo
 	json_object_object_add(o, "pool", p);
 	if (inspect && stv == SRV_T_READY) {
 		int ret;
-		struct json_object *i = srv_inspect(t->snapshot, false, &ret);
+		struct json_object *i = srv_inspect(t->snapshot, false, &ret), *k;
 
+		/* The kernel as the snapshot recorded it is a path on some host: its name only. */
+		if (i && json_object_object_get_ex(i, "kernel", &k)) {
+			const char *kp = json_object_get_string(k), *base = kp ? strrchr(kp, '/') : NULL;
+
+			json_object_object_add(i, "kernel", json_object_new_string(
+				t->kernel_shown ? t->kernel_shown : base ? base + 1 : kp ? kp : ""));
+		}
 		json_object_object_add(o, "inspect", i);
 	}
 	return o;
@@ -268,20 +313,26 @@ struct json_object *srv_template_json(struct srv *s, struct srv_template *t, boo
 struct json_object *srv_templates_json(struct srv *s)
 {
 	struct json_object *a = json_object_new_array();
-	struct srv_template *list[256];
+	struct srv_template **list;
 	size_t n = 0;
 
 	/* References taken under the lock, JSON built outside it (pool stats lock their pool). */
 	pthread_mutex_lock(&s->lock);
-	for (struct srv_template *t = s->templates; t && n < 256; t = t->next, n++) {
+	list = calloc(s->ntemplates + 1, sizeof(*list));
+	for (struct srv_template *t = s->templates; list && t; t = t->next, n++) {
 		t->refs++;
 		list[n] = t;
 	}
 	pthread_mutex_unlock(&s->lock);
+	if (!list) {
+		json_object_put(a);
+		return NULL;
+	}
 	for (size_t i = 0; i < n; i++) {
 		json_object_array_add(a, srv_template_json(s, list[i], false));
 		srv_template_put(s, list[i]);
 	}
+	free(list);
 	return a;
 }
 
@@ -313,5 +364,6 @@ void srv_fini(struct srv *s)
 	pthread_mutex_unlock(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
+	srv_close_fds(s);
 	free(s->state_dir);
 }

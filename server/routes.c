@@ -121,12 +121,52 @@ struct srv_template *srv_template_from(struct srv *s, struct json_object *body, 
 	return t;
 }
 
+/*
+ * A client's snapshot: a name beneath the operator's --snapshot-root, opened
+ * there (no link, no escape) and held open; t->snapshot becomes its fd path.
+ * false after a reply.
+ */
+static bool route_snapshot_beneath(struct srv *s, struct srv_template *t, const char *rel,
+				   struct srv_reply *r)
+{
+	int fd;
+
+	if (s->snaproot_fd < 0) {
+		srv_reply_error(r, 403, "forbidden", "this daemon takes no snapshot directories from "
+				"clients (its operator gives --snapshot-root)");
+		return false;
+	}
+	fd = srv_open_beneath(s->snaproot_fd, rel, true);
+	if (fd < 0) {
+		if (fd == -EACCES)
+			srv_reply_error(r, 403, "forbidden", "snapshot %s leaves the snapshot root or "
+					"goes through a symlink", rel);
+		else if (fd == -ENOENT)
+			srv_reply_error(r, 404, "not_found", "no snapshot %s beneath the snapshot root", rel);
+		else if (fd == -EINVAL)
+			srv_reply_error(r, 400, "bad_request", "snapshot must name a directory beneath the "
+					"snapshot root (relative, at most 1 KiB)");
+		else
+			srv_reply_errno(r, fd, "opening the snapshot");
+		return false;
+	}
+	free(t->snapshot);
+	t->snapshot = srv_fd_path(fd);
+	t->shown = strdup(rel);
+	t->snap_fd = fd;
+	if (!t->snapshot || !t->shown) {
+		srv_reply_error(r, 500, "internal", "out of memory");
+		return false;
+	}
+	return true;
+}
+
 static void route_template_create(struct srv *s, const struct srv_req *req, struct srv_reply *r)
 {
 	struct json_object *body = srv_body_json(req, r), *v, *build = NULL;
 	const char *name = NULL, *snap = NULL;
-	char dir[PATH_MAX];
 	struct srv_template *t;
+	char *dir = NULL;
 	int ret;
 
 	if (!body)
@@ -134,46 +174,60 @@ static void route_template_create(struct srv *s, const struct srv_req *req, stru
 	if (json_object_object_get_ex(body, "name", &v) && json_object_is_type(v, json_type_string))
 		name = json_object_get_string(v);
 	if (json_object_object_get_ex(body, "snapshot", &v)) {
-		if (!json_object_is_type(v, json_type_string) || json_object_get_string(v)[0] != '/') {
-			srv_reply_error(r, 400, "bad_request", "snapshot must be an absolute path");
+		if (!json_object_is_type(v, json_type_string) || json_object_get_string(v)[0] == '/' ||
+		    !json_object_get_string(v)[0]) {
+			srv_reply_error(r, 400, "bad_request", "snapshot is a directory's name beneath the "
+					"operator's snapshot root, never a host path");
 			goto out;
 		}
 		snap = json_object_get_string(v);
+	}
+	if (json_object_object_get_ex(body, "instrument", &v) && !json_object_is_type(v, json_type_boolean)) {
+		srv_reply_error(r, 400, "bad_request", "instrument must be true or false");
+		goto out;
 	}
 	json_object_object_get_ex(body, "build", &build);
 	if (!snap == !build) {
 		srv_reply_error(r, 400, "bad_request", "give exactly one of snapshot and build");
 		goto out;
 	}
-	if (build)
-		snprintf(dir, sizeof(dir), "%s/templates/%s", s->state_dir, name ? name : "");
-	t = srv_template_from(s, body, name, snap ? snap : dir, r);
+	if (build && name && srv_name_valid(name) && !(dir = srv_template_dir(s, name))) {
+		srv_reply_error(r, 500, "internal", "out of memory");
+		goto out;
+	}
+	t = srv_template_from(s, body, name, dir ? dir : "", r);
 	if (!t)
 		goto out;
+	t->instrument = json_object_object_get_ex(body, "instrument", &v) && json_object_get_boolean(v);
 	if (snap) {
-		ret = srv_template_open(t);
-		if (ret) {
+		ret = route_snapshot_beneath(s, t, snap, r) ? srv_template_open(t) : 0;
+		if (ret)
 			srv_reply_errno(r, ret, "opening the snapshot");
+		if (ret || r->status) {
 			srv_template_put(s, t);
 			goto out;
 		}
 		srv_template_publish(s, t, 201, r);
 		goto out;
 	}
+	/* Listed (so the name is taken) before anything is written. */
 	t->owned = true;
 	t->status = SRV_T_BUILDING;
 	ret = srv_template_add(s, t);
 	if (ret) {
-		t->owned = false;    /* the directory is another template's */
+		t->owned = false;
 		srv_reply_error(r, 409, "conflict", "template %s already exists", t->name);
 	} else if (!srv_build_start(s, t, build, r)) {
 		srv_reply_json(r, 202, srv_template_json(s, t, false));
 	} else {
+		pthread_mutex_lock(&s->lock);
 		t->status = SRV_T_FAILED;
+		pthread_mutex_unlock(&s->lock);
 		srv_template_remove(s, t->name);
 	}
 	srv_template_put(s, t);
 out:
+	free(dir);
 	json_object_put(body);
 }
 
@@ -187,7 +241,14 @@ static void route_templates(struct srv *s, const struct srv_req *req, const char
 		if (!strcmp(req->method, "GET")) {
 			struct json_object *o = json_object_new_object();
 
-			json_object_object_add(o, "templates", srv_templates_json(s));
+			struct json_object *l = srv_templates_json(s);
+
+			if (!l) {
+				json_object_put(o);
+				srv_reply_error(r, 500, "internal", "out of memory");
+				return;
+			}
+			json_object_object_add(o, "templates", l);
 			srv_reply_json(r, 200, o);
 		} else if (!strcmp(req->method, "POST")) {
 			route_template_create(s, req, r);

@@ -69,7 +69,7 @@ static void route_create(struct srv *s, const struct srv_req *req, struct srv_re
 	t = sandbox_restore(s, b, &sb, &p, r);
 	if (!t)
 		goto out;
-	x = srv_sandbox_add(s, t->name, sb, t->mem_bytes, (unsigned)ttl);
+	x = srv_sandbox_add(s, t, sb, t->mem_bytes, (unsigned)ttl);
 	if (!x) {
 		snapbox_destroy(sb);
 		srv_sandbox_unreserve(s, t->mem_bytes);
@@ -232,30 +232,92 @@ static void route_snapshot(struct srv *s, struct srv_sandbox *x, const struct sr
 	struct snapbox_snapshot_opts so = { 0 };
 	struct srv_template *t;
 	const char *name = NULL;
-	char dir[PATH_MAX];
+	char *dir = NULL;
 	int ret;
 
 	if (!b)
 		return;
 	if (json_object_object_get_ex(b, "template", &v) && json_object_is_type(v, json_type_string))
 		name = json_object_get_string(v);
-	snprintf(dir, sizeof(dir), "%s/templates/%s", s->state_dir, name ? name : "");
-	t = srv_template_from(s, b, name, dir, r);
+	if (name && srv_name_valid(name) && !(dir = srv_template_dir(s, name))) {
+		srv_reply_error(r, 500, "internal", "out of memory");
+		goto out;
+	}
+	t = srv_template_from(s, b, name, dir ? dir : "", r);
 	if (!t)
 		goto out;
-	ret = snapbox_snapshot(x->sb, dir, &so, NULL);
-	if (!ret) {
-		t->owned = true;
-		ret = srv_template_open(t);
-	}
-	if (ret) {
-		srv_reply_errno(r, ret, "snapshot");
+	t->instrument = x->instrument;
+	/* Why listed first (as building): the name is taken before anything is
+	 * written, so two snapshots to one name cannot mix their states. */
+	t->owned = true;
+	t->status = SRV_T_BUILDING;
+	if (srv_template_add(s, t)) {
+		t->owned = false;
+		srv_reply_error(r, 409, "conflict", "template %s already exists", t->name);
 		srv_template_put(s, t);
 		goto out;
 	}
-	srv_template_publish(s, t, 201, r);
+	ret = snapbox_snapshot(x->sb, t->snapshot, &so, NULL);
+	if (!ret)
+		ret = srv_template_open(t);
+	pthread_mutex_lock(&s->lock);
+	t->status = ret ? SRV_T_FAILED : SRV_T_READY;
+	pthread_mutex_unlock(&s->lock);
+	if (ret) {
+		srv_reply_errno(r, ret, "snapshot");
+		srv_template_remove(s, t->name);
+	} else {
+		srv_reply_json(r, 201, srv_template_json(s, t, false));
+	}
+	srv_template_put(s, t);
 out:
+	free(dir);
 	json_object_put(b);
+}
+
+/*
+ * The routes that talk to the guest. Requests share the sandbox; a snapshot
+ * takes it alone. Neither waits for the other: the loser gets 409 at once
+ * (a snapshot during an exec would otherwise fail with -EBUSY, a 500, or
+ * two snapshots publish a torn state).
+ */
+static void route_guest(struct srv *s, struct srv_sandbox *x, const struct srv_req *req,
+			const char *slash, struct srv_reply *r, const char **route)
+{
+	bool snap = !strcmp(slash, "/snapshot");
+	bool files = !strcmp(slash, "/files");
+
+	if (!files && strcmp(req->method, "POST")) {
+		srv_reply_error(r, 405, "method_not_allowed", "use POST");
+		return;
+	}
+	if (!files && !snap && strcmp(slash, "/exec") && strcmp(slash, "/ping") && strcmp(slash, "/request")) {
+		srv_reply_error(r, 404, "not_found", "no route %s", req->path);
+		return;
+	}
+	*route = slash + 1;
+	if (!strcmp(slash, "/request") && (!s->allow_raw || !x->instrument)) {
+		srv_reply_error(r, 403, "forbidden", "raw agent requests are off%s",
+				s->allow_raw ? ": this sandbox's template is not a test instrument" :
+				" (the operator enables them with --allow-raw-requests, for instrument templates)");
+		return;
+	}
+	if (snap ? pthread_rwlock_trywrlock(&x->busy) : pthread_rwlock_tryrdlock(&x->busy)) {
+		srv_reply_error(r, 409, "conflict", "sandbox %s is busy: %s", x->id,
+				snap ? "requests are running on it" : "it is being snapshotted");
+		return;
+	}
+	if (files)
+		route_files(s, x, req, r);
+	else if (snap)
+		route_snapshot(s, x, req, r);
+	else if (!strcmp(slash, "/exec"))
+		route_exec(s, x, req, r);
+	else if (!strcmp(slash, "/ping"))
+		route_ping(s, x, req, r);
+	else
+		route_request(s, x, req, r);
+	pthread_rwlock_unlock(&x->busy);
 }
 
 void srv_route_sandbox(struct srv *s, const struct srv_req *req, const char *rest,
@@ -292,25 +354,8 @@ void srv_route_sandbox(struct srv *s, const struct srv_req *req, const char *res
 				srv_reply_error(r, 404, "not_found", "no sandbox %s", id);
 		} else
 			srv_reply_error(r, 405, "method_not_allowed", "use GET or DELETE");
-	} else if (!strcmp(slash, "/files")) {
-		*route = "files";
-		route_files(s, x, req, r);
-	} else if (strcmp(m, "POST")) {
-		srv_reply_error(r, 405, "method_not_allowed", "use POST");
-	} else if (!strcmp(slash, "/exec")) {
-		*route = "exec";
-		route_exec(s, x, req, r);
-	} else if (!strcmp(slash, "/ping")) {
-		*route = "ping";
-		route_ping(s, x, req, r);
-	} else if (!strcmp(slash, "/request")) {
-		*route = "request";
-		route_request(s, x, req, r);
-	} else if (!strcmp(slash, "/snapshot")) {
-		*route = "snapshot";
-		route_snapshot(s, x, req, r);
 	} else {
-		srv_reply_error(r, 404, "not_found", "no route %s", req->path);
+		route_guest(s, x, req, slash, r, route);
 	}
 	srv_sandbox_put(s, x);
 }

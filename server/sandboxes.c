@@ -50,7 +50,7 @@ int srv_restore(struct srv_template *t, struct snapbox **out,
 	return ret;
 }
 
-struct srv_sandbox *srv_sandbox_add(struct srv *s, const char *tmpl, struct snapbox *sb,
+struct srv_sandbox *srv_sandbox_add(struct srv *s, const struct srv_template *t, struct snapbox *sb,
 				    uint64_t mem, unsigned ttl_s)
 {
 	struct srv_sandbox *x = calloc(1, sizeof(*x));
@@ -62,7 +62,9 @@ struct srv_sandbox *srv_sandbox_add(struct srv *s, const char *tmpl, struct snap
 	}
 	snprintf(x->id, sizeof(x->id), "sb-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
 		 rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
-	snprintf(x->tmpl, sizeof(x->tmpl), "%s", tmpl);
+	snprintf(x->tmpl, sizeof(x->tmpl), "%s", t->name);
+	x->instrument = t->instrument;
+	pthread_rwlock_init(&x->busy, NULL);
 	x->sb = sb;
 	x->mem_bytes = mem;
 	x->created_ns = srv_real_ns();
@@ -105,6 +107,7 @@ void srv_sandbox_put(struct srv *s, struct srv_sandbox *x)
 	if (!last)
 		return;
 	srv_bury(s, x->sb, x->mem_bytes);
+	pthread_rwlock_destroy(&x->busy);
 	free(x);
 }
 

@@ -59,13 +59,40 @@ struct srv;
 /* Prometheus text format of everything, plus s's pool counters and gauges; malloc'd. */
 char *srv_metrics_text_of(struct srv *s, size_t *len);
 
+/* ---- files (paths.c) ---- */
+
+/* dir as an O_PATH directory fd (what names it in the log): fd or -errno. */
+int srv_root_open(const char *dir, const char *what);
+/*
+ * rel (relative, at most 1 KiB) beneath root, never through a symlink or
+ * out of root, without blocking on a FIFO: a directory (dir) or a regular
+ * file, read-only. fd, or -EINVAL (bad name or wrong file type), -EACCES (a
+ * link, an escape, or no root), -ENOENT.
+ */
+int srv_open_beneath(int root, const char *rel, bool dir);
+/* path as a directory this euid owns with no access for others, not a link
+ * (created 0700 first when create): an fd, or -EPERM / -errno (logged). */
+int srv_private_dir(const char *path, const char *what, bool create);
+/* Remove name in dirfd and, when it is a directory, what it holds; a link is
+ * removed, never followed. 0 or -errno. */
+int srv_rm_at(int dirfd, const char *name);
+int srv_rm_at_depth(int dirfd, const char *name, int depth);
+/* "/proc/self/fd/N", malloc'd (NULL on ENOMEM): a path the library opens as fd's file. */
+char *srv_fd_path(int fd);
+
 /* ---- registry (registry.c) ---- */
 
 enum srv_tstatus { SRV_T_READY, SRV_T_BUILDING, SRV_T_FAILED };
 
 struct srv_template {
 	char name[SRV_NAME_MAX + 1];
-	char *snapshot;              /* the snapshot directory */
+	char *snapshot;              /* the snapshot directory, as the library opens it */
+	int snap_fd;                 /* a client-registered snapshot: its directory, held open
+					(snapshot is its /proc/self/fd path); else -1 */
+	char *shown;                 /* what replies call the snapshot: its name beneath the
+					snapshot root, or NULL (never a host path) */
+	char *kernel_shown;          /* a build's kernel asset name, or NULL */
+	bool instrument;             /* raw agent requests allowed (with --allow-raw-requests) */
 	bool owned;                  /* built by the daemon: removed with the template */
 	enum srv_tstatus status;
 	char *error;                 /* why it failed, or NULL */
@@ -86,6 +113,10 @@ struct srv_sandbox {
 	uint64_t mem_bytes;
 	uint64_t created_ns, expires_ns;   /* CLOCK_REALTIME; expires 0: no TTL */
 	uint64_t expires_mono;
+	bool instrument;             /* from an instrument template: raw requests allowed */
+	/* Requests on the guest hold it shared, a snapshot exclusively; neither
+	 * waits: a request that cannot take it gets 409 at once. */
+	pthread_rwlock_t busy;
 	unsigned refs;
 	bool listed;
 	struct srv_sandbox *next;
@@ -101,6 +132,10 @@ struct srv_limits {
 struct srv {
 	struct srv_limits lim;
 	char *state_dir;             /* built templates live in <state_dir>/templates */
+	int state_fd, tdir_fd;       /* the state and templates directories (checked private) */
+	int asset_fd;                /* --asset-dir (O_PATH), or -1: no builds */
+	int snaproot_fd;             /* --snapshot-root (O_PATH), or -1: no registration by clients */
+	bool allow_raw;              /* --allow-raw-requests */
 	pthread_mutex_t lock;        /* the lists and counts; never held across a guest request */
 	pthread_cond_t cond;         /* wakes the reaper */
 	struct srv_template *templates;
@@ -116,8 +151,21 @@ struct srv {
 	atomic_uint inflight;
 };
 
-/* Registry over state_dir (created 0700; stale temporaries removed). 0 or -errno. */
+/*
+ * Registry over state_dir: created 0700 when missing; refused (-EPERM, logged,
+ * nothing touched) when it or its templates directory is a symlink, not this
+ * euid's or not private. What an earlier run left in templates/ is removed
+ * (no template outlives its daemon). 0 or -errno.
+ */
 int srv_init(struct srv *s, const char *state_dir, const struct srv_limits *lim);
+/* The operator's roots (either may be NULL: that feature is off). 0 or -errno (logged). */
+int srv_set_roots(struct srv *s, const char *asset_dir, const char *snapshot_root);
+/*
+ * A new, unique directory path for a template's snapshot under
+ * <state_dir>/templates (name plus a random suffix, so a deleted template's
+ * removal can never reach a later one of the same name); malloc'd or NULL.
+ */
+char *srv_template_dir(struct srv *s, const char *name);
 /* Stop the reaper, destroy every sandbox, release every pool. */
 void srv_fini(struct srv *s);
 
@@ -163,8 +211,8 @@ void srv_sandbox_unreserve(struct srv *s, uint64_t mem);
 /* Restore one sandbox from t (pooled when its pool has a shell); prof filled. */
 int srv_restore(struct srv_template *t, struct snapbox **out,
 		struct snapbox_restore_profile *prof);
-/* List a reserved, restored sandbox (takes sb): the new entry with a reference, or NULL. */
-struct srv_sandbox *srv_sandbox_add(struct srv *s, const char *tmpl, struct snapbox *sb,
+/* List a reserved, restored sandbox of t (takes sb): the new entry with a reference, or NULL. */
+struct srv_sandbox *srv_sandbox_add(struct srv *s, const struct srv_template *t, struct snapbox *sb,
 				    uint64_t mem, unsigned ttl_s);
 struct srv_sandbox *srv_sandbox_get(struct srv *s, const char *id);
 void srv_sandbox_put(struct srv *s, struct srv_sandbox *x);

@@ -91,7 +91,25 @@ void srv_reply_errno(struct srv_reply *r, int err, const char *what)
 	case -EINVAL:
 	case -ENOEXEC:
 	case -ENOTSUP:
+	case -EISDIR:
+	case -ELOOP:
+	case -ERANGE:
+	case -ENAMETOOLONG:
+	case -ECANCELED:
 		srv_reply_error(r, 422, "unprocessable", "%s: %s", what, why);
+		break;
+	case -E2BIG:
+	case -EFBIG:
+	case -EMSGSIZE:
+		srv_reply_error(r, 413, "too_large", "%s: %s", what, why);
+		break;
+	case -EACCES:
+	case -EPERM:
+		srv_reply_error(r, 403, "forbidden", "%s: %s", what, why);
+		break;
+	case -EEXIST:
+	case -EBUSY:
+		srv_reply_error(r, 409, "conflict", "%s: %s", what, why);
 		break;
 	case -EAGAIN:
 		srv_reply_error(r, 429, "limit", "%s: a limit of this daemon is reached", what);

@@ -79,7 +79,7 @@ api_tests() {
 	b=$(cd "$BUILD" && pwd)
 	(cd sdk/python && PYTHONDONTWRITEBYTECODE=1 SNAPBOX_KVM_REQUIRED=1 SNAPBOXD="$b/snapboxd" \
 		SNAPBOX_CLI="$b/snapbox" SNAPBOX_PROBE="$b/guest/probe.elf" \
-		/usr/bin/python3 -m pytest -q -rs -p no:cacheprovider tests/test_api.py)
+		/usr/bin/python3 -m pytest -q -rs -p no:cacheprovider tests/test_api.py tests/test_security.py)
 }
 
 case $where in

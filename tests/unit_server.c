@@ -71,6 +71,12 @@ Test(server, errno_maps_to_status_and_kind)
 		{ -ETIMEDOUT, 504, "guest_timeout" }, { -EPIPE, 502, "guest_failed" },
 		{ -ENODEV, 503, "unavailable" }, { -ENOENT, 422, "unprocessable" },
 		{ -EAGAIN, 429, "limit" }, { -ENOMEM, 500, "internal" },
+		/* Client errors are never a 500. */
+		{ -E2BIG, 413, "too_large" }, { -EFBIG, 413, "too_large" },
+		{ -EACCES, 403, "forbidden" }, { -EPERM, 403, "forbidden" },
+		{ -EISDIR, 422, "unprocessable" }, { -ELOOP, 422, "unprocessable" },
+		{ -ERANGE, 422, "unprocessable" }, { -ECANCELED, 422, "unprocessable" },
+		{ -EEXIST, 409, "conflict" }, { -EBUSY, 409, "conflict" },
 	};
 
 	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {

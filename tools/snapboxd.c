@@ -1,6 +1,8 @@
 /* snapboxd.c - the sandbox service's main: options, listener, signals and the drain on SIGTERM (docs/api.md). */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,11 +21,21 @@ static void snapboxd_usage(FILE *f)
 	fprintf(f,
 		"usage: snapboxd [options]\n"
 		"Serve sandboxes over HTTP/JSON (API: docs/api.md).\n\n"
-		"  --socket PATH         Unix socket, mode 0600 (default $XDG_RUNTIME_DIR/snapboxd.sock,\n"
-		"                        else /tmp/snapboxd-<uid>.sock)\n"
-		"  --listen tcp:HOST:PORT  listen on TCP instead; needs --token-file\n"
+		"  --socket PATH         Unix socket, mode 0600, in a directory of this user's that\n"
+		"                        nobody else may enter (default $XDG_RUNTIME_DIR/snapboxd.sock,\n"
+		"                        else, as root, /run/snapboxd/snapboxd.sock)\n"
+		"  --listen tcp:HOST:PORT  listen on TCP instead (not with --socket); needs --token-file\n"
 		"  --token-file FILE     bearer token (first line, at least %d characters)\n"
-		"  --state-dir DIR       built templates live here (default <socket>.d)\n"
+		"  --state-dir DIR       built templates live here, a private (0700) directory of this\n"
+		"                        user's (default $XDG_RUNTIME_DIR/snapboxd.d, else, as root,\n"
+		"                        /var/lib/snapboxd); anything else refuses the start\n"
+		"  --asset-dir DIR       kernels and initrds that template builds may name (by file\n"
+		"                        name); without it, clients cannot build templates\n"
+		"  --snapshot-root DIR   snapshot directories clients may register (by their path\n"
+		"                        beneath DIR); without it, they cannot\n"
+		"  --allow-raw-requests  serve POST /v1/sandboxes/{id}/request for sandboxes of\n"
+		"                        instrument templates (--template ones, or registered with\n"
+		"                        \"instrument\": true); off by default\n"
 		"  --template NAME=DIR   register a snapshot directory at start (repeatable)\n"
 		"  --pool-size N         pool size of --template templates (default 2)\n"
 		"  --pool-mode MODE      their restore mode: cow (default), eager or lazy\n"
@@ -83,6 +95,7 @@ static int snapboxd_register(struct srv *s, const char *spec, unsigned pool_size
 		return -ENOMEM;
 	t->pool_size = pool_size;
 	t->mode = mode;
+	t->instrument = true;   /* the operator's own: raw requests with --allow-raw-requests */
 	ret = srv_template_open(t);
 	if (!ret)
 		ret = srv_template_add(s, t);
@@ -90,6 +103,62 @@ static int snapboxd_register(struct srv *s, const char *spec, unsigned pool_size
 		fprintf(stderr, "snapboxd: template %s (%s): %s\n", name, eq + 1, strerror(-ret));
 	srv_template_put(s, t);
 	return ret;
+}
+
+/* The default socket and state directory: this user's runtime directory, or root's own places. */
+static int snapboxd_defaults(const char *tcp, const char **sock, char *defsock, size_t slen,
+			     const char **state, char *defstate, size_t stlen)
+{
+	const char *rt = getenv("XDG_RUNTIME_DIR");
+	bool root = geteuid() == 0;
+
+	if (rt && (!*rt || rt[0] != '/'))
+		rt = NULL;
+	if (!tcp && !*sock) {
+		if (rt)
+			snprintf(defsock, slen, "%s/snapboxd.sock", rt);
+		else if (root && (mkdir("/run/snapboxd", 0700) == 0 || errno == EEXIST))
+			snprintf(defsock, slen, "/run/snapboxd/snapboxd.sock");
+		else {
+			fprintf(stderr, "snapboxd: no XDG_RUNTIME_DIR: give --socket PATH (in a private "
+				"directory of yours)\n");
+			return -1;
+		}
+		*sock = defsock;
+	}
+	if (!*state) {
+		if (rt)
+			snprintf(defstate, stlen, "%s/snapboxd.d", rt);
+		else if (root)
+			snprintf(defstate, stlen, "/var/lib/snapboxd");
+		else {
+			fprintf(stderr, "snapboxd: no XDG_RUNTIME_DIR: give --state-dir DIR (a private "
+				"directory of yours)\n");
+			return -1;
+		}
+		*state = defstate;
+	}
+	return 0;
+}
+
+/* The socket's directory: this user's, private, not a link (else another user could swap the socket). */
+static int snapboxd_socket_dir(const char *sock)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(sock, '/');
+	int fd;
+
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == sock)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - sock), sock);
+	fd = srv_private_dir(dir, "socket's directory", false);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	return 0;
 }
 
 /* Wait for SIGTERM or SIGINT, then drain: 0 when every request finished in time. */
@@ -127,12 +196,17 @@ int main(int argc, char **argv)
 		{ "max-body", required_argument, NULL, 'b' },
 		{ "drain-timeout", required_argument, NULL, 'D' },
 		{ "no-confine", no_argument, NULL, 'C' },
+		{ "asset-dir", required_argument, NULL, 'A' },
+		{ "snapshot-root", required_argument, NULL, 'R' },
+		{ "allow-raw-requests", no_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct srv_limits lim = { .max_sandboxes = 64, .max_guest_mem = 16384ull << 20,
 				  .max_body = 8u << 20, .drain_s = 10 };
 	const char *sock = NULL, *tcp = NULL, *token_file = NULL, *state = NULL;
+	const char *asset_dir = NULL, *snap_root = NULL;
+	bool allow_raw = false;
 	const char *templates[64];
 	unsigned ntemplates = 0, pool_size = 2;
 	enum snapbox_restore_mode pool_mode = SNAPBOX_RESTORE_COW;
@@ -171,6 +245,9 @@ int main(int argc, char **argv)
 			templates[ntemplates++] = optarg;
 			break;
 		case 'C': snapbox_set_confinement(false); break;
+		case 'A': asset_dir = optarg; break;
+		case 'R': snap_root = optarg; break;
+		case 'W': allow_raw = true; break;
 		case 'M':
 			if (cli_parse_mode(optarg, &pool_mode)) {
 				fprintf(stderr, "snapboxd: --pool-mode wants cow, eager or lazy\n");
@@ -204,25 +281,22 @@ int main(int argc, char **argv)
 		snapboxd_usage(stderr);
 		return 2;
 	}
+	if (tcp && sock) {
+		fprintf(stderr, "snapboxd: --socket and --listen tcp: are one or the other (one listener)\n");
+		return 2;
+	}
 	if (tcp && !token_file) {
 		fprintf(stderr, "snapboxd: --listen tcp: needs --token-file (TCP is never open without a token)\n");
 		return 2;
 	}
 	if (token_file && !(token = snapboxd_read_token(token_file)))
 		return 2;
-	if (!sock) {
-		const char *rt = getenv("XDG_RUNTIME_DIR");
-
-		if (rt && *rt)
-			snprintf(defsock, sizeof(defsock), "%s/snapboxd.sock", rt);
-		else
-			snprintf(defsock, sizeof(defsock), "/tmp/snapboxd-%u.sock", (unsigned)getuid());
-		sock = defsock;
-	}
-	if (!state) {
-		snprintf(defstate, sizeof(defstate), "%s.d", tcp ? "/tmp/snapboxd-tcp" : sock);
-		state = defstate;
-	}
+	/* Never a fixed name in a shared directory such as /tmp: a local user could
+	 * plant it first. The defaults are private to this user. */
+	if (snapboxd_defaults(tcp, &sock, defsock, sizeof(defsock), &state, defstate, sizeof(defstate)))
+		return 2;
+	if (!tcp && snapboxd_socket_dir(sock))
+		return 2;
 	/* Before any thread: the privileges a VMM does not need go for good. */
 	ret = snapbox_drop_privileges(true);
 	if (ret)
@@ -235,7 +309,12 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	ret = srv_init(&s, state, &lim);
 	if (ret)
-		return 5;
+		return ret == -EPERM ? 2 : 5;
+	s.allow_raw = allow_raw;
+	if (srv_set_roots(&s, asset_dir, snap_root)) {
+		srv_fini(&s);
+		return 2;
+	}
 	for (unsigned i = 0; i < ntemplates; i++)
 		if (snapboxd_register(&s, templates[i], pool_size, pool_mode)) {
 			srv_fini(&s);

@@ -397,7 +397,7 @@ pytest_api() {
 	if [ "$rc" = 0 ] && ! grep -q 'skipped' "/tmp/$1.out"; then mark "$1" PASS "$syn"
 	else mark "$1" FAIL "exit $rc: $syn"; fi
 }
-group_api() { pytest_api api tests/test_api.py; }
+group_api() { pytest_api api "tests/test_api.py tests/test_security.py"; }
 group_api_linux() { pytest_api api-linux tests/test_linux.py; }
 
 # 8. The python guest image (make image): python3 runs, a pre-warmed snapshot's

@@ -6,6 +6,8 @@ import http.client
 import json
 import os
 import socket
+import ssl
+import stat
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -28,6 +30,10 @@ class BadRequest(SnapboxError):
 
 class Unauthorized(SnapboxError):
     """401: missing or wrong bearer token (TCP)."""
+
+
+class Forbidden(SnapboxError):
+    """403: not allowed here: a host path, a link or escape, raw requests that are off."""
 
 
 class NotFound(SnapboxError):
@@ -67,7 +73,8 @@ class GuestTimeout(SnapboxError):
 
 
 _KINDS = {
-    "bad_request": BadRequest, "unauthorized": Unauthorized, "not_found": NotFound,
+    "bad_request": BadRequest, "unauthorized": Unauthorized, "forbidden": Forbidden,
+    "not_found": NotFound,
     "method_not_allowed": BadRequest, "conflict": Conflict, "too_large": TooLarge,
     "unprocessable": Unprocessable, "limit": LimitReached, "internal": InternalError,
     "guest_failed": GuestFailed, "unavailable": Unavailable, "guest_timeout": GuestTimeout,
@@ -129,12 +136,28 @@ class RunResult(ExecResult):
                    ping_ns=d.get("ping_ns"))
 
 
+def _q(part: str) -> str:
+    """One path segment (a template name, a sandbox id), percent-quoted: 'a?x' never means 'a'."""
+    return urllib.parse.quote(str(part), safe="")
+
+
+def _check_socket_owner(path: str) -> None:
+    """Talk only to a socket of this user's or root's: another user's could be an impostor."""
+    st = os.stat(path)
+    if not stat.S_ISSOCK(st.st_mode):
+        raise Unavailable(0, "unavailable", f"{path} is not a socket")
+    if st.st_uid not in (os.geteuid(), 0):
+        raise Unavailable(0, "unavailable",
+                          f"{path} belongs to uid {st.st_uid}, neither you nor root: not connecting")
+
+
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float):
         super().__init__("localhost", timeout=timeout)
         self._path = path
 
     def connect(self) -> None:
+        _check_socket_owner(self._path)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(self.timeout)
         s.connect(self._path)
@@ -142,34 +165,49 @@ class _UnixConnection(http.client.HTTPConnection):
 
 
 def _default_socket() -> str:
+    """snapboxd's own default: the user's runtime directory, else root's /run/snapboxd."""
     rt = os.environ.get("XDG_RUNTIME_DIR")
-    return os.path.join(rt, "snapboxd.sock") if rt else f"/tmp/snapboxd-{os.getuid()}.sock"
+    return os.path.join(rt, "snapboxd.sock") if rt else "/run/snapboxd/snapboxd.sock"
 
 
 class Client:
     """A connection to snapboxd.
 
-    Client() talks to the default Unix socket; Client(socket_path=P) to another;
-    Client(url="http://HOST:PORT", token=T) over TCP with a bearer token.
+    Client() talks to the default Unix socket (only when it is this user's or
+    root's); Client(socket_path=P) to another; Client(url="http://HOST:PORT",
+    token=T) over TCP with a bearer token, or "https://..." over TLS with the
+    server's certificate checked (against cafile, else the system's CAs).
     Each call opens one connection, so a Client may be shared by threads.
+    timeout (s) bounds each call; a call with its own timeout_ms waits that
+    long plus a margin when that is longer.
     """
 
     def __init__(self, socket_path: Optional[str] = None, url: Optional[str] = None,
-                 token: Optional[str] = None, timeout: float = 120.0):
+                 token: Optional[str] = None, timeout: float = 120.0,
+                 cafile: Optional[str] = None):
         self.socket_path = None if url else (socket_path or _default_socket())
         self.url = urllib.parse.urlsplit(url) if url else None
+        if self.url and self.url.scheme not in ("http", "https"):
+            raise ValueError(f"url must be http:// or https://, not {url}")
         self.token = token
         self.timeout = timeout
+        self._tls = ssl.create_default_context(cafile=cafile) if self.url and self.url.scheme == "https" \
+            else None
 
-    def _conn(self) -> http.client.HTTPConnection:
+    def _conn(self, timeout: float) -> http.client.HTTPConnection:
+        if self._tls:
+            return http.client.HTTPSConnection(self.url.hostname, self.url.port or 443,
+                                               timeout=timeout, context=self._tls)
         if self.url:
-            return http.client.HTTPConnection(self.url.hostname, self.url.port or 80,
-                                              timeout=self.timeout)
-        return _UnixConnection(self.socket_path, self.timeout)
+            return http.client.HTTPConnection(self.url.hostname, self.url.port or 80, timeout=timeout)
+        return _UnixConnection(self.socket_path, timeout)
 
     def request(self, method: str, path: str, body: Any = None, raw: Optional[bytes] = None,
                 query: Optional[Mapping[str, str]] = None) -> Any:
         """One HTTP request: JSON (or raw bytes) in, decoded JSON (or bytes) out; errors raise."""
+        timeout = self.timeout
+        if isinstance(body, dict) and isinstance(body.get("timeout_ms"), int):
+            timeout = max(timeout, body["timeout_ms"] / 1000 + 30)
         headers = {}
         data = raw
         if body is not None:
@@ -181,7 +219,7 @@ class Client:
             headers["Authorization"] = f"Bearer {self.token}"
         if query:
             path += "?" + urllib.parse.urlencode(query)
-        conn = self._conn()
+        conn = self._conn(timeout)
         try:
             try:
                 conn.request(method, path, body=data, headers=headers)
@@ -219,9 +257,12 @@ class Client:
 
     # --- templates ---
     def register_template(self, name: str, snapshot: str, pool_size: int = 2,
-                          mode: str = "cow") -> "Template":
-        """Register an existing snapshot directory under name."""
+                          mode: str = "cow", instrument: bool = False) -> "Template":
+        """Register a snapshot directory under name: snapshot is its path beneath the
+        daemon's --snapshot-root. instrument: a test instrument's (raw requests allowed
+        when the daemon allows them)."""
         d = self.request("POST", "/v1/templates", {"name": name, "snapshot": snapshot,
+                                                   "instrument": instrument,
                                                    "pool": {"size": pool_size, "mode": mode}})
         return Template._from(self, d)
 
@@ -231,6 +272,7 @@ class Client:
                        timeout: float = 600.0, **boot: Any) -> "Template":
         """Cold-boot kernel (+initrd), write files, run prewarm shell commands, snapshot.
 
+        kernel and initrd are file names in the daemon's --asset-dir, never paths.
         With wait, poll until the build is ready (or raise Unprocessable if it failed).
         boot takes cmdline, mem_mib and boot_timeout_ms.
         """
@@ -246,7 +288,7 @@ class Client:
         return t.wait(timeout) if wait else t
 
     def template(self, name: str) -> "Template":
-        return Template._from(self, self.request("GET", f"/v1/templates/{name}"))
+        return Template._from(self, self.request("GET", f"/v1/templates/{_q(name)}"))
 
     def templates(self) -> List["Template"]:
         return [Template._from(self, d) for d in self.request("GET", "/v1/templates")["templates"]]
@@ -295,17 +337,18 @@ class Template:
     """A named snapshot with its pool, as the daemon reports it."""
     client: Client = field(repr=False)
     name: str
-    snapshot: str
+    snapshot: Optional[str]          # its name beneath the snapshot root, or None (never a host path)
     status: str
     error: Optional[str]
     mem_bytes: int
     pool: PoolState
     inspect: Optional[Dict[str, Any]] = None
+    instrument: bool = False
 
     @classmethod
     def _from(cls, c: Client, d: Mapping[str, Any]) -> "Template":
-        return cls(c, d["name"], d["snapshot"], d["status"], d.get("error"), d.get("mem_bytes", 0),
-                   PoolState(**d["pool"]), d.get("inspect"))
+        return cls(c, d["name"], d.get("snapshot"), d["status"], d.get("error"), d.get("mem_bytes", 0),
+                   PoolState(**d["pool"]), d.get("inspect"), bool(d.get("instrument")))
 
     def refresh(self) -> "Template":
         return self.client.template(self.name)
@@ -324,7 +367,7 @@ class Template:
         return t
 
     def delete(self) -> None:
-        self.client.request("DELETE", f"/v1/templates/{self.name}")
+        self.client.request("DELETE", f"/v1/templates/{_q(self.name)}")
 
 
 @dataclass
@@ -346,13 +389,13 @@ class Sandbox:
 
     def exec(self, argv: Sequence[str], **opts: Any) -> ExecResult:
         """Run argv (env, cwd, stdin, timeout_ms, stdout_cap, stderr_cap as keywords)."""
-        return ExecResult._from(self.client.request("POST", f"/v1/sandboxes/{self.id}/exec",
+        return ExecResult._from(self.client.request("POST", f"/v1/sandboxes/{_q(self.id)}/exec",
                                                     _exec_body(argv, **opts)))
 
     def ping(self, timeout_ms: Optional[int] = None) -> int:
         """PING the guest; the round trip in ns. timeout_ms None: the service's default."""
         body = {} if timeout_ms is None else {"timeout_ms": timeout_ms}
-        return self.client.request("POST", f"/v1/sandboxes/{self.id}/ping", body)["ping_ns"]
+        return self.client.request("POST", f"/v1/sandboxes/{_q(self.id)}/ping", body)["ping_ns"]
 
     def request(self, type: int, payload: bytes = b"", timeout_ms: Optional[int] = None) -> bytes:
         """One raw agent-protocol request (probe-guest commands); the reply payload.
@@ -360,24 +403,24 @@ class Sandbox:
         body = {"type": type, "payload": base64.b64encode(payload).decode()}
         if timeout_ms is not None:
             body["timeout_ms"] = timeout_ms
-        d = self.client.request("POST", f"/v1/sandboxes/{self.id}/request", body)
+        d = self.client.request("POST", f"/v1/sandboxes/{_q(self.id)}/request", body)
         return base64.b64decode(d["payload"])
 
     def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
-        self.client.request("PUT", f"/v1/sandboxes/{self.id}/files", raw=data,
+        self.client.request("PUT", f"/v1/sandboxes/{_q(self.id)}/files", raw=data,
                             query={"path": path, "mode": f"{mode:o}"})
 
     def read_file(self, path: str) -> bytes:
-        return self.client.request("GET", f"/v1/sandboxes/{self.id}/files", query={"path": path})
+        return self.client.request("GET", f"/v1/sandboxes/{_q(self.id)}/files", query={"path": path})
 
     def snapshot(self, template: str, pool_size: int = 2, mode: str = "cow") -> Template:
         """Snapshot this sandbox into a new template; it keeps running."""
-        d = self.client.request("POST", f"/v1/sandboxes/{self.id}/snapshot",
+        d = self.client.request("POST", f"/v1/sandboxes/{_q(self.id)}/snapshot",
                                 {"template": template, "pool": {"size": pool_size, "mode": mode}})
         return Template._from(self.client, d)
 
     def delete(self) -> None:
-        self.client.request("DELETE", f"/v1/sandboxes/{self.id}")
+        self.client.request("DELETE", f"/v1/sandboxes/{_q(self.id)}")
 
     def __enter__(self) -> "Sandbox":
         return self

@@ -4,6 +4,7 @@ Environment (make test sets these): SNAPBOXD (the daemon), SNAPBOX_CLI (to snaps
 the probe), SNAPBOX_PROBE (the probe guest ELF); for the Linux tests SNAPBOX_KERNEL
 and SNAPBOX_INITRD. SNAPBOX_KVM_REQUIRED=1 turns a missing requirement into a failure.
 """
+import json
 import os
 import shutil
 import signal
@@ -52,15 +53,45 @@ def kvm_or_skip():
         pytest.skip(f"/dev/kvm: {e}")
 
 
-class Daemon:
-    """One snapboxd process; stopped with SIGTERM at teardown."""
+# Where the session's snapshots live: every test daemon's --snapshot-root.
+SNAPSHOT_ROOT = None
 
-    def __init__(self, workdir, *args, tcp=None, token=None):
+
+def put_asset(workdir, src, name=None):
+    """Copy src into the daemon's asset directory (workdir/assets) as name: assets are
+    regular files there, never links. Returns the name a build gives."""
+    d = os.path.join(workdir, "assets")
+    os.makedirs(d, exist_ok=True)
+    name = name or os.path.basename(src)
+    if not os.path.exists(os.path.join(d, name)):
+        shutil.copyfile(src, os.path.join(d, name))
+    return name
+
+
+class Daemon:
+    """One snapboxd process; stopped with SIGTERM at teardown.
+
+    By default it runs as the tests need it: the probe guest in its asset
+    directory (workdir/assets), the session's snapshots as its snapshot root,
+    and raw requests on (the probe is a test instrument). roots=False starts
+    it with none of these, as a default deployment would be."""
+
+    def __init__(self, workdir, *args, tcp=None, token=None, roots=True, expect_up=True):
         self.workdir = workdir
         self.sock = os.path.join(workdir, "d.sock")
         self.log = os.path.join(workdir, "d.log")
-        cmd = [_need("SNAPBOXD", os.path.join(BUILD, "snapboxd")), "--socket", self.sock,
+        cmd = [_need("SNAPBOXD", os.path.join(BUILD, "snapboxd")),
                "--state-dir", os.path.join(workdir, "state"), *args]
+        if not tcp:
+            cmd += ["--socket", self.sock]
+        if roots:
+            probe = os.environ.get("SNAPBOX_PROBE", os.path.join(BUILD, "guest", "probe.elf"))
+            if os.path.exists(probe):
+                put_asset(workdir, probe)
+            os.makedirs(os.path.join(workdir, "assets"), exist_ok=True)
+            cmd += ["--asset-dir", os.path.join(workdir, "assets"), "--allow-raw-requests"]
+            if SNAPSHOT_ROOT:
+                cmd += ["--snapshot-root", SNAPSHOT_ROOT]
         if tcp:
             tf = os.path.join(workdir, "token")
             with open(tf, "w") as f:
@@ -68,7 +99,8 @@ class Daemon:
             cmd += ["--listen", f"tcp:{tcp}", "--token-file", tf]
         self.tcp = tcp
         self.proc = subprocess.Popen(cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
-        self.wait_up()
+        if expect_up:
+            self.wait_up()
 
     def wait_up(self, timeout=20):
         end = time.monotonic() + scaled(timeout)
@@ -104,9 +136,28 @@ class Daemon:
         return self.proc.returncode
 
 
+def raw(daemon, method, path, body=b"", headers=None):
+    """A raw HTTP exchange on the daemon's Unix socket: (status, parsed JSON or bytes)."""
+    c = snapbox.client._UnixConnection(daemon.sock, scaled(30))
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+    except BrokenPipeError:
+        pass                               # refused early: the reply is still readable
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    try:
+        return r.status, json.loads(data)
+    except ValueError:
+        return r.status, data
+
+
 @pytest.fixture(scope="session")
 def workdir():
+    global SNAPSHOT_ROOT
     d = tempfile.mkdtemp(prefix="snapbox-api-")
+    SNAPSHOT_ROOT = os.path.join(d, "snapshots")
+    os.makedirs(SNAPSHOT_ROOT)
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
@@ -117,14 +168,14 @@ def probe_snapshot(workdir):
     kvm_or_skip()
     cli = _need("SNAPBOX_CLI", os.path.join(BUILD, "snapbox"))
     probe = _need("SNAPBOX_PROBE", os.path.join(BUILD, "guest", "probe.elf"))
-    out = os.path.join(workdir, "probe-snap")
+    out = os.path.join(SNAPSHOT_ROOT, "probe-snap")
     subprocess.run([cli, "snapshot", "--kernel", probe, "--mem", "64M", "--out", out], check=True,
                    stdout=subprocess.DEVNULL)
     return out
 
 
 @pytest.fixture
-def daemon(tmp_path):
+def daemon(tmp_path, workdir):
     d = Daemon(str(tmp_path), "--max-body", "5M", "--max-sandboxes", "32")
     yield d
     d.stop()
@@ -132,7 +183,8 @@ def daemon(tmp_path):
 
 @pytest.fixture
 def probe(daemon, probe_snapshot):
-    """The daemon with the probe snapshot registered as template "probe"."""
+    """The daemon with the probe snapshot registered as template "probe" (a test instrument)."""
     c = daemon.client()
-    c.register_template("probe", probe_snapshot, pool_size=2)
+    c.register_template("probe", os.path.relpath(probe_snapshot, SNAPSHOT_ROOT), pool_size=2,
+                        instrument=True)
     return c

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import snapbox
-from conftest import Daemon, scaled
+from conftest import Daemon, raw, scaled
 
 PROTO_T_SPIN = 0x0024
 PROTO_T_FAULT = 0x0025
@@ -22,22 +22,6 @@ FAULT_SPIN_FOREVER = 8
 
 def fault(kind, arg=0):
     return struct.pack("<IIQ", kind, 0, arg)
-
-
-def raw(daemon, method, path, body=b"", headers=None):
-    """A raw HTTP exchange on the daemon's Unix socket: (status, parsed JSON or bytes)."""
-    c = snapbox.client._UnixConnection(daemon.sock, 30)
-    try:
-        c.request(method, path, body=body, headers=headers or {})
-    except BrokenPipeError:
-        pass                               # refused early: the reply is still readable
-    r = c.getresponse()
-    data = r.read()
-    c.close()
-    try:
-        return r.status, json.loads(data)
-    except ValueError:
-        return r.status, data
 
 
 def wait_pool(c, name, ready, timeout=20):
@@ -63,7 +47,7 @@ def test_template_lifecycle(probe, probe_snapshot):
     assert t.inspect["mem_bytes"] == 64 << 20
     assert [x.name for x in probe.templates()] == ["probe"]
     with pytest.raises(snapbox.Conflict):
-        probe.register_template("probe", probe_snapshot)
+        probe.register_template("probe", os.path.basename(probe_snapshot))
     t.delete()
     with pytest.raises(snapbox.NotFound):
         probe.template("probe")
@@ -74,14 +58,21 @@ def test_template_lifecycle(probe, probe_snapshot):
 @pytest.mark.parametrize("body,status", [
     (b"not json", 400),
     (b'{"name": "x"}', 400),                                   # neither snapshot nor build
-    (b'{"name": 5, "snapshot": "/tmp"}', 400),                 # wrong type
-    (b'{"name": "-bad", "snapshot": "/tmp"}', 400),            # bad name
-    (b'{"name": "x", "snapshot": "relative"}', 400),
-    (b'{"name": "x", "snapshot": "/nonexistent/snap"}', 422),
-    (b'{"name": "x", "snapshot": "/tmp", "build": {"kernel": "/k"}}', 400),
+    (b'{"name": 5, "snapshot": "s"}', 400),                    # wrong type
+    (b'{"name": "-bad", "snapshot": "s"}', 400),               # bad name
+    (b'{"name": "x", "snapshot": "/tmp"}', 400),               # a host path, never
+    (b'{"name": "x", "snapshot": "no-such-snapshot"}', 404),   # not beneath the root
+    (b'{"name": "x", "snapshot": "../.."}', 403),              # out of the root
+    (b'{"name": "x", "snapshot": "s", "instrument": 1}', 400),
+    (b'{"name": "x", "snapshot": "s", "build": {"kernel": "k"}}', 400),
     (b'{"name": "x", "build": {}}', 400),
-    (b'{"name": "x", "snapshot": "/tmp", "pool": {"size": 99}}', 400),
-    (b'{"name": "x", "snapshot": "/tmp", "pool": {"mode": "fast"}}', 400),
+    (b'{"name": "x", "build": {"kernel": "/etc/shadow"}}', 400),
+    (b'{"name": "x", "build": {"kernel": "probe.elf", "initrd": "../x"}}', 400),
+    (b'{"name": "x", "build": {"kernel": "probe.elf", "boot_timeout_ms": -1}}', 400),
+    (b'{"name": "x", "build": {"kernel": "probe.elf", "mem_mib": 1000000}}', 400),
+    (b'{"name": "x", "build": {"kernel": "no-such-asset"}}', 404),
+    (b'{"name": "x", "snapshot": "s", "pool": {"size": 99}}', 400),
+    (b'{"name": "x", "snapshot": "s", "pool": {"mode": "fast"}}', 400),
     (b'[1, 2]', 400),
 ])
 def test_template_create_errors(daemon, body, status):
@@ -358,18 +349,23 @@ def test_second_daemon_on_a_live_socket_is_refused(daemon):
 def test_build_and_snapshot_templates(daemon, probe_snapshot):
     c = daemon.client()
     probe_elf = os.environ.get("SNAPBOX_PROBE", "build/guest/probe.elf")
-    t = c.build_template("built", kernel=os.path.abspath(probe_elf), mem_mib=32, pool_size=1)
+    t = c.build_template("built", kernel=os.path.basename(probe_elf), mem_mib=32, pool_size=1)
     assert t.status == "ready" and t.mem_bytes == 32 << 20
-    assert os.path.isdir(t.snapshot)
+    assert t.snapshot is None                # a built template's directory is never shown
+    tdir = os.path.join(daemon.workdir, "state", "templates")
+    snap = [os.path.join(tdir, n) for n in os.listdir(tdir) if n.startswith("built.")]
+    assert len(snap) == 1 and os.path.isdir(snap[0])
+    assert t.refresh().inspect is None or t.refresh().inspect.get("kernel") == "probe.elf"
     with c.create("built") as sb:
         t2 = sb.snapshot("saved", pool_size=0)
         assert t2.status == "ready"
         assert sb.ping() > 0                 # it runs on after the snapshot
     r = c.run("saved", ping=True)
     assert r.ping_ns > 0 and r.restore_profile["pooled"] is False
-    bad = c.build_template("broken", kernel="/nonexistent/vmlinux", wait=False)
+    with open(os.path.join(daemon.workdir, "assets", "junk"), "wb") as f:
+        f.write(b"not a kernel")
+    bad = c.build_template("broken", kernel="junk", wait=False)
     with pytest.raises(snapbox.Unprocessable):
         bad.wait(scaled(30))
-    snap = t.snapshot
     t.delete()
-    assert not os.path.exists(snap)
+    assert not os.path.exists(snap[0])

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import snapbox
-from conftest import Daemon, _need, kvm_or_skip, scaled
+from conftest import Daemon, _need, kvm_or_skip, put_asset, scaled
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,10 @@ def linux(tmp_path_factory):
     kvm_or_skip()
     kernel = _need("SNAPBOX_KERNEL", "/nonexistent/vmlinux")
     initrd = _need("SNAPBOX_INITRD", "/nonexistent/initrd")
-    d = Daemon(str(tmp_path_factory.mktemp("linux")))
+    wd = str(tmp_path_factory.mktemp("linux"))
+    # Assets are names in the daemon's asset directory, never host paths.
+    kernel, initrd = put_asset(wd, kernel, "vmlinux"), put_asset(wd, initrd, "initrd.cpio.gz")
+    d = Daemon(wd)
     c = d.client()
     t = c.build_template("linux", kernel=kernel, initrd=initrd, mem_mib=128,
                          boot_timeout_ms=int(scaled(300000)), pool_size=1,

@@ -1,0 +1,186 @@
+"""snapboxd's trust boundaries (docs/hardening.md, "The service"): no host path from a
+client, raw agent requests only for instruments, a private state directory, deletes that
+never follow a link, and an SDK that checks whom it talks to and quotes what it sends."""
+import json
+import os
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+import snapbox
+from conftest import BUILD, Daemon, _need, raw, scaled
+
+PROTO_T_HASH = 0x0022
+PROTO_T_SPIN = 0x0024
+
+
+def snapboxd(*args, timeout=20):
+    """Run snapboxd expecting it to refuse to start: (exit status, its output)."""
+    p = subprocess.run([_need("SNAPBOXD", os.path.join(BUILD, "snapboxd")), *args],
+                       capture_output=True, timeout=scaled(timeout))
+    return p.returncode, (p.stdout + p.stderr).decode(errors="replace")
+
+
+def test_shadow_exploit_is_refused_and_nothing_reads_it(daemon, probe):
+    """The exploit of the review: probe as kernel, /etc/shadow as initrd, HASH to read it."""
+    c = daemon.client()
+    for initrd in ("/etc/shadow", "../../../../etc/shadow", "/proc/self/root/etc/shadow"):
+        with pytest.raises(snapbox.BadRequest):
+            c.build_template("exploit", kernel="probe.elf", initrd=initrd, wait=False)
+    # A link planted in the asset directory is not followed either.
+    os.symlink("/etc/shadow", os.path.join(daemon.workdir, "assets", "shadow"))
+    with pytest.raises(snapbox.Forbidden):
+        c.build_template("exploit", kernel="probe.elf", initrd="shadow", wait=False)
+    assert [t.name for t in c.templates()] == ["probe"]
+    # And a sandbox whose template is not an instrument cannot send the probe's HASH.
+    c.build_template("plain", kernel="probe.elf", mem_mib=32, pool_size=0)
+    with c.create("plain") as sb:
+        with pytest.raises(snapbox.Forbidden):
+            sb.request(PROTO_T_HASH, struct.pack("<QQ", 0, 1))
+
+
+def test_a_fifo_asset_is_refused_at_once(daemon):
+    os.mkfifo(os.path.join(daemon.workdir, "assets", "fifo"))
+    t0 = time.monotonic()
+    with pytest.raises(snapbox.Forbidden):
+        daemon.client().build_template("f", kernel="fifo", wait=False)
+    assert time.monotonic() - t0 < scaled(10)
+    assert daemon.client().health()["status"] == "ok"
+
+
+def test_no_roots_no_paths(tmp_path, probe_snapshot):
+    """A daemon without --asset-dir and --snapshot-root takes neither builds nor registrations."""
+    d = Daemon(str(tmp_path), roots=False)
+    try:
+        c = d.client()
+        with pytest.raises(snapbox.Forbidden):
+            c.build_template("b", kernel="probe.elf", wait=False)
+        with pytest.raises(snapbox.Forbidden):
+            c.register_template("r", os.path.basename(probe_snapshot))
+    finally:
+        assert d.stop() == 0
+
+
+def test_registration_stays_beneath_the_snapshot_root(daemon, probe_snapshot):
+    c = daemon.client()
+    link = os.path.join(os.path.dirname(probe_snapshot), "link-snap")
+    if not os.path.lexists(link):
+        os.symlink(probe_snapshot, link)
+    with pytest.raises(snapbox.Forbidden):
+        c.register_template("l", "link-snap")
+    with pytest.raises(snapbox.Forbidden):
+        c.register_template("u", "../" + os.path.basename(os.path.dirname(probe_snapshot)) + "/probe-snap")
+    with pytest.raises(snapbox.BadRequest):
+        c.register_template("a", probe_snapshot)
+    t = c.register_template("ok", os.path.basename(probe_snapshot), pool_size=0)
+    assert t.snapshot == os.path.basename(probe_snapshot)
+
+
+def test_replies_carry_no_host_paths(daemon, probe, probe_snapshot):
+    c = daemon.client()
+    c.build_template("built", kernel="probe.elf", mem_mib=32, pool_size=0)
+    with c.create("built") as sb:
+        sb.snapshot("saved", pool_size=0)
+    text = json.dumps([raw(daemon, "GET", f"/v1/templates/{n}")[1] for n in ("probe", "built", "saved")])
+    text += json.dumps(raw(daemon, "GET", "/v1/templates")[1])
+    for secret in (daemon.workdir, os.path.dirname(probe_snapshot), "/proc/self", BUILD):
+        assert secret not in text, f"{secret} in a reply: {text}"
+    assert raw(daemon, "GET", "/v1/templates/built")[1]["inspect"]["kernel"] == "probe.elf"
+
+
+def test_raw_requests_are_off_unless_allowed(tmp_path, probe_snapshot):
+    d = Daemon(str(tmp_path), "--template", f"p={probe_snapshot}", roots=False)
+    try:
+        with d.client().create("p") as sb:
+            with pytest.raises(snapbox.Forbidden):
+                sb.request(PROTO_T_HASH, struct.pack("<QQ", 0, 1))
+            assert sb.ping() > 0
+    finally:
+        assert d.stop() == 0
+
+
+def test_snapshot_during_a_request_is_a_conflict(probe):
+    with probe.create("probe") as sb:
+        t = threading.Thread(target=lambda: sb.request(PROTO_T_SPIN, struct.pack("<I", 1500),
+                                                       timeout_ms=int(scaled(10000))))
+        t.start()
+        time.sleep(0.3)
+        with pytest.raises(snapbox.Conflict):
+            sb.snapshot("during", pool_size=0)
+        t.join(scaled(20))
+        assert sb.snapshot("after", pool_size=0).status == "ready"
+
+
+def test_planted_state_directories_refuse_the_start(tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "templates").mkdir()
+    (victim / "templates" / "precious").write_text("keep")
+    sock = str(tmp_path / "d.sock")
+    link = tmp_path / "state-link"
+    link.symlink_to(victim)
+    st, out = snapboxd("--socket", sock, "--state-dir", str(link))
+    assert st == 2 and "symlink" in out, out
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    (open_dir / "templates").mkdir()
+    (open_dir / "templates" / "precious").write_text("keep")
+    st, out = snapboxd("--socket", sock, "--state-dir", str(open_dir))
+    assert st == 2 and "private" in out, out
+    assert (open_dir / "templates" / "precious").exists()
+    if os.geteuid() == 0:
+        os.chown(victim, 65534, 65534)
+        st, out = snapboxd("--socket", sock, "--state-dir", str(victim))
+        assert st == 2 and "uid 65534" in out, out
+    assert (victim / "templates" / "precious").read_text() == "keep"
+    # A socket directory others may enter is refused too.
+    st, out = snapboxd("--socket", str(open_dir / "d.sock"), "--state-dir", str(tmp_path / "s"))
+    assert st == 2 and "socket's directory" in out, out
+    st, out = snapboxd("--socket", sock, "--listen", "tcp:127.0.0.1:1", "--token-file", "/dev/null")
+    assert st == 2 and "one or the other" in out, out
+
+
+def test_start_removes_a_planted_link_not_its_target(tmp_path, probe_snapshot):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("keep")
+    tdir = tmp_path / "state" / "templates"
+    tdir.mkdir(parents=True, mode=0o700)
+    (tmp_path / "state").chmod(0o700)
+    (tdir / "planted").symlink_to(victim)
+    d = Daemon(str(tmp_path), "--template", f"p={probe_snapshot}")
+    try:
+        assert not os.path.lexists(tdir / "planted")
+        assert (victim / "precious").read_text() == "keep"
+    finally:
+        assert d.stop() == 0
+
+
+def test_sdk_refuses_a_socket_of_another_user(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a socket to another uid")
+    path = str(tmp_path / "impostor.sock")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(path)
+    s.listen(1)
+    os.chown(path, 65534, 65534)
+    try:
+        with pytest.raises(snapbox.Unavailable, match="uid 65534"):
+            snapbox.Client(socket_path=path, timeout=scaled(5)).health()
+    finally:
+        s.close()
+
+
+def test_sdk_quotes_names_and_ids(probe):
+    with pytest.raises(snapbox.NotFound):
+        probe.template("probe?x")
+    with pytest.raises(snapbox.NotFound):
+        snapbox.Template(probe, "probe?x", None, "ready", None, 0, None).delete()
+    with pytest.raises(snapbox.NotFound):
+        snapbox.Template(probe, "../sandboxes", None, "ready", None, 0, None).delete()
+    assert probe.template("probe").status == "ready"
