@@ -12,6 +12,7 @@
 #define BUILD_MAX_PREWARM     32
 #define BUILD_MAX_CMD         16384
 #define BUILD_MAX_TIMEOUT_MS  3600000   /* a build step's deadline, at most an hour */
+#define BUILD_DEFAULT_MIB     256       /* the library's default guest memory */
 
 struct srv_build {
 	struct srv *s;
@@ -22,6 +23,7 @@ struct srv_build {
 	size_t nfiles;
 	const char **prewarm;        /* its shell commands, NULL-terminated */
 	int kernel_fd, initrd_fd;    /* the assets, opened beneath --asset-dir (-1: none) */
+	uint64_t mem;                /* its guest memory, reserved as a sandbox's is */
 	char *kernel, *initrd;       /* their /proc/self/fd paths, for the library */
 };
 
@@ -136,6 +138,7 @@ static void *build_thread(void *arg)
 		if (ret)
 			snprintf(why, sizeof(why), "opening the snapshot: %s", strerror(-ret));
 	}
+	srv_sandbox_unreserve(s, b->mem);
 	pthread_mutex_lock(&s->lock);
 	t->status = ret ? SRV_T_FAILED : SRV_T_READY;
 	if (ret)
@@ -269,15 +272,34 @@ int srv_build_start(struct srv *s, struct srv_template *t, struct json_object *s
 	}
 	free(t->kernel_shown);
 	t->kernel_shown = strdup(build_str(spec, "kernel"));
+	/* A build is a VM: it counts as a sandbox and its memory against the limits. */
+	b->mem = (uint64_t)build_int(spec, "mem_mib", BUILD_DEFAULT_MIB) << 20;
+	pthread_mutex_lock(&s->lock);
+	ret = s->builds >= s->lim.max_builds ? -EAGAIN : 0;
+	if (!ret)
+		s->builds++;
+	pthread_mutex_unlock(&s->lock);
+	if (!ret && (ret = srv_sandbox_reserve(s, b->mem))) {
+		pthread_mutex_lock(&s->lock);
+		s->builds--;
+		pthread_mutex_unlock(&s->lock);
+	}
+	if (ret) {
+		srv_reply_error(r, 429, "limit", "%s", s->builds >= s->lim.max_builds ?
+				"the daemon's limit of concurrent builds (--max-builds) is reached" :
+				"the daemon's sandbox or guest-memory limit is reached");
+		build_free(b);
+		return ret;
+	}
 	pthread_mutex_lock(&s->lock);
 	t->refs++;
-	s->builds++;
 	pthread_mutex_unlock(&s->lock);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	ret = -pthread_create(&th, &attr, build_thread, b);
 	pthread_attr_destroy(&attr);
 	if (ret) {
+		srv_sandbox_unreserve(s, b->mem);
 		pthread_mutex_lock(&s->lock);
 		t->refs--;
 		s->builds--;

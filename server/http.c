@@ -20,19 +20,53 @@ struct http_conn {
 	size_t len, cap;
 	bool too_large;
 	struct srv_grave *graves;    /* VMs to destroy once the reply is sent */
+	uint64_t t0;
 };
+
+/* The peer as text: an address and port on TCP, "unix" on the socket. */
+static void http_peer(struct MHD_Connection *c, char *buf, size_t len)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	if (!sa || sa->sa_family == AF_UNIX) {
+		snprintf(buf, len, "unix");
+	} else if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		snprintf(buf, len, "%s:%u", host, ntohs(in->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		snprintf(buf, len, "[%s]:%u", host, ntohs(in6->sin6_port));
+	} else {
+		snprintf(buf, len, "?");
+	}
+}
+
+/* One log line per request: peer, method, path (escaped), status, time. */
+static void http_log(struct MHD_Connection *c, const char *method, const char *url, int status,
+		     uint64_t t0, const char *why)
+{
+	char peer[64], m[32], u[512];
+
+	http_peer(c, peer, sizeof(peer));
+	srv_escape(method, m, sizeof(m));
+	srv_escape(url, u, sizeof(u));
+	srv_log("%s %s %s %d %.3f ms%s%s", peer, m, u, status, (double)(srv_mono_ns() - t0) / 1e6,
+		why ? ": " : "", why ? why : "");
+}
 
 static bool http_token_ok(const struct http_server *h, struct MHD_Connection *c)
 {
 	const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-	size_t n = strlen(h->token), diff = 0;
 
-	if (!a || strncmp(a, "Bearer ", 7) || strlen(a + 7) != n)
+	if (!a || strncmp(a, "Bearer ", 7))
 		return false;
-	/* Constant time over the token's length. */
-	for (size_t i = 0; i < n; i++)
-		diff |= (size_t)(a[7 + i] ^ h->token[i]);
-	return diff == 0;
+	return srv_token_equal(a + 7, h->token);
 }
 
 static enum MHD_Result http_send(struct MHD_Connection *c, struct srv_reply *r)
@@ -99,12 +133,13 @@ static enum MHD_Result http_handle(void *cls, struct MHD_Connection *c, const ch
 		hc = calloc(1, sizeof(*hc));
 		if (!hc)
 			return MHD_NO;
+		hc->t0 = srv_mono_ns();
 		*con_cls = hc;
 		atomic_fetch_add(&h->srv->inflight, 1);
 		/* Refusals that need no body are answered before it is read. */
 		if (h->token && !http_token_ok(h, c)) {
-			srv_log("refused %s %s: missing or wrong bearer token", method, url);
 			srv_reply_error(&r, 401, "unauthorized", "a valid bearer token is required");
+			r.kind = "missing or wrong bearer token";
 		} else if (atomic_load(&h->srv->draining)) {
 			srv_reply_error(&r, 503, "unavailable", "the daemon is shutting down");
 		} else if (cl && strtoull(cl, NULL, 10) > h->srv->lim.max_body) {
@@ -138,8 +173,14 @@ send:
 	if (!r.status)
 		srv_reply_error(&r, 500, "internal", "no reply");
 	srv_metrics_request(route, r.status);
-	if (r.kind)
-		srv_metrics_error(r.kind);
+	if (r.status == 401) {
+		srv_metrics_error("unauthorized");
+		http_log(c, method, url, r.status, hc->t0, r.kind);
+	} else {
+		if (r.kind)
+			srv_metrics_error(r.kind);
+		http_log(c, method, url, r.status, hc->t0, NULL);
+	}
 	ret = http_send(c, &r);
 	srv_reply_fini(&r);
 	return ret;

@@ -200,6 +200,10 @@ int srv_template_add(struct srv *s, struct srv_template *t)
 			return -EEXIST;
 		}
 	}
+	if (s->lim.max_templates && s->ntemplates >= s->lim.max_templates) {
+		pthread_mutex_unlock(&s->lock);
+		return -EAGAIN;
+	}
 	t->refs++;
 	t->listed = true;
 	t->next = s->templates;

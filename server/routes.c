@@ -83,13 +83,21 @@ void srv_template_publish(struct srv *s, struct srv_template *t, int status, str
 {
 	int ret = srv_template_add(s, t);
 
-	if (ret == -EEXIST)
-		srv_reply_error(r, 409, "conflict", "template %s already exists", t->name);
-	else if (ret)
-		srv_reply_errno(r, ret, "registering the template");
+	if (ret)
+		srv_template_refused(r, ret, t->name);
 	else
 		srv_reply_json(r, status, srv_template_json(s, t, false));
 	srv_template_put(s, t);
+}
+
+void srv_template_refused(struct srv_reply *r, int err, const char *name)
+{
+	if (err == -EEXIST)
+		srv_reply_error(r, 409, "conflict", "template %s already exists", name);
+	else if (err == -EAGAIN)
+		srv_reply_error(r, 429, "limit", "the daemon's template limit (--max-templates) is reached");
+	else
+		srv_reply_errno(r, err, "registering the template");
 }
 
 /* A new template named by body's "name" (pool spec applied) at dir; NULL after a reply. */
@@ -216,7 +224,7 @@ static void route_template_create(struct srv *s, const struct srv_req *req, stru
 	ret = srv_template_add(s, t);
 	if (ret) {
 		t->owned = false;
-		srv_reply_error(r, 409, "conflict", "template %s already exists", t->name);
+		srv_template_refused(r, ret, t->name);
 	} else if (!srv_build_start(s, t, build, r)) {
 		srv_reply_json(r, 202, srv_template_json(s, t, false));
 	} else {

@@ -16,6 +16,7 @@ static struct srv_template *sandbox_restore(struct srv *s, struct json_object *b
 {
 	struct json_object *v;
 	struct srv_template *t;
+	bool ready;
 	int ret;
 
 	if (!json_object_object_get_ex(b, "template", &v) || !json_object_is_type(v, json_type_string)) {
@@ -27,7 +28,10 @@ static struct srv_template *sandbox_restore(struct srv *s, struct json_object *b
 		srv_reply_error(r, 404, "not_found", "no template %s", json_object_get_string(v));
 		return NULL;
 	}
-	if (t->status != SRV_T_READY) {
+	pthread_mutex_lock(&s->lock);      /* a build's thread writes it */
+	ready = t->status == SRV_T_READY;
+	pthread_mutex_unlock(&s->lock);
+	if (!ready) {
 		srv_reply_error(r, 422, "unprocessable", "template %s is not ready", t->name);
 		goto err;
 	}
@@ -55,14 +59,16 @@ static void route_create(struct srv *s, const struct srv_req *req, struct srv_re
 	struct srv_template *t;
 	struct srv_sandbox *x;
 	struct snapbox *sb;
-	int64_t ttl = SANDBOX_DEFAULT_TTL;
+	int64_t ttl = SANDBOX_DEFAULT_TTL < s->lim.max_ttl_s ? SANDBOX_DEFAULT_TTL : s->lim.max_ttl_s;
 
 	if (!b)
 		return;
 	if (json_object_object_get_ex(b, "ttl_s", &v)) {
 		ttl = json_object_get_int64(v);
-		if (!json_object_is_type(v, json_type_int) || ttl < 0 || ttl > 86400 * 30) {
-			srv_reply_error(r, 400, "bad_request", "ttl_s must be an integer in [0, 2592000]");
+		/* No sandbox lives for ever: at most the operator's --max-ttl. */
+		if (!json_object_is_type(v, json_type_int) || ttl < 1 || ttl > s->lim.max_ttl_s) {
+			srv_reply_error(r, 400, "bad_request", "ttl_s must be an integer in [1, %u]",
+					s->lim.max_ttl_s);
 			goto out;
 		}
 	}
@@ -251,9 +257,9 @@ static void route_snapshot(struct srv *s, struct srv_sandbox *x, const struct sr
 	 * written, so two snapshots to one name cannot mix their states. */
 	t->owned = true;
 	t->status = SRV_T_BUILDING;
-	if (srv_template_add(s, t)) {
+	if ((ret = srv_template_add(s, t))) {
 		t->owned = false;
-		srv_reply_error(r, 409, "conflict", "template %s already exists", t->name);
+		srv_template_refused(r, ret, t->name);
 		srv_template_put(s, t);
 		goto out;
 	}

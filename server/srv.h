@@ -41,11 +41,17 @@ char *srv_b64_encode(const void *data, size_t len);
 int srv_b64_decode(const char *s, uint8_t **out, size_t *len);
 /* True when the bytes are valid UTF-8 with no NUL. */
 bool srv_utf8_valid(const uint8_t *p, size_t n);
+#define SRV_TOKEN_MAX 512     /* bytes of a bearer token, at most */
+/* given == token, in time that depends on neither (nor on their lengths). */
+bool srv_token_equal(const char *given, const char *token);
 /* True for [A-Za-z0-9][A-Za-z0-9_.-]{0,63}. */
 bool srv_name_valid(const char *s);
 /* CLOCK_MONOTONIC and CLOCK_REALTIME in ns. */
 uint64_t srv_mono_ns(void);
 uint64_t srv_real_ns(void);
+/* s into buf for a log line: control characters, backslashes and non-ASCII
+ * bytes as \xNN, cut to fit (a client's text never forges or splits a line). */
+void srv_escape(const char *s, char *buf, size_t len);
 /* The daemon's one log sink (stderr, one line, "snapboxd: " prefixed). */
 void srv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -123,10 +129,13 @@ struct srv_sandbox {
 };
 
 struct srv_limits {
+	unsigned max_ttl_s;          /* a sandbox's ttl_s at most */
 	unsigned max_sandboxes;
 	uint64_t max_guest_mem;
 	size_t max_body;
 	unsigned drain_s;
+	unsigned max_builds;         /* template builds running at once */
+	unsigned max_templates;      /* templates listed, building ones included */
 };
 
 struct srv {
@@ -169,7 +178,7 @@ char *srv_template_dir(struct srv *s, const char *name);
 /* Stop the reaper, destroy every sandbox, release every pool. */
 void srv_fini(struct srv *s);
 
-/* Add t (status and pool already set) under its name: 0, -EEXIST or -ENOMEM. */
+/* Add t (status and pool already set) under its name: 0, -EEXIST, or -EAGAIN at --max-templates. */
 int srv_template_add(struct srv *s, struct srv_template *t);
 /* Look up by name, with a reference (srv_template_put), or NULL. */
 struct srv_template *srv_template_get(struct srv *s, const char *name);
@@ -226,6 +235,8 @@ struct json_object *srv_sandboxes_json(struct srv *s);
 /* A new template for name at dir with body's pool spec: NULL after a 400/409 reply. */
 struct srv_template *srv_template_from(struct srv *s, struct json_object *body, const char *name,
 				       const char *dir, struct srv_reply *r);
+/* The reply for srv_template_add's err: 409 for a taken name, 429 at the template limit. */
+void srv_template_refused(struct srv_reply *r, int err, const char *name);
 /* List an opened template (takes the caller's reference) and reply status with it (or 409). */
 void srv_template_publish(struct srv *s, struct srv_template *t, int status, struct srv_reply *r);
 

@@ -294,3 +294,37 @@ struct json_object *srv_body_json(const struct srv_req *req, struct srv_reply *r
 	json_tokener_free(tok);
 	return o;
 }
+
+bool srv_token_equal(const char *given, const char *token)
+{
+	size_t gn = strnlen(given, SRV_TOKEN_MAX + 1), tn = strlen(token), diff = gn ^ tn;
+
+	/* The same SRV_TOKEN_MAX steps whatever either length is: the time
+	 * says nothing about the token, its length included. */
+	for (size_t i = 0; i < SRV_TOKEN_MAX; i++) {
+		unsigned char a = i < gn ? (unsigned char)given[i] : 0;
+		unsigned char b = i < tn ? (unsigned char)token[i] : 0;
+
+		diff |= (size_t)(a ^ b);
+	}
+	return diff == 0 && tn <= SRV_TOKEN_MAX;
+}
+
+void srv_escape(const char *s, char *buf, size_t len)
+{
+	size_t j = 0;
+
+	for (; s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		bool esc = c < 0x20 || c >= 0x7f || c == '\\';
+
+		if (j + (esc ? 4 : 1) >= len)
+			break;
+		if (esc)
+			j += (size_t)snprintf(buf + j, len - j, "\\x%02x", c);
+		else
+			buf[j++] = (char)c;
+	}
+	if (len)
+		buf[j < len ? j : len - 1] = '\0';
+}

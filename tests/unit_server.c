@@ -65,6 +65,32 @@ Test(server, template_names)
 	cr_assert(!srv_name_valid("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")); /* 65 */
 }
 
+Test(server, log_text_is_escaped)
+{
+	char buf[64];
+
+	srv_escape("/v1/x\nsnapboxd: forged\r\x1b[31m\\", buf, sizeof(buf));
+	cr_assert_str_eq(buf, "/v1/x\\x0asnapboxd: forged\\x0d\\x1b[31m\\x5c");
+	srv_escape("0123456789", buf, 8);
+	cr_assert_eq(strlen(buf), 7, "not cut to fit: %s", buf);
+	srv_escape(NULL, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "");
+}
+
+Test(server, tokens_compare_whole_and_only_whole)
+{
+	char longer[SRV_TOKEN_MAX + 8];
+
+	cr_assert(srv_token_equal("s3cret-token-0123", "s3cret-token-0123"));
+	cr_assert_not(srv_token_equal("s3cret-token-012", "s3cret-token-0123"), "a prefix matched");
+	cr_assert_not(srv_token_equal("s3cret-token-01234", "s3cret-token-0123"), "a longer one matched");
+	cr_assert_not(srv_token_equal("", "s3cret-token-0123"));
+	cr_assert_not(srv_token_equal("S3cret-token-0123", "s3cret-token-0123"));
+	memset(longer, 'a', sizeof(longer) - 1);
+	longer[sizeof(longer) - 1] = '\0';
+	cr_assert_not(srv_token_equal(longer, longer), "a token past the cap compares equal");
+}
+
 Test(server, errno_maps_to_status_and_kind)
 {
 	static const struct { int err, status; const char *kind; } m[] = {

@@ -1,5 +1,6 @@
 /* snapboxd.c - the sandbox service's main: options, listener, signals and the drain on SIGTERM (docs/api.md). */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <sys/stat.h>
@@ -41,23 +42,44 @@ static void snapboxd_usage(FILE *f)
 		"  --pool-mode MODE      their restore mode: cow (default), eager or lazy\n"
 		"  --max-sandboxes N     live sandboxes at most (default 64)\n"
 		"  --max-guest-mem SIZE  guest memory of live sandboxes at most (default 16G)\n"
+		"  --max-builds N        template builds at once (default 2; each also counts as a\n"
+		"                        sandbox and its memory in the two limits above)\n"
+		"  --max-ttl S           a sandbox's ttl_s at most (default 86400)\n"
+		"  --max-templates N     templates at most, building ones included (default 64)\n"
 		"  --max-body SIZE       request body at most (default 8M)\n"
 		"                        (SIZE: 512K, 8M, 16G; a plain number is MiB)\n"
-		"  --drain-timeout S     on SIGTERM, wait this long for running requests (default 10)\n"
+		"  --drain-timeout S     on SIGTERM, wait this long for running requests and builds\n"
+		"                        (default 10); then they are abandoned and the process exits\n"
 		"  --no-confine          no seccomp filter on vCPU threads (debugging only; logged)\n"
 		"  -h, --help            this text\n",
 		SNAPBOXD_TOKEN_MIN);
 }
 
-/* The token file's first line; NULL (logged) when unreadable or too short. */
+/* The token file's first line; NULL (logged) when unreadable, open to others or too short. */
 static char *snapboxd_read_token(const char *path)
 {
 	char buf[512];
-	FILE *f = fopen(path, "r");
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	struct stat st;
+	FILE *f;
 	size_t n;
 
+	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		fprintf(stderr, "snapboxd: cannot read the token file %s: %s\n", path,
+			fd < 0 ? strerror(errno) : "not a regular file");
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	if (st.st_mode & 077) {
+		fprintf(stderr, "snapboxd: the token file %s is open to others (mode %04o): make it "
+			"0600 or 0400\n", path, (unsigned)(st.st_mode & 07777));
+		close(fd);
+		return NULL;
+	}
+	f = fdopen(fd, "r");
 	if (!f) {
-		fprintf(stderr, "snapboxd: cannot read the token file %s: %s\n", path, strerror(errno));
+		close(fd);
 		return NULL;
 	}
 	if (!fgets(buf, sizeof(buf), f))
@@ -161,6 +183,16 @@ static int snapboxd_socket_dir(const char *sock)
 	return 0;
 }
 
+static unsigned snapboxd_builds(struct srv *s)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&s->lock);
+	n = s->builds;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
 /* Wait for SIGTERM or SIGINT, then drain: 0 when every request finished in time. */
 static int snapboxd_wait_and_drain(struct srv *s, const sigset_t *set)
 {
@@ -173,12 +205,13 @@ static int snapboxd_wait_and_drain(struct srv *s, const sigset_t *set)
 		s->lim.drain_s, atomic_load(&s->inflight));
 	atomic_store(&s->draining, true);
 	deadline = srv_mono_ns() + (uint64_t)s->lim.drain_s * 1000000000ull;
-	while (atomic_load(&s->inflight) && srv_mono_ns() < deadline) {
+	/* Builds too: each may take up to its hour-long deadlines, and the drain has one of its own. */
+	while ((atomic_load(&s->inflight) || snapboxd_builds(s)) && srv_mono_ns() < deadline) {
 		struct timespec ts = { 0, 20 * 1000000 };
 
 		nanosleep(&ts, NULL);
 	}
-	return atomic_load(&s->inflight) ? -ETIMEDOUT : 0;
+	return atomic_load(&s->inflight) || snapboxd_builds(s) ? -ETIMEDOUT : 0;
 }
 
 int main(int argc, char **argv)
@@ -195,6 +228,9 @@ int main(int argc, char **argv)
 		{ "max-guest-mem", required_argument, NULL, 'm' },
 		{ "max-body", required_argument, NULL, 'b' },
 		{ "drain-timeout", required_argument, NULL, 'D' },
+		{ "max-ttl", required_argument, NULL, 'L' },
+		{ "max-builds", required_argument, NULL, 'B' },
+		{ "max-templates", required_argument, NULL, 'N' },
 		{ "no-confine", no_argument, NULL, 'C' },
 		{ "asset-dir", required_argument, NULL, 'A' },
 		{ "snapshot-root", required_argument, NULL, 'R' },
@@ -202,7 +238,8 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct srv_limits lim = { .max_sandboxes = 64, .max_guest_mem = 16384ull << 20,
+	struct srv_limits lim = { .max_ttl_s = 86400, .max_builds = 2, .max_templates = 64,
+				  .max_sandboxes = 64, .max_guest_mem = 16384ull << 20,
 				  .max_body = 8u << 20, .drain_s = 10 };
 	const char *sock = NULL, *tcp = NULL, *token_file = NULL, *state = NULL;
 	const char *asset_dir = NULL, *snap_root = NULL;
@@ -265,14 +302,17 @@ int main(int argc, char **argv)
 				lim.max_body = (size_t)size;
 			break;
 		case 'h': snapboxd_usage(stdout); return 0;
-		case 'p': case 'n': case 'D':
-			if (!num_ok || (c == 'p' && v > 64) || (c != 'p' && !v)) {
+		case 'p': case 'n': case 'D': case 'L': case 'B': case 'N':
+			if (!num_ok || (c == 'p' && v > 64) || (c != 'p' && !v) || v > 86400 * 365) {
 				fprintf(stderr, "snapboxd: bad number %s\n", optarg);
 				return 2;
 			}
 			if (c == 'p') pool_size = (unsigned)v;
 			if (c == 'n') lim.max_sandboxes = (unsigned)v;
 			if (c == 'D') lim.drain_s = (unsigned)v;
+			if (c == 'L') lim.max_ttl_s = (unsigned)v;
+			if (c == 'B') lim.max_builds = (unsigned)v;
+			if (c == 'N') lim.max_templates = (unsigned)v;
 			break;
 		default: snapboxd_usage(stderr); return 2;
 		}
@@ -331,8 +371,9 @@ int main(int argc, char **argv)
 	if (ret) {
 		/* Requests still running use their sandboxes: leave them to the
 		 * process exit, which releases every VM, rather than free them. */
-		srv_log("drain timed out with %u requests running; exiting without waiting",
-			atomic_load(&s.inflight));
+		srv_log("drain timed out with %u requests and %u builds running; exiting without "
+			"waiting (the builds are cancelled; their directories go at the next start)",
+			atomic_load(&s.inflight), snapboxd_builds(&s));
 		if (!tcp)
 			unlink(sock);
 		_exit(1);

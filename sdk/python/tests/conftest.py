@@ -94,7 +94,7 @@ class Daemon:
                 cmd += ["--snapshot-root", SNAPSHOT_ROOT]
         if tcp:
             tf = os.path.join(workdir, "token")
-            with open(tf, "w") as f:
+            with open(os.open(tf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
                 f.write(token + "\n")
             cmd += ["--listen", f"tcp:{tcp}", "--token-file", tf]
         self.tcp = tcp

@@ -108,6 +108,8 @@ def test_sandbox_lifecycle_pooled(probe):
     (b'{"template": 5}', 400),
     (b'{"template": "probe", "ttl_s": "long"}', 400),
     (b'{"template": "probe", "ttl_s": -1}', 400),
+    (b'{"template": "probe", "ttl_s": 0}', 400),                # no sandbox lives for ever
+    (b'{"template": "probe", "ttl_s": 86401}', 400),
     (b'{"template": ', 400),
 ])
 def test_sandbox_create_errors(probe, daemon, body, status):

@@ -184,3 +184,40 @@ def test_sdk_quotes_names_and_ids(probe):
     with pytest.raises(snapbox.NotFound):
         snapbox.Template(probe, "../sandboxes", None, "ready", None, 0, None).delete()
     assert probe.template("probe").status == "ready"
+
+
+def test_token_file_open_to_others_is_refused(tmp_path):
+    tf = tmp_path / "token"
+    tf.write_text("t0ken-" + "x" * 20 + "\n")
+    tf.chmod(0o644)
+    st, out = snapboxd("--listen", "tcp:127.0.0.1:1", "--token-file", str(tf),
+                       "--state-dir", str(tmp_path / "s"))
+    assert st == 2 and "open to others" in out, out
+
+
+def test_builds_and_templates_count_against_the_limits(tmp_path, probe_snapshot):
+    d = Daemon(str(tmp_path), "--max-sandboxes", "1", "--max-guest-mem", "128M", "--max-templates", "2",
+               "--template", f"p={probe_snapshot}")
+    try:
+        c = d.client()
+        with pytest.raises(snapbox.LimitReached):       # a build's guest memory counts
+            c.build_template("big", kernel="probe.elf", mem_mib=256, wait=False)
+        with c.create("p"):
+            with pytest.raises(snapbox.LimitReached):   # a build is a VM: it takes a sandbox slot
+                c.build_template("b", kernel="probe.elf", mem_mib=32, wait=False)
+        end = time.monotonic() + scaled(5)             # the sandbox's VM goes after its reply
+        while c.health()["reserved"] and time.monotonic() < end:
+            time.sleep(0.05)
+        assert c.build_template("b", kernel="probe.elf", mem_mib=32, pool_size=0).status == "ready"
+        with pytest.raises(snapbox.LimitReached):       # p and b: the template limit
+            c.build_template("c", kernel="probe.elf", mem_mib=32, wait=False)
+    finally:
+        assert d.stop() == 0
+
+
+def test_log_lines_name_the_peer_and_cannot_be_forged(daemon):
+    st, _ = raw(daemon, "GET", "/v1/x%0asnapboxd:%20forged%1b[31m")
+    assert st == 404
+    log = daemon.logtext()
+    assert "unix GET /v1/x\\x0asnapboxd: forged\\x1b[31m 404" in log, log
+    assert not any(line.startswith("snapboxd: forged") for line in log.splitlines())
