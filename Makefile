@@ -64,7 +64,7 @@ initramfs: $(INITRAMFS)
 # of the test suite, so their packages are here too; python3 runs bench/peer-qemu,
 # which `make check` runs (peer-check).
 DEB_PKGS = build-essential pkg-config libelf-dev liblz4-dev libxxhash-dev libcriterion-dev libseccomp-dev libjson-c-dev \
-	libmicrohttpd-dev python3-pytest prometheus \
+	libmicrohttpd-dev python3-pytest prometheus openssl \
 	busybox-static cpio python3 $(GUEST_DEB_PKGS) $(LAB_DEB_PKGS)
 deps:
 	$(call apt_install,$(sort $(DEB_PKGS)))

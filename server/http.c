@@ -284,10 +284,34 @@ static int http_listen_tcp(const char *spec)
 	return fd;
 }
 
+/* Connections one address may hold at once, by default: far below the daemon's 1024. */
+#define HTTP_PER_IP_DEFAULT 64
+/* A connection idle this long (no byte of a request) is closed. */
+#define HTTP_IDLE_S         30
+
 int http_start(struct http_server *h, struct srv *s, const char *socket_path, const char *tcp,
-	       const char *token)
+	       const char *token, const struct http_tcp_opts *topts)
 {
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
+			 MHD_USE_ERROR_LOG;
+	bool tls = tcp && topts && topts->tls_cert_pem;
+	struct MHD_OptionItem tcp_ops[] = {
+		{ MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+		  topts && topts->per_ip ? topts->per_ip : HTTP_PER_IP_DEFAULT, NULL },
+		{ tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0,
+		  tls ? (void *)topts->tls_cert_pem : NULL },
+		{ tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0,
+		  tls ? (void *)topts->tls_key_pem : NULL },
+		{ MHD_OPTION_END, 0, NULL },
+	};
+
 	memset(h, 0, sizeof(h[0]));
+	if (tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+		srv_log("this libmicrohttpd has no TLS: cannot serve --tls-cert");
+		return -ENOTSUP;
+	}
+	if (tls)
+		flags |= MHD_USE_TLS;
 	h->srv = s;
 	h->token = token;
 	h->fd = tcp ? http_listen_tcp(tcp) : http_listen_unix(socket_path);
@@ -295,12 +319,14 @@ int http_start(struct http_server *h, struct srv *s, const char *socket_path, co
 		return h->fd;
 	if (!tcp)
 		h->socket_path = socket_path;
-	h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-				MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL, http_handle, h,
+	/* The TCP options go last, through an array: on the Unix socket there is
+	 * no address to count and no TLS. */
+	h->d = MHD_start_daemon(flags, 0, NULL, NULL, http_handle, h,
 				MHD_OPTION_LISTEN_SOCKET, h->fd,
 				MHD_OPTION_NOTIFY_COMPLETED, http_done, h,
-				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_S,
 				MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+				MHD_OPTION_ARRAY, tcp ? tcp_ops : &tcp_ops[3],
 				MHD_OPTION_END);
 	if (!h->d) {
 		srv_log("libmicrohttpd did not start");

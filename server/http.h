@@ -14,14 +14,23 @@ struct http_server {
 	const char *token;           /* bearer token required when non-NULL */
 };
 
+/* What TCP adds: TLS (both PEM texts, or neither) and the per-address cap. */
+struct http_tcp_opts {
+	const char *tls_cert_pem, *tls_key_pem;
+	unsigned per_ip;             /* connections from one address at once; 0: the default */
+};
+
 /*
  * Listen on tcp ("HOST:PORT") when given, else on the Unix socket
  * socket_path (mode 0600; a stale socket is replaced, a live one refused),
  * and serve s's routes from one thread per connection. With token, every
- * request needs "Authorization: Bearer <token>". Returns 0 or -errno (logged).
+ * request needs "Authorization: Bearer <token>". On TCP, topts (may be
+ * NULL) adds TLS and caps the connections of one address, so one client
+ * holding connections open without a token (a slowloris) cannot take the
+ * slots of others. Returns 0 or -errno (logged).
  */
 int http_start(struct http_server *h, struct srv *s, const char *socket_path, const char *tcp,
-	       const char *token);
+	       const char *token, const struct http_tcp_opts *topts);
 
 /* Stop accepting, end every connection, close and remove the socket. */
 void http_stop(struct http_server *h);

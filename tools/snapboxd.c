@@ -26,7 +26,11 @@ static void snapboxd_usage(FILE *f)
 		"                        nobody else may enter (default $XDG_RUNTIME_DIR/snapboxd.sock,\n"
 		"                        else, as root, /run/snapboxd/snapboxd.sock)\n"
 		"  --listen tcp:HOST:PORT  listen on TCP instead (not with --socket); needs --token-file\n"
-		"  --token-file FILE     bearer token (first line, at least %d characters)\n"
+		"  --token-file FILE     bearer token (first line, at least %d characters; the file\n"
+		"                        must not be open to others)\n"
+		"  --tls-cert FILE, --tls-key FILE  with --listen: serve HTTPS with this PEM\n"
+		"                        certificate (chain) and key (not open to others)\n"
+		"  --max-conn-per-ip N   with --listen: connections one address may hold (default 64)\n"
 		"  --state-dir DIR       built templates live here, a private (0700) directory of this\n"
 		"                        user's (default $XDG_RUNTIME_DIR/snapboxd.d, else, as root,\n"
 		"                        /var/lib/snapboxd); anything else refuses the start\n"
@@ -125,6 +129,32 @@ static int snapboxd_register(struct srv *s, const char *spec, unsigned pool_size
 		fprintf(stderr, "snapboxd: template %s (%s): %s\n", name, eq + 1, strerror(-ret));
 	srv_template_put(s, t);
 	return ret;
+}
+
+/* A PEM file's text (a key's file must not be open to others); NULL after a message. */
+static char *snapboxd_read_pem(const char *path, bool secret)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	const char *why = NULL;
+	char *buf = NULL;
+	struct stat st;
+
+	if (fd < 0)
+		why = strerror(errno);
+	else if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size <= 0 || st.st_size >= (1 << 20))
+		why = "not a regular file under 1 MiB";
+	else if (secret && (st.st_mode & 077))
+		why = "a key open to others (make it 0600 or 0400)";
+	else if (!(buf = calloc(1, (size_t)st.st_size + 1)) || read(fd, buf, (size_t)st.st_size) != st.st_size)
+		why = "cannot read it";
+	if (fd >= 0)
+		close(fd);
+	if (why) {
+		fprintf(stderr, "snapboxd: %s: %s\n", path, why);
+		free(buf);
+		return NULL;
+	}
+	return buf;
 }
 
 /* The default socket and state directory: this user's runtime directory, or root's own places. */
@@ -231,6 +261,9 @@ int main(int argc, char **argv)
 		{ "max-ttl", required_argument, NULL, 'L' },
 		{ "max-builds", required_argument, NULL, 'B' },
 		{ "max-templates", required_argument, NULL, 'N' },
+		{ "tls-cert", required_argument, NULL, 'c' },
+		{ "tls-key", required_argument, NULL, 'k' },
+		{ "max-conn-per-ip", required_argument, NULL, 'P' },
 		{ "no-confine", no_argument, NULL, 'C' },
 		{ "asset-dir", required_argument, NULL, 'A' },
 		{ "snapshot-root", required_argument, NULL, 'R' },
@@ -242,7 +275,8 @@ int main(int argc, char **argv)
 				  .max_sandboxes = 64, .max_guest_mem = 16384ull << 20,
 				  .max_body = 8u << 20, .drain_s = 10 };
 	const char *sock = NULL, *tcp = NULL, *token_file = NULL, *state = NULL;
-	const char *asset_dir = NULL, *snap_root = NULL;
+	const char *asset_dir = NULL, *snap_root = NULL, *tls_cert = NULL, *tls_key = NULL;
+	struct http_tcp_opts topts = { 0 };
 	bool allow_raw = false;
 	const char *templates[64];
 	unsigned ntemplates = 0, pool_size = 2;
@@ -283,6 +317,8 @@ int main(int argc, char **argv)
 			break;
 		case 'C': snapbox_set_confinement(false); break;
 		case 'A': asset_dir = optarg; break;
+		case 'c': tls_cert = optarg; break;
+		case 'k': tls_key = optarg; break;
 		case 'R': snap_root = optarg; break;
 		case 'W': allow_raw = true; break;
 		case 'M':
@@ -302,7 +338,7 @@ int main(int argc, char **argv)
 				lim.max_body = (size_t)size;
 			break;
 		case 'h': snapboxd_usage(stdout); return 0;
-		case 'p': case 'n': case 'D': case 'L': case 'B': case 'N':
+		case 'p': case 'n': case 'D': case 'L': case 'B': case 'N': case 'P':
 			if (!num_ok || (c == 'p' && v > 64) || (c != 'p' && !v) || v > 86400 * 365) {
 				fprintf(stderr, "snapboxd: bad number %s\n", optarg);
 				return 2;
@@ -313,6 +349,7 @@ int main(int argc, char **argv)
 			if (c == 'L') lim.max_ttl_s = (unsigned)v;
 			if (c == 'B') lim.max_builds = (unsigned)v;
 			if (c == 'N') lim.max_templates = (unsigned)v;
+			if (c == 'P') topts.per_ip = (unsigned)v;
 			break;
 		default: snapboxd_usage(stderr); return 2;
 		}
@@ -325,6 +362,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "snapboxd: --socket and --listen tcp: are one or the other (one listener)\n");
 		return 2;
 	}
+	if (!tls_cert != !tls_key || (tls_cert && !tcp)) {
+		fprintf(stderr, "snapboxd: --tls-cert and --tls-key go together, with --listen tcp:\n");
+		return 2;
+	}
+	if (tls_cert && (!(topts.tls_cert_pem = snapboxd_read_pem(tls_cert, false)) ||
+			 !(topts.tls_key_pem = snapboxd_read_pem(tls_key, true))))
+		return 2;
 	if (tcp && !token_file) {
 		fprintf(stderr, "snapboxd: --listen tcp: needs --token-file (TCP is never open without a token)\n");
 		return 2;
@@ -360,7 +404,7 @@ int main(int argc, char **argv)
 			srv_fini(&s);
 			return 3;
 		}
-	ret = http_start(&h, &s, sock, tcp, token);
+	ret = http_start(&h, &s, sock, tcp, token, &topts);
 	if (ret) {
 		srv_fini(&s);
 		return ret == -EADDRINUSE ? 4 : 5;

@@ -3,7 +3,10 @@ client, raw agent requests only for instruments, a private state directory, dele
 never follow a link, and an SDK that checks whom it talks to and quotes what it sends."""
 import json
 import os
+import resource
+import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import threading
@@ -221,3 +224,73 @@ def test_log_lines_name_the_peer_and_cannot_be_forged(daemon):
     log = daemon.logtext()
     assert "unix GET /v1/x\\x0asnapboxd: forged\\x1b[31m 404" in log, log
     assert not any(line.startswith("snapboxd: forged") for line in log.splitlines())
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_https_with_a_checked_certificate(tmp_path):
+    if not shutil.which("openssl"):
+        pytest.fail("openssl is missing (make deps installs it)")
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    os.chmod(key, 0o644)
+    token, port = "t0ken-" + "y" * 20, free_port()
+    tf = tmp_path / "token"
+    tf.write_text(token + "\n")
+    tf.chmod(0o600)
+    st, out = snapboxd("--listen", f"tcp:127.0.0.1:{port}", "--token-file", str(tf),
+                       "--tls-cert", cert, "--tls-key", key, "--state-dir", str(tmp_path / "s"))
+    assert st == 2 and "open to others" in out, out
+    os.chmod(key, 0o600)
+    d = Daemon(str(tmp_path), "--tls-cert", cert, "--tls-key", key, tcp=f"127.0.0.1:{port}",
+               token=token, roots=False)
+    try:
+        url = f"https://127.0.0.1:{port}"
+        assert snapbox.Client(url=url, token=token, cafile=cert).health()["status"] == "ok"
+        with pytest.raises(ssl.SSLError):          # not signed by a CA this client trusts
+            snapbox.Client(url=url, token=token, timeout=scaled(10)).health()
+        with pytest.raises(Exception):             # plain HTTP is not served on a TLS port
+            snapbox.Client(url=f"http://127.0.0.1:{port}", token=token, timeout=scaled(10)).health()
+    finally:
+        assert d.stop() == 0
+
+
+def test_a_slowloris_does_not_starve_a_client_with_the_token(tmp_path):
+    """2,000 connections from one address that never finish their headers: the
+    per-address cap refuses all but a few, and a client with the token is served."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    token, port = "t0ken-" + "z" * 20, free_port()
+    d = Daemon(str(tmp_path), tcp=f"127.0.0.1:{port}", token=token, roots=False)
+    held = []
+    try:
+        c = snapbox.Client(url=f"http://127.0.0.1:{port}", token=token, timeout=scaled(30))
+        assert c.health()["status"] == "ok"
+        for _ in range(2000):
+            s = socket.socket()
+            s.bind(("127.0.0.2", 0))               # the attacker's own address, on loopback
+            s.settimeout(scaled(5))
+            try:
+                s.connect(("127.0.0.1", port))
+                s.send(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            except OSError:
+                s.close()
+                continue
+            held.append(s)
+        for _ in range(20):
+            t0 = time.monotonic()
+            assert c.health()["status"] == "ok"
+            assert time.monotonic() - t0 < scaled(5)
+    finally:
+        for s in held:
+            s.close()
+        d.stop()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
