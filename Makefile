@@ -124,7 +124,7 @@ $(BUSYBOX):
 	@echo "$(BUSYBOX) is missing: run 'make deps' (Debian package busybox-static)" >&2; exit 1
 
 $(UNIT_BIN): $(UNIT_SRCS:%.c=$(BUILD)/%.o) $(TEST_COMMON:%.c=$(BUILD)/%.o) $(BENCH_COMMON:%.c=$(BUILD)/%.o) \
-		$(BUILD)/server/util.o $(BUILD)/server/paths.o $(LIB)
+		$(BUILD)/server/util.o $(BUILD)/server/paths.o $(BUILD)/server/tenants.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LIBS) -lcriterion -ljson-c -o $@
 

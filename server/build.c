@@ -24,6 +24,7 @@ struct srv_build {
 	const char **prewarm;        /* its shell commands, NULL-terminated */
 	int kernel_fd, initrd_fd;    /* the assets, opened beneath --asset-dir (-1: none) */
 	uint64_t mem;                /* its guest memory, reserved as a sandbox's is */
+	struct srv_tenant *tn;       /* who asked for it */
 	char *kernel, *initrd;       /* their /proc/self/fd paths, for the library */
 };
 
@@ -138,7 +139,7 @@ static void *build_thread(void *arg)
 		if (ret)
 			snprintf(why, sizeof(why), "opening the snapshot: %s", strerror(-ret));
 	}
-	srv_sandbox_unreserve(s, b->mem);
+	srv_sandbox_unreserve(s, b->tn, b->mem);
 	pthread_mutex_lock(&s->lock);
 	t->status = ret ? SRV_T_FAILED : SRV_T_READY;
 	if (ret)
@@ -246,8 +247,8 @@ static bool build_spec_ok(struct json_object *spec, struct srv_reply *r)
 	       build_range(spec, "mem_mib", 16, 3072, r);
 }
 
-int srv_build_start(struct srv *s, struct srv_template *t, struct json_object *spec,
-		    struct srv_reply *r)
+int srv_build_start(struct srv *s, struct srv_template *t, struct srv_tenant *tn,
+		    struct json_object *spec, struct srv_reply *r)
 {
 	struct srv_build *b;
 	pthread_attr_t attr;
@@ -263,6 +264,7 @@ int srv_build_start(struct srv *s, struct srv_template *t, struct json_object *s
 	}
 	b->s = s;
 	b->t = t;
+	b->tn = tn;
 	b->spec = json_object_get(spec);
 	b->kernel_fd = b->initrd_fd = -1;
 	if (!build_asset(s, spec, "kernel", &b->kernel_fd, &b->kernel, r) ||
@@ -279,7 +281,7 @@ int srv_build_start(struct srv *s, struct srv_template *t, struct json_object *s
 	if (!ret)
 		s->builds++;
 	pthread_mutex_unlock(&s->lock);
-	if (!ret && (ret = srv_sandbox_reserve(s, b->mem))) {
+	if (!ret && (ret = srv_sandbox_reserve(s, b->tn, b->mem))) {
 		pthread_mutex_lock(&s->lock);
 		s->builds--;
 		pthread_mutex_unlock(&s->lock);
@@ -299,7 +301,7 @@ int srv_build_start(struct srv *s, struct srv_template *t, struct json_object *s
 	ret = -pthread_create(&th, &attr, build_thread, b);
 	pthread_attr_destroy(&attr);
 	if (ret) {
-		srv_sandbox_unreserve(s, b->mem);
+		srv_sandbox_unreserve(s, b->tn, b->mem);
 		pthread_mutex_lock(&s->lock);
 		t->refs--;
 		s->builds--;

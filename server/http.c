@@ -21,6 +21,7 @@ struct http_conn {
 	bool too_large;
 	struct srv_grave *graves;    /* VMs to destroy once the reply is sent */
 	uint64_t t0;
+	struct srv_tenant *tenant;   /* NULL: refused (no valid token) */
 };
 
 /* The peer as text: an address and port on TCP, "unix" on the socket. */
@@ -47,26 +48,29 @@ static void http_peer(struct MHD_Connection *c, char *buf, size_t len)
 	}
 }
 
-/* One log line per request: peer, method, path (escaped), status, time. */
-static void http_log(struct MHD_Connection *c, const char *method, const char *url, int status,
-		     uint64_t t0, const char *why)
+/* One log line per request: peer, tenant, method, path (escaped), status, time. */
+static void http_log(struct MHD_Connection *c, const struct http_conn *hc, const char *method,
+		     const char *url, int status, const char *why)
 {
 	char peer[64], m[32], u[512];
 
 	http_peer(c, peer, sizeof(peer));
 	srv_escape(method, m, sizeof(m));
 	srv_escape(url, u, sizeof(u));
-	srv_log("%s %s %s %d %.3f ms%s%s", peer, m, u, status, (double)(srv_mono_ns() - t0) / 1e6,
-		why ? ": " : "", why ? why : "");
+	srv_log("%s %s %s %s %d %.3f ms%s%s", peer, hc->tenant ? hc->tenant->name : "-", m, u, status,
+		(double)(srv_mono_ns() - hc->t0) / 1e6, why ? ": " : "", why ? why : "");
 }
 
-static bool http_token_ok(const struct http_server *h, struct MHD_Connection *c)
+/* Who asks: on TCP the tenant whose token the request bears (NULL: none), on the socket its one tenant. */
+static struct srv_tenant *http_tenant(const struct http_server *h, struct MHD_Connection *c)
 {
 	const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 
+	if (!h->tcp)
+		return h->local;
 	if (!a || strncmp(a, "Bearer ", 7))
-		return false;
-	return srv_token_equal(a + 7, h->token);
+		return NULL;
+	return srv_tenant_by_token(h->srv, a + 7);
 }
 
 static enum MHD_Result http_send(struct MHD_Connection *c, struct srv_reply *r)
@@ -134,10 +138,11 @@ static enum MHD_Result http_handle(void *cls, struct MHD_Connection *c, const ch
 		if (!hc)
 			return MHD_NO;
 		hc->t0 = srv_mono_ns();
+		hc->tenant = http_tenant(h, c);
 		*con_cls = hc;
 		atomic_fetch_add(&h->srv->inflight, 1);
 		/* Refusals that need no body are answered before it is read. */
-		if (h->token && !http_token_ok(h, c)) {
+		if (!hc->tenant) {
 			srv_reply_error(&r, 401, "unauthorized", "a valid bearer token is required");
 			r.kind = "missing or wrong bearer token";
 		} else if (atomic_load(&h->srv->draining)) {
@@ -162,7 +167,7 @@ static enum MHD_Result http_handle(void *cls, struct MHD_Connection *c, const ch
 	} else {
 		struct srv_req req = {
 			.method = method, .path = url, .query = http_query, .query_ctx = c,
-			.body = hc->body, .body_len = hc->len,
+			.body = hc->body, .body_len = hc->len, .tenant = hc->tenant,
 		};
 
 		srv_defer_graves(&hc->graves);
@@ -172,14 +177,14 @@ static enum MHD_Result http_handle(void *cls, struct MHD_Connection *c, const ch
 send:
 	if (!r.status)
 		srv_reply_error(&r, 500, "internal", "no reply");
-	srv_metrics_request(route, r.status);
+	srv_metrics_request(route, r.status, hc->tenant ? hc->tenant->name : "");
 	if (r.status == 401) {
 		srv_metrics_error("unauthorized");
-		http_log(c, method, url, r.status, hc->t0, r.kind);
+		http_log(c, hc, method, url, r.status, r.kind);
 	} else {
 		if (r.kind)
 			srv_metrics_error(r.kind);
-		http_log(c, method, url, r.status, hc->t0, NULL);
+		http_log(c, hc, method, url, r.status, NULL);
 	}
 	ret = http_send(c, &r);
 	srv_reply_fini(&r);
@@ -290,7 +295,7 @@ static int http_listen_tcp(const char *spec)
 #define HTTP_IDLE_S         30
 
 int http_start(struct http_server *h, struct srv *s, const char *socket_path, const char *tcp,
-	       const char *token, const struct http_tcp_opts *topts)
+	       const struct http_tcp_opts *topts)
 {
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
 			 MHD_USE_ERROR_LOG;
@@ -306,6 +311,14 @@ int http_start(struct http_server *h, struct srv *s, const char *socket_path, co
 	};
 
 	memset(h, 0, sizeof(h[0]));
+	h->tcp = tcp != NULL;
+	for (unsigned i = 0; i < s->ntenants; i++)
+		if (!s->tenants[i].token)
+			h->local = &s->tenants[i];
+	if ((h->tcp && !s->ntenants) || (!h->tcp && !h->local)) {
+		srv_log("no tenant to serve: %s", h->tcp ? "TCP needs tokens" : "the socket needs its tenant");
+		return -EINVAL;
+	}
 	if (tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
 		srv_log("this libmicrohttpd has no TLS: cannot serve --tls-cert");
 		return -ENOTSUP;
@@ -313,7 +326,6 @@ int http_start(struct http_server *h, struct srv *s, const char *socket_path, co
 	if (tls)
 		flags |= MHD_USE_TLS;
 	h->srv = s;
-	h->token = token;
 	h->fd = tcp ? http_listen_tcp(tcp) : http_listen_unix(socket_path);
 	if (h->fd < 0)
 		return h->fd;

@@ -79,11 +79,12 @@ void srv_metrics_run(uint64_t ns)
 	pthread_mutex_unlock(&metrics.lock);
 }
 
-void srv_metrics_request(const char *route, int status)
+void srv_metrics_request(const char *route, int status, const char *tenant)
 {
 	char key[160];
 
-	snprintf(key, sizeof(key), "route=\"%s\",code=\"%d\"", route, status);
+	/* tenant is a validated name (or empty: refused before one was known). */
+	snprintf(key, sizeof(key), "route=\"%s\",code=\"%d\",tenant=\"%s\"", route, status, tenant);
 	pthread_mutex_lock(&metrics.lock);
 	metrics_count(metrics.requests, key);
 	pthread_mutex_unlock(&metrics.lock);
@@ -171,7 +172,7 @@ char *srv_metrics_text_of(struct srv *s, size_t *len)
 	pthread_mutex_lock(&metrics.lock);
 	metrics_counter(f, "snapbox_restores_total", "Restores by template, mode and pool hit.",
 			metrics.restores);
-	metrics_counter(f, "snapbox_requests_total", "HTTP requests by route and status.",
+	metrics_counter(f, "snapbox_requests_total", "HTTP requests by route, status and tenant.",
 			metrics.requests);
 	metrics_counter(f, "snapbox_errors_total", "Error replies by kind.", metrics.errors);
 	metrics_histogram(f, "snapbox_restore_to_ready_seconds",

@@ -191,11 +191,23 @@ int srv_template_open(struct srv_template *t)
 	return snapbox_pool_create(t->snapshot, &po, &t->pool);
 }
 
+/* x and t cannot share a name: one of them is the operator's (seen by all), or both are one tenant's. */
+static bool srv_template_clash(const struct srv_template *x, const struct srv_template *t)
+{
+	return !strcmp(x->name, t->name) && (!x->owner || !t->owner || x->owner == t->owner);
+}
+
+/* t as tn sees it: its own, and the operator's (tn NULL: the daemon sees every one). */
+static bool srv_template_visible(const struct srv_template *t, const struct srv_tenant *tn)
+{
+	return !tn || !t->owner || t->owner == tn;
+}
+
 int srv_template_add(struct srv *s, struct srv_template *t)
 {
 	pthread_mutex_lock(&s->lock);
 	for (struct srv_template *x = s->templates; x; x = x->next) {
-		if (!strcmp(x->name, t->name)) {
+		if (srv_template_clash(x, t)) {
 			pthread_mutex_unlock(&s->lock);
 			return -EEXIST;
 		}
@@ -213,13 +225,13 @@ int srv_template_add(struct srv *s, struct srv_template *t)
 	return 0;
 }
 
-struct srv_template *srv_template_get(struct srv *s, const char *name)
+struct srv_template *srv_template_get(struct srv *s, const char *name, const struct srv_tenant *tn)
 {
 	struct srv_template *t;
 
 	pthread_mutex_lock(&s->lock);
 	for (t = s->templates; t; t = t->next)
-		if (!strcmp(t->name, name))
+		if (!strcmp(t->name, name) && srv_template_visible(t, tn))
 			break;
 	if (t)
 		t->refs++;
@@ -241,17 +253,21 @@ void srv_template_put(struct srv *s, struct srv_template *t)
 		srv_template_free(s, t);
 }
 
-int srv_template_remove(struct srv *s, const char *name)
+int srv_template_remove(struct srv *s, const char *name, const struct srv_tenant *tn)
 {
 	struct srv_template **pp, *t;
 
 	pthread_mutex_lock(&s->lock);
 	for (pp = &s->templates; (t = *pp); pp = &t->next)
-		if (!strcmp(t->name, name))
+		if (!strcmp(t->name, name) && srv_template_visible(t, tn))
 			break;
 	if (!t) {
 		pthread_mutex_unlock(&s->lock);
 		return -ENOENT;
+	}
+	if (tn && !t->owner) {
+		pthread_mutex_unlock(&s->lock);
+		return -EPERM;
 	}
 	if (t->status == SRV_T_BUILDING) {
 		pthread_mutex_unlock(&s->lock);
@@ -314,7 +330,7 @@ struct json_object *srv_template_json(struct srv *s, struct srv_template *t, boo
 	return o;
 }
 
-struct json_object *srv_templates_json(struct srv *s)
+struct json_object *srv_templates_json(struct srv *s, const struct srv_tenant *tn)
 {
 	struct json_object *a = json_object_new_array();
 	struct srv_template **list;
@@ -323,9 +339,11 @@ struct json_object *srv_templates_json(struct srv *s)
 	/* References taken under the lock, JSON built outside it (pool stats lock their pool). */
 	pthread_mutex_lock(&s->lock);
 	list = calloc(s->ntemplates + 1, sizeof(*list));
-	for (struct srv_template *t = s->templates; list && t; t = t->next, n++) {
+	for (struct srv_template *t = s->templates; list && t; t = t->next) {
+		if (!srv_template_visible(t, tn))
+			continue;
 		t->refs++;
-		list[n] = t;
+		list[n++] = t;
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (!list) {
@@ -361,7 +379,7 @@ void srv_fini(struct srv *s)
 	while (s->sandboxes)
 		srv_sandbox_remove(s, s->sandboxes);
 	while (s->templates)
-		srv_template_remove(s, s->templates->name);
+		srv_template_remove(s, s->templates->name, NULL);
 	/* The reaper is gone: what was buried since is destroyed here. */
 	pthread_mutex_lock(&s->lock);
 	srv_dig_locked(s);
@@ -369,5 +387,6 @@ void srv_fini(struct srv *s)
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
 	srv_close_fds(s);
+	srv_tenants_fini(s);
 	free(s->state_dir);
 }

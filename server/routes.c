@@ -102,7 +102,7 @@ void srv_template_refused(struct srv_reply *r, int err, const char *name)
 
 /* A new template named by body's "name" (pool spec applied) at dir; NULL after a reply. */
 struct srv_template *srv_template_from(struct srv *s, struct json_object *body, const char *name,
-				       const char *dir, struct srv_reply *r)
+				       const char *dir, struct srv_tenant *tn, struct srv_reply *r)
 {
 	struct srv_template *t, *old;
 
@@ -111,7 +111,7 @@ struct srv_template *srv_template_from(struct srv *s, struct json_object *body, 
 				"name must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}");
 		return NULL;
 	}
-	old = srv_template_get(s, name);
+	old = srv_template_get(s, name, tn);
 	if (old) {
 		srv_template_put(s, old);
 		srv_reply_error(r, 409, "conflict", "template %s already exists", name);
@@ -122,6 +122,7 @@ struct srv_template *srv_template_from(struct srv *s, struct json_object *body, 
 		srv_reply_error(r, 500, "internal", "out of memory");
 		return NULL;
 	}
+	t->owner = tn;
 	if (!route_pool_spec(body, t, r)) {
 		srv_template_put(s, t);
 		return NULL;
@@ -203,7 +204,7 @@ static void route_template_create(struct srv *s, const struct srv_req *req, stru
 		srv_reply_error(r, 500, "internal", "out of memory");
 		goto out;
 	}
-	t = srv_template_from(s, body, name, dir ? dir : "", r);
+	t = srv_template_from(s, body, name, dir ? dir : "", req->tenant, r);
 	if (!t)
 		goto out;
 	t->instrument = json_object_object_get_ex(body, "instrument", &v) && json_object_get_boolean(v);
@@ -225,13 +226,13 @@ static void route_template_create(struct srv *s, const struct srv_req *req, stru
 	if (ret) {
 		t->owned = false;
 		srv_template_refused(r, ret, t->name);
-	} else if (!srv_build_start(s, t, build, r)) {
+	} else if (!srv_build_start(s, t, req->tenant, build, r)) {
 		srv_reply_json(r, 202, srv_template_json(s, t, false));
 	} else {
 		pthread_mutex_lock(&s->lock);
 		t->status = SRV_T_FAILED;
 		pthread_mutex_unlock(&s->lock);
-		srv_template_remove(s, t->name);
+		srv_template_remove(s, t->name, t->owner);
 	}
 	srv_template_put(s, t);
 out:
@@ -249,7 +250,7 @@ static void route_templates(struct srv *s, const struct srv_req *req, const char
 		if (!strcmp(req->method, "GET")) {
 			struct json_object *o = json_object_new_object();
 
-			struct json_object *l = srv_templates_json(s);
+			struct json_object *l = srv_templates_json(s, req->tenant);
 
 			if (!l) {
 				json_object_put(o);
@@ -266,7 +267,7 @@ static void route_templates(struct srv *s, const struct srv_req *req, const char
 		return;
 	}
 	if (!strcmp(req->method, "GET")) {
-		t = srv_template_get(s, rest);
+		t = srv_template_get(s, rest, req->tenant);
 		if (!t) {
 			srv_reply_error(r, 404, "not_found", "no template %s", rest);
 			return;
@@ -274,11 +275,13 @@ static void route_templates(struct srv *s, const struct srv_req *req, const char
 		srv_reply_json(r, 200, srv_template_json(s, t, true));
 		srv_template_put(s, t);
 	} else if (!strcmp(req->method, "DELETE")) {
-		ret = srv_template_remove(s, rest);
+		ret = srv_template_remove(s, rest, req->tenant);
 		if (ret == -ENOENT)
 			srv_reply_error(r, 404, "not_found", "no template %s", rest);
 		else if (ret == -EBUSY)
 			srv_reply_error(r, 409, "conflict", "template %s is still building", rest);
+		else if (ret == -EPERM)
+			srv_reply_error(r, 403, "forbidden", "template %s is the operator's", rest);
 		else
 			r->status = 204;
 	} else {

@@ -10,7 +10,7 @@
 #define SANDBOX_DEFAULT_TTL 300
 
 /* Reserve, restore (pooled when possible) from the body's template: sb and its profile, or an error reply. */
-static struct srv_template *sandbox_restore(struct srv *s, struct json_object *b,
+static struct srv_template *sandbox_restore(struct srv *s, struct srv_tenant *tn, struct json_object *b,
 					    struct snapbox **sb, struct snapbox_restore_profile *p,
 					    struct srv_reply *r)
 {
@@ -23,7 +23,7 @@ static struct srv_template *sandbox_restore(struct srv *s, struct json_object *b
 		srv_reply_error(r, 400, "bad_request", "template (a name) is required");
 		return NULL;
 	}
-	t = srv_template_get(s, json_object_get_string(v));
+	t = srv_template_get(s, json_object_get_string(v), tn);
 	if (!t) {
 		srv_reply_error(r, 404, "not_found", "no template %s", json_object_get_string(v));
 		return NULL;
@@ -35,14 +35,15 @@ static struct srv_template *sandbox_restore(struct srv *s, struct json_object *b
 		srv_reply_error(r, 422, "unprocessable", "template %s is not ready", t->name);
 		goto err;
 	}
-	ret = srv_sandbox_reserve(s, t->mem_bytes);
+	ret = srv_sandbox_reserve(s, tn, t->mem_bytes);
 	if (ret) {
-		srv_reply_error(r, 429, "limit", "the daemon's sandbox or guest-memory limit is reached");
+		srv_reply_error(r, 429, "limit", "the daemon's sandbox or guest-memory limit, or this "
+				"tenant's share, is reached");
 		goto err;
 	}
 	ret = srv_restore(t, sb, p);
 	if (ret) {
-		srv_sandbox_unreserve(s, t->mem_bytes);
+		srv_sandbox_unreserve(s, tn, t->mem_bytes);
 		srv_reply_errno(r, ret, "restore");
 		goto err;
 	}
@@ -72,13 +73,13 @@ static void route_create(struct srv *s, const struct srv_req *req, struct srv_re
 			goto out;
 		}
 	}
-	t = sandbox_restore(s, b, &sb, &p, r);
+	t = sandbox_restore(s, req->tenant, b, &sb, &p, r);
 	if (!t)
 		goto out;
-	x = srv_sandbox_add(s, t, sb, t->mem_bytes, (unsigned)ttl);
+	x = srv_sandbox_add(s, t, req->tenant, sb, t->mem_bytes, (unsigned)ttl);
 	if (!x) {
 		snapbox_destroy(sb);
-		srv_sandbox_unreserve(s, t->mem_bytes);
+		srv_sandbox_unreserve(s, req->tenant, t->mem_bytes);
 		srv_reply_error(r, 500, "internal", "out of memory");
 	} else {
 		o = srv_sandbox_json(x);
@@ -249,7 +250,7 @@ static void route_snapshot(struct srv *s, struct srv_sandbox *x, const struct sr
 		srv_reply_error(r, 500, "internal", "out of memory");
 		goto out;
 	}
-	t = srv_template_from(s, b, name, dir ? dir : "", r);
+	t = srv_template_from(s, b, name, dir ? dir : "", req->tenant, r);
 	if (!t)
 		goto out;
 	t->instrument = x->instrument;
@@ -271,7 +272,7 @@ static void route_snapshot(struct srv *s, struct srv_sandbox *x, const struct sr
 	pthread_mutex_unlock(&s->lock);
 	if (ret) {
 		srv_reply_errno(r, ret, "snapshot");
-		srv_template_remove(s, t->name);
+		srv_template_remove(s, t->name, t->owner);
 	} else {
 		srv_reply_json(r, 201, srv_template_json(s, t, false));
 	}
@@ -339,14 +340,14 @@ void srv_route_sandbox(struct srv *s, const struct srv_req *req, const char *res
 		else if (!strcmp(m, "GET")) {
 			struct json_object *o = json_object_new_object();
 
-			json_object_object_add(o, "sandboxes", srv_sandboxes_json(s));
+			json_object_object_add(o, "sandboxes", srv_sandboxes_json(s, req->tenant));
 			srv_reply_json(r, 200, o);
 		} else
 			srv_reply_error(r, 405, "method_not_allowed", "use GET or POST");
 		return;
 	}
 	snprintf(id, sizeof(id), "%.*s", slash ? (int)(slash - rest) : (int)strlen(rest), rest);
-	x = srv_sandbox_get(s, id);
+	x = srv_sandbox_get(s, id, req->tenant);
 	if (!x) {
 		srv_reply_error(r, 404, "not_found", "no sandbox %s", id);
 		return;
@@ -385,7 +386,7 @@ void srv_route_run(struct srv *s, const struct srv_req *req, struct srv_reply *r
 	/* Parse first: a bad request costs no restore. */
 	if (!ping && !srv_exec_parse(b, &e, r))
 		goto out;
-	tp = sandbox_restore(s, b, &sb, &p, r);
+	tp = sandbox_restore(s, req->tenant, b, &sb, &p, r);
 	if (!tp)
 		goto out;
 	t1 = srv_mono_ns();
@@ -401,7 +402,7 @@ void srv_route_run(struct srv *s, const struct srv_req *req, struct srv_reply *r
 		o = srv_exec_run(sb, &e, r, &err);
 	}
 	t2 = srv_mono_ns();
-	srv_bury(s, sb, tp->mem_bytes);   /* destroyed once this reply is sent */
+	srv_bury(s, sb, req->tenant, tp->mem_bytes);   /* destroyed once this reply is sent */
 	t3 = srv_mono_ns();
 	if (o) {
 		json_object_object_add(o, "restore_profile", srv_profile_json(&p));

@@ -8,26 +8,32 @@
 
 #include "server/srv.h"
 
-int srv_sandbox_reserve(struct srv *s, uint64_t mem)
+int srv_sandbox_reserve(struct srv *s, struct srv_tenant *tn, uint64_t mem)
 {
+	unsigned share = s->lim.tenant_max_sandboxes ? s->lim.tenant_max_sandboxes : s->lim.max_sandboxes;
 	int ret = 0;
 
 	pthread_mutex_lock(&s->lock);
-	if (s->nsandboxes >= s->lim.max_sandboxes || s->guest_mem + mem > s->lim.max_guest_mem)
+	if (s->nsandboxes >= s->lim.max_sandboxes || s->guest_mem + mem > s->lim.max_guest_mem ||
+	    (tn && tn->reserved >= share))
 		ret = -EAGAIN;
 	else {
 		s->nsandboxes++;
 		s->guest_mem += mem;
+		if (tn)
+			tn->reserved++;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
 
-void srv_sandbox_unreserve(struct srv *s, uint64_t mem)
+void srv_sandbox_unreserve(struct srv *s, struct srv_tenant *tn, uint64_t mem)
 {
 	pthread_mutex_lock(&s->lock);
 	s->nsandboxes--;
 	s->guest_mem -= mem;
+	if (tn)
+		tn->reserved--;
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -50,8 +56,8 @@ int srv_restore(struct srv_template *t, struct snapbox **out,
 	return ret;
 }
 
-struct srv_sandbox *srv_sandbox_add(struct srv *s, const struct srv_template *t, struct snapbox *sb,
-				    uint64_t mem, unsigned ttl_s)
+struct srv_sandbox *srv_sandbox_add(struct srv *s, const struct srv_template *t, struct srv_tenant *tn,
+				    struct snapbox *sb, uint64_t mem, unsigned ttl_s)
 {
 	struct srv_sandbox *x = calloc(1, sizeof(*x));
 	uint8_t rnd[8];
@@ -64,6 +70,7 @@ struct srv_sandbox *srv_sandbox_add(struct srv *s, const struct srv_template *t,
 		 rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
 	snprintf(x->tmpl, sizeof(x->tmpl), "%s", t->name);
 	x->instrument = t->instrument;
+	x->owner = tn;
 	pthread_rwlock_init(&x->busy, NULL);
 	x->sb = sb;
 	x->mem_bytes = mem;
@@ -81,13 +88,13 @@ struct srv_sandbox *srv_sandbox_add(struct srv *s, const struct srv_template *t,
 	return x;
 }
 
-struct srv_sandbox *srv_sandbox_get(struct srv *s, const char *id)
+struct srv_sandbox *srv_sandbox_get(struct srv *s, const char *id, const struct srv_tenant *tn)
 {
 	struct srv_sandbox *x;
 
 	pthread_mutex_lock(&s->lock);
 	for (x = s->sandboxes; x; x = x->next)
-		if (!strcmp(x->id, id))
+		if (!strcmp(x->id, id) && x->owner == tn)
 			break;
 	if (x)
 		x->refs++;
@@ -106,13 +113,14 @@ void srv_sandbox_put(struct srv *s, struct srv_sandbox *x)
 	pthread_mutex_unlock(&s->lock);
 	if (!last)
 		return;
-	srv_bury(s, x->sb, x->mem_bytes);
+	srv_bury(s, x->sb, x->owner, x->mem_bytes);
 	pthread_rwlock_destroy(&x->busy);
 	free(x);
 }
 
 struct srv_grave {
 	struct snapbox *sb;
+	struct srv_tenant *owner;
 	uint64_t mem;
 	struct srv_grave *next;
 };
@@ -131,22 +139,23 @@ void srv_graves_destroy(struct srv *s, struct srv_grave *g)
 		struct srv_grave *next = g->next;
 
 		snapbox_destroy(g->sb);
-		srv_sandbox_unreserve(s, g->mem);
+		srv_sandbox_unreserve(s, g->owner, g->mem);
 		free(g);
 		g = next;
 	}
 }
 
-void srv_bury(struct srv *s, struct snapbox *sb, uint64_t mem)
+void srv_bury(struct srv *s, struct snapbox *sb, struct srv_tenant *tn, uint64_t mem)
 {
 	struct srv_grave *g = malloc(sizeof(*g));
 
 	if (!g) {
 		snapbox_destroy(sb);
-		srv_sandbox_unreserve(s, mem);
+		srv_sandbox_unreserve(s, tn, mem);
 		return;
 	}
 	g->sb = sb;
+	g->owner = tn;
 	g->mem = mem;
 	if (srv_defer_to) {
 		g->next = *srv_defer_to;
@@ -221,13 +230,14 @@ unsigned srv_sandboxes_live(struct srv *s)
 	return n;
 }
 
-struct json_object *srv_sandboxes_json(struct srv *s)
+struct json_object *srv_sandboxes_json(struct srv *s, const struct srv_tenant *tn)
 {
 	struct json_object *a = json_object_new_array();
 
 	pthread_mutex_lock(&s->lock);
 	for (struct srv_sandbox *x = s->sandboxes; x; x = x->next)
-		json_object_array_add(a, srv_sandbox_json(x));
+		if (x->owner == tn)
+			json_object_array_add(a, srv_sandbox_json(x));
 	pthread_mutex_unlock(&s->lock);
 	return a;
 }

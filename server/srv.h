@@ -59,7 +59,7 @@ void srv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 void srv_metrics_restore(const char *tmpl, const char *mode, bool pooled, uint64_t ready_ns);
 void srv_metrics_run(uint64_t ns);
-void srv_metrics_request(const char *route, int status);
+void srv_metrics_request(const char *route, int status, const char *tenant);
 void srv_metrics_error(const char *kind);
 struct srv;
 /* Prometheus text format of everything, plus s's pool counters and gauges; malloc'd. */
@@ -88,6 +88,19 @@ char *srv_fd_path(int fd);
 
 /* ---- registry (registry.c) ---- */
 
+#define SRV_TENANTS_MAX 64
+
+/*
+ * Who a request comes from: one name per token, or the Unix socket's one
+ * tenant ("local"). What a tenant makes (sandboxes, templates) is its own;
+ * others get 404 for it. Entries live as long as the daemon.
+ */
+struct srv_tenant {
+	char name[SRV_NAME_MAX + 1];
+	char *token;                 /* NULL: the Unix socket's tenant */
+	unsigned reserved;           /* its sandboxes and builds, counted as nsandboxes is (s->lock) */
+};
+
 enum srv_tstatus { SRV_T_READY, SRV_T_BUILDING, SRV_T_FAILED };
 
 struct srv_template {
@@ -99,6 +112,7 @@ struct srv_template {
 					snapshot root, or NULL (never a host path) */
 	char *kernel_shown;          /* a build's kernel asset name, or NULL */
 	bool instrument;             /* raw agent requests allowed (with --allow-raw-requests) */
+	const struct srv_tenant *owner;  /* who made it; NULL: the operator's, seen by every tenant */
 	bool owned;                  /* built by the daemon: removed with the template */
 	enum srv_tstatus status;
 	char *error;                 /* why it failed, or NULL */
@@ -120,6 +134,7 @@ struct srv_sandbox {
 	uint64_t created_ns, expires_ns;   /* CLOCK_REALTIME; expires 0: no TTL */
 	uint64_t expires_mono;
 	bool instrument;             /* from an instrument template: raw requests allowed */
+	struct srv_tenant *owner;    /* who made it: the only tenant that sees it */
 	/* Requests on the guest hold it shared, a snapshot exclusively; neither
 	 * waits: a request that cannot take it gets 409 at once. */
 	pthread_rwlock_t busy;
@@ -135,6 +150,7 @@ struct srv_limits {
 	size_t max_body;
 	unsigned drain_s;
 	unsigned max_builds;         /* template builds running at once */
+	unsigned tenant_max_sandboxes;  /* one tenant's share of max_sandboxes (0: all of it) */
 	unsigned max_templates;      /* templates listed, building ones included */
 };
 
@@ -144,6 +160,8 @@ struct srv {
 	int state_fd, tdir_fd;       /* the state and templates directories (checked private) */
 	int asset_fd;                /* --asset-dir (O_PATH), or -1: no builds */
 	int snaproot_fd;             /* --snapshot-root (O_PATH), or -1: no registration by clients */
+	struct srv_tenant tenants[SRV_TENANTS_MAX];
+	unsigned ntenants;
 	bool allow_raw;              /* --allow-raw-requests */
 	pthread_mutex_t lock;        /* the lists and counts; never held across a guest request */
 	pthread_cond_t cond;         /* wakes the reaper */
@@ -167,6 +185,18 @@ struct srv {
  * (no template outlives its daemon). 0 or -errno.
  */
 int srv_init(struct srv *s, const char *state_dir, const struct srv_limits *lim);
+/* A tenant (token NULL: the Unix socket's): 0, -EEXIST for a name or token twice, -ENOSPC. */
+int srv_tenant_add(struct srv *s, const char *name, const char *token);
+/* The tenant whose token is given, comparing with every one (no early exit); NULL: none. */
+struct srv_tenant *srv_tenant_by_token(struct srv *s, const char *given);
+/*
+ * The token file: one "NAME TOKEN" per line (# comments and blank lines
+ * skipped), or one bare token for tenant "default". Tokens have 16 to 512
+ * characters; names and tokens are unique; the file must not be open to
+ * others. 0, or -errno after a log line naming the line.
+ */
+int srv_tenants_load(struct srv *s, const char *path);
+void srv_tenants_fini(struct srv *s);
 /* The operator's roots (either may be NULL: that feature is off). 0 or -errno (logged). */
 int srv_set_roots(struct srv *s, const char *asset_dir, const char *snapshot_root);
 /*
@@ -180,11 +210,13 @@ void srv_fini(struct srv *s);
 
 /* Add t (status and pool already set) under its name: 0, -EEXIST, or -EAGAIN at --max-templates. */
 int srv_template_add(struct srv *s, struct srv_template *t);
-/* Look up by name, with a reference (srv_template_put), or NULL. */
-struct srv_template *srv_template_get(struct srv *s, const char *name);
+/* Look up a name as tn sees it (its own and the operator's; tn NULL: every one),
+ * with a reference (srv_template_put), or NULL. */
+struct srv_template *srv_template_get(struct srv *s, const char *name, const struct srv_tenant *tn);
 void srv_template_put(struct srv *s, struct srv_template *t);
-/* Unlist it: 0, -ENOENT, or -EBUSY while it builds. */
-int srv_template_remove(struct srv *s, const char *name);
+/* Unlist it as tn asks (NULL: the daemon): 0, -ENOENT, -EBUSY while it builds,
+ * -EPERM for a tenant and an operator's template. */
+int srv_template_remove(struct srv *s, const char *name, const struct srv_tenant *tn);
 /* A new template object (refs 1) for name; NULL on ENOMEM. */
 struct srv_template *srv_template_new(const char *name, const char *snapshot);
 /* Open its pool (or none for size 0) and read its memory size: 0 or -errno. */
@@ -193,15 +225,15 @@ int srv_template_open(struct srv_template *t);
 struct json_object *srv_template_json(struct srv *s, struct srv_template *t, bool inspect);
 /* "eager", "cow" or "lazy". */
 const char *srv_mode_name(enum snapbox_restore_mode m);
-/* Every template as a JSON array. */
-struct json_object *srv_templates_json(struct srv *s);
+/* Every template tn sees as a JSON array (NULL on ENOMEM). */
+struct json_object *srv_templates_json(struct srv *s, const struct srv_tenant *tn);
 
 /*
  * Destroy sb off the request path: the reaper thread tears it down (a VM with
  * an irqchip takes milliseconds to destroy) and then releases its mem bytes
  * of the reservation. Falls back to destroying inline when out of memory.
  */
-void srv_bury(struct srv *s, struct snapbox *sb, uint64_t mem);
+void srv_bury(struct srv *s, struct snapbox *sb, struct srv_tenant *tn, uint64_t mem);
 
 /*
  * While a request is routed, srv_bury on this thread adds to *list instead:
@@ -214,27 +246,28 @@ struct srv_grave;
 void srv_defer_graves(struct srv_grave **list);
 void srv_graves_destroy(struct srv *s, struct srv_grave *list);
 
-/* Reserve room for one more sandbox of mem bytes: 0 or -EAGAIN (a limit). */
-int srv_sandbox_reserve(struct srv *s, uint64_t mem);
-void srv_sandbox_unreserve(struct srv *s, uint64_t mem);
+/* Reserve room for one more sandbox of tn's of mem bytes: 0 or -EAGAIN (a limit). */
+int srv_sandbox_reserve(struct srv *s, struct srv_tenant *tn, uint64_t mem);
+void srv_sandbox_unreserve(struct srv *s, struct srv_tenant *tn, uint64_t mem);
 /* Restore one sandbox from t (pooled when its pool has a shell); prof filled. */
 int srv_restore(struct srv_template *t, struct snapbox **out,
 		struct snapbox_restore_profile *prof);
-/* List a reserved, restored sandbox of t (takes sb): the new entry with a reference, or NULL. */
-struct srv_sandbox *srv_sandbox_add(struct srv *s, const struct srv_template *t, struct snapbox *sb,
-				    uint64_t mem, unsigned ttl_s);
-struct srv_sandbox *srv_sandbox_get(struct srv *s, const char *id);
+/* List a reserved, restored sandbox of t for tn (takes sb): the new entry with a reference, or NULL. */
+struct srv_sandbox *srv_sandbox_add(struct srv *s, const struct srv_template *t, struct srv_tenant *tn,
+				    struct snapbox *sb, uint64_t mem, unsigned ttl_s);
+/* tn's sandbox id, with a reference, or NULL (also for another tenant's). */
+struct srv_sandbox *srv_sandbox_get(struct srv *s, const char *id, const struct srv_tenant *tn);
 void srv_sandbox_put(struct srv *s, struct srv_sandbox *x);
 /* Unlist it (destroyed once the last reference goes): 0 or -ENOENT. */
 int srv_sandbox_remove(struct srv *s, struct srv_sandbox *x);
 struct json_object *srv_sandbox_json(const struct srv_sandbox *x);
 /* Listed sandboxes (not those being restored or destroyed); call with s->lock held. */
 unsigned srv_sandboxes_live(struct srv *s);
-struct json_object *srv_sandboxes_json(struct srv *s);
+struct json_object *srv_sandboxes_json(struct srv *s, const struct srv_tenant *tn);
 
-/* A new template for name at dir with body's pool spec: NULL after a 400/409 reply. */
+/* A new template of tn's for name at dir with body's pool spec: NULL after a 400/409 reply. */
 struct srv_template *srv_template_from(struct srv *s, struct json_object *body, const char *name,
-				       const char *dir, struct srv_reply *r);
+				       const char *dir, struct srv_tenant *tn, struct srv_reply *r);
 /* The reply for srv_template_add's err: 409 for a taken name, 429 at the template limit. */
 void srv_template_refused(struct srv_reply *r, int err, const char *name);
 /* List an opened template (takes the caller's reference) and reply status with it (or 409). */
@@ -247,8 +280,8 @@ void srv_dig_locked(struct srv *s);
 
 /* Start the background template build (kernel boot, files, prewarm, snapshot). */
 struct srv_build;
-int srv_build_start(struct srv *s, struct srv_template *t, struct json_object *spec,
-		    struct srv_reply *r);
+int srv_build_start(struct srv *s, struct srv_template *t, struct srv_tenant *tn,
+		    struct json_object *spec, struct srv_reply *r);
 
 /* ---- routes (routes.c, routes_sandbox.c) ---- */
 
@@ -260,6 +293,7 @@ struct srv_req {
 	void *query_ctx;
 	const uint8_t *body;
 	size_t body_len;
+	struct srv_tenant *tenant;   /* who asks (never NULL) */
 };
 
 /* Route req and fill r; sets *route to a metrics label. */

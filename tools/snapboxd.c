@@ -26,8 +26,12 @@ static void snapboxd_usage(FILE *f)
 		"                        nobody else may enter (default $XDG_RUNTIME_DIR/snapboxd.sock,\n"
 		"                        else, as root, /run/snapboxd/snapboxd.sock)\n"
 		"  --listen tcp:HOST:PORT  listen on TCP instead (not with --socket); needs --token-file\n"
-		"  --token-file FILE     bearer token (first line, at least %d characters; the file\n"
-		"                        must not be open to others)\n"
+		"  --token-file FILE     the tenants and their bearer tokens: a NAME TOKEN pair per\n"
+		"                        line, or one bare token (tenant \"default\"); tokens have at\n"
+		"                        least %d characters; the file must not be open to others.\n"
+		"                        What a tenant makes, only it sees. On the socket, every\n"
+		"                        request is tenant \"local\"\n"
+		"  --tenant-max-sandboxes N  one tenant's share of --max-sandboxes (default: all)\n"
 		"  --tls-cert FILE, --tls-key FILE  with --listen: serve HTTPS with this PEM\n"
 		"                        certificate (chain) and key (not open to others)\n"
 		"  --max-conn-per-ip N   with --listen: connections one address may hold (default 64)\n"
@@ -57,46 +61,6 @@ static void snapboxd_usage(FILE *f)
 		"  --no-confine          no seccomp filter on vCPU threads (debugging only; logged)\n"
 		"  -h, --help            this text\n",
 		SNAPBOXD_TOKEN_MIN);
-}
-
-/* The token file's first line; NULL (logged) when unreadable, open to others or too short. */
-static char *snapboxd_read_token(const char *path)
-{
-	char buf[512];
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	struct stat st;
-	FILE *f;
-	size_t n;
-
-	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		fprintf(stderr, "snapboxd: cannot read the token file %s: %s\n", path,
-			fd < 0 ? strerror(errno) : "not a regular file");
-		if (fd >= 0)
-			close(fd);
-		return NULL;
-	}
-	if (st.st_mode & 077) {
-		fprintf(stderr, "snapboxd: the token file %s is open to others (mode %04o): make it "
-			"0600 or 0400\n", path, (unsigned)(st.st_mode & 07777));
-		close(fd);
-		return NULL;
-	}
-	f = fdopen(fd, "r");
-	if (!f) {
-		close(fd);
-		return NULL;
-	}
-	if (!fgets(buf, sizeof(buf), f))
-		buf[0] = '\0';
-	fclose(f);
-	n = strcspn(buf, "\r\n");
-	buf[n] = '\0';
-	if (n < SNAPBOXD_TOKEN_MIN) {
-		fprintf(stderr, "snapboxd: the token in %s must be at least %d characters\n", path,
-			SNAPBOXD_TOKEN_MIN);
-		return NULL;
-	}
-	return strdup(buf);
 }
 
 static int snapboxd_register(struct srv *s, const char *spec, unsigned pool_size,
@@ -264,6 +228,7 @@ int main(int argc, char **argv)
 		{ "tls-cert", required_argument, NULL, 'c' },
 		{ "tls-key", required_argument, NULL, 'k' },
 		{ "max-conn-per-ip", required_argument, NULL, 'P' },
+		{ "tenant-max-sandboxes", required_argument, NULL, 'S' },
 		{ "no-confine", no_argument, NULL, 'C' },
 		{ "asset-dir", required_argument, NULL, 'A' },
 		{ "snapshot-root", required_argument, NULL, 'R' },
@@ -283,7 +248,6 @@ int main(int argc, char **argv)
 	enum snapbox_restore_mode pool_mode = SNAPBOX_RESTORE_COW;
 	uint64_t size;
 	char defsock[256], defstate[300];
-	char *token = NULL;
 	struct http_server h;
 	struct srv s;
 	sigset_t set;
@@ -338,7 +302,7 @@ int main(int argc, char **argv)
 				lim.max_body = (size_t)size;
 			break;
 		case 'h': snapboxd_usage(stdout); return 0;
-		case 'p': case 'n': case 'D': case 'L': case 'B': case 'N': case 'P':
+		case 'p': case 'n': case 'D': case 'L': case 'B': case 'N': case 'P': case 'S':
 			if (!num_ok || (c == 'p' && v > 64) || (c != 'p' && !v) || v > 86400 * 365) {
 				fprintf(stderr, "snapboxd: bad number %s\n", optarg);
 				return 2;
@@ -350,6 +314,7 @@ int main(int argc, char **argv)
 			if (c == 'B') lim.max_builds = (unsigned)v;
 			if (c == 'N') lim.max_templates = (unsigned)v;
 			if (c == 'P') topts.per_ip = (unsigned)v;
+			if (c == 'S') lim.tenant_max_sandboxes = (unsigned)v;
 			break;
 		default: snapboxd_usage(stderr); return 2;
 		}
@@ -373,8 +338,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "snapboxd: --listen tcp: needs --token-file (TCP is never open without a token)\n");
 		return 2;
 	}
-	if (token_file && !(token = snapboxd_read_token(token_file)))
+	if (token_file && !tcp) {
+		fprintf(stderr, "snapboxd: --token-file goes with --listen tcp: (the socket's file mode is its "
+			"authentication)\n");
 		return 2;
+	}
 	/* Never a fixed name in a shared directory such as /tmp: a local user could
 	 * plant it first. The defaults are private to this user. */
 	if (snapboxd_defaults(tcp, &sock, defsock, sizeof(defsock), &state, defstate, sizeof(defstate)))
@@ -395,6 +363,11 @@ int main(int argc, char **argv)
 	if (ret)
 		return ret == -EPERM ? 2 : 5;
 	s.allow_raw = allow_raw;
+	ret = tcp ? srv_tenants_load(&s, token_file) : srv_tenant_add(&s, "local", NULL);
+	if (ret) {
+		srv_fini(&s);
+		return 2;
+	}
 	if (srv_set_roots(&s, asset_dir, snap_root)) {
 		srv_fini(&s);
 		return 2;
@@ -404,7 +377,7 @@ int main(int argc, char **argv)
 			srv_fini(&s);
 			return 3;
 		}
-	ret = http_start(&h, &s, sock, tcp, token, &topts);
+	ret = http_start(&h, &s, sock, tcp, &topts);
 	if (ret) {
 		srv_fini(&s);
 		return ret == -EADDRINUSE ? 4 : 5;
@@ -424,7 +397,6 @@ int main(int argc, char **argv)
 	}
 	http_stop(&h);
 	srv_fini(&s);
-	free(token);
 	srv_log("stopped");
 	return 0;
 }

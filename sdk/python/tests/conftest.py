@@ -76,7 +76,7 @@ class Daemon:
     and raw requests on (the probe is a test instrument). roots=False starts
     it with none of these, as a default deployment would be."""
 
-    def __init__(self, workdir, *args, tcp=None, token=None, roots=True, expect_up=True):
+    def __init__(self, workdir, *args, tcp=None, token=None, tokens=None, roots=True, expect_up=True):
         self.workdir = workdir
         self.sock = os.path.join(workdir, "d.sock")
         self.log = os.path.join(workdir, "d.log")
@@ -95,7 +95,10 @@ class Daemon:
         if tcp:
             tf = os.path.join(workdir, "token")
             with open(os.open(tf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-                f.write(token + "\n")
+                if tokens:                 # tenants: NAME TOKEN per line
+                    f.write("".join(f"{n} {t}\n" for n, t in tokens.items()))
+                else:
+                    f.write(token + "\n")
             cmd += ["--listen", f"tcp:{tcp}", "--token-file", tf]
         self.tcp = tcp
         self.proc = subprocess.Popen(cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)

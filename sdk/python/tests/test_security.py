@@ -222,7 +222,7 @@ def test_log_lines_name_the_peer_and_cannot_be_forged(daemon):
     st, _ = raw(daemon, "GET", "/v1/x%0asnapboxd:%20forged%1b[31m")
     assert st == 404
     log = daemon.logtext()
-    assert "unix GET /v1/x\\x0asnapboxd: forged\\x1b[31m 404" in log, log
+    assert "unix local GET /v1/x\\x0asnapboxd: forged\\x1b[31m 404" in log, log
     assert not any(line.startswith("snapboxd: forged") for line in log.splitlines())
 
 
@@ -294,3 +294,43 @@ def test_a_slowloris_does_not_starve_a_client_with_the_token(tmp_path):
             s.close()
         d.stop()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_tenants_see_only_their_own(tmp_path, probe_snapshot):
+    tokens = {"alice": "alice-" + "a" * 20, "bob": "bob-" + "b" * 20}
+    port = free_port()
+    d = Daemon(str(tmp_path), "--template", f"p={probe_snapshot}", "--tenant-max-sandboxes", "1",
+               tcp=f"127.0.0.1:{port}", tokens=tokens)
+    url = f"http://127.0.0.1:{port}"
+    alice = snapbox.Client(url=url, token=tokens["alice"], timeout=scaled(60))
+    bob = snapbox.Client(url=url, token=tokens["bob"], timeout=scaled(60))
+    try:
+        a_tpl = alice.build_template("mine", kernel="probe.elf", mem_mib=32, pool_size=0)
+        a_sb = alice.create("p")                       # the operator's template: everyone's
+        assert [t.name for t in bob.templates()] == ["p"]
+        with pytest.raises(snapbox.NotFound):
+            bob.template("mine")
+        with pytest.raises(snapbox.NotFound):
+            bob.create("mine")
+        with pytest.raises(snapbox.NotFound):
+            a_tpl.__class__(bob, "mine", None, "ready", None, 0, None).delete()
+        assert bob.sandboxes() == []
+        with pytest.raises(snapbox.NotFound):
+            snapbox.Sandbox(bob, a_sb.id, "p").ping()
+        with pytest.raises(snapbox.NotFound):
+            snapbox.Sandbox(bob, a_sb.id, "p").delete()
+        with pytest.raises(snapbox.Forbidden):         # the operator's template stays
+            bob.template("p").delete()
+        # Names are per tenant: bob has a "mine" of his own.
+        assert bob.build_template("mine", kernel="probe.elf", mem_mib=32, pool_size=0).status == "ready"
+        # A tenant's share of the sandboxes: alice has hers; bob still gets one.
+        with pytest.raises(snapbox.LimitReached):
+            alice.create("p")
+        with bob.create("p") as b_sb:
+            assert b_sb.ping() > 0
+        assert a_sb.ping() > 0
+        text = alice.metrics()
+        assert 'tenant="alice"' in text and 'tenant="bob"' in text
+        assert "127.0.0.1" in d.logtext() and " alice POST /v1/sandboxes " in d.logtext()
+    finally:
+        d.stop()
