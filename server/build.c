@@ -135,7 +135,7 @@ static void *build_thread(void *arg)
 	}
 	snapbox_destroy(sb);
 	if (!ret) {
-		ret = srv_template_open(t);
+		ret = srv_template_open(s, t);
 		if (ret)
 			snprintf(why, sizeof(why), "opening the snapshot: %s", strerror(-ret));
 	}
@@ -276,11 +276,19 @@ int srv_build_start(struct srv *s, struct srv_template *t, struct srv_tenant *tn
 	t->kernel_shown = strdup(build_str(spec, "kernel"));
 	/* A build is a VM: it counts as a sandbox and its memory against the limits. */
 	b->mem = (uint64_t)build_int(spec, "mem_mib", BUILD_DEFAULT_MIB) << 20;
+	ret = srv_disk_room(s);
+	if (ret) {
+		srv_reply_error(r, 429, "limit", "the daemon's disk budget for snapshots (--max-disk) is spent");
+		build_free(b);
+		return ret;
+	}
 	pthread_mutex_lock(&s->lock);
 	ret = s->builds >= s->lim.max_builds ? -EAGAIN : 0;
 	if (!ret)
 		s->builds++;
 	pthread_mutex_unlock(&s->lock);
+	if (ret)
+		srv_metrics_limit("max-builds");
 	if (!ret && (ret = srv_sandbox_reserve(s, b->tn, b->mem))) {
 		pthread_mutex_lock(&s->lock);
 		s->builds--;

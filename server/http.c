@@ -19,6 +19,7 @@ struct http_conn {
 	uint8_t *body;
 	size_t len, cap;
 	bool too_large;
+	bool over_inflight;          /* refused: the daemon's bytes in flight are at --max-inflight */
 	struct srv_grave *graves;    /* VMs to destroy once the reply is sent */
 	uint64_t t0;
 	struct srv_tenant *tenant;   /* NULL: refused (no valid token) */
@@ -97,8 +98,17 @@ static const char *http_query(void *ctx, const char *key)
 /* Append a chunk of the body, or mark it too large and drop it. */
 static void http_take(struct http_server *h, struct http_conn *hc, const char *data, size_t n)
 {
-	if (hc->too_large || hc->len + n > h->srv->lim.max_body) {
+	struct srv *s = h->srv;
+
+	if (hc->too_large || hc->len + n > s->lim.max_body) {
 		hc->too_large = true;
+		return;
+	}
+	/* Every connection's body counts: 1024 connections times --max-body would
+	 * be more than the host has (the decoded copies cost more again). */
+	if (atomic_fetch_add(&s->inflight_bytes, n) + n > s->lim.max_inflight) {
+		atomic_fetch_sub(&s->inflight_bytes, n);
+		hc->too_large = hc->over_inflight = true;
 		return;
 	}
 	if (hc->len + n > hc->cap) {
@@ -109,6 +119,7 @@ static void http_take(struct http_server *h, struct http_conn *hc, const char *d
 			cap *= 2;
 		p = realloc(hc->body, cap);
 		if (!p) {
+			atomic_fetch_sub(&s->inflight_bytes, n);
 			hc->too_large = true;
 			return;
 		}
@@ -116,7 +127,7 @@ static void http_take(struct http_server *h, struct http_conn *hc, const char *d
 		hc->cap = cap;
 	}
 	memcpy(hc->body + hc->len, data, n);
-	hc->len += n;
+	hc->len += n;   /* charged above; given back in http_done */
 }
 
 static enum MHD_Result http_handle(void *cls, struct MHD_Connection *c, const char *url,
@@ -160,7 +171,11 @@ static enum MHD_Result http_handle(void *cls, struct MHD_Connection *c, const ch
 		*data_size = 0;
 		return MHD_YES;
 	}
-	if (hc->too_large) {
+	if (hc->over_inflight) {
+		srv_metrics_limit("max-inflight");
+		srv_reply_error(&r, 429, "limit", "the daemon holds its most request bytes (--max-inflight); "
+				"try again");
+	} else if (hc->too_large) {
 		srv_reply_error(&r, 413, "too_large", "the body exceeds %zu bytes", h->srv->lim.max_body);
 	} else if (atomic_load(&h->srv->draining)) {
 		srv_reply_error(&r, 503, "unavailable", "the daemon is shutting down");
@@ -204,6 +219,7 @@ static void http_done(void *cls, struct MHD_Connection *c, void **con_cls,
 	/* After the reply went out: the request's latency does not include teardown. */
 	srv_graves_destroy(h->srv, hc->graves);
 	atomic_fetch_sub(&h->srv->inflight, 1);
+	atomic_fetch_sub(&h->srv->inflight_bytes, hc->len);
 	free(hc->body);
 	free(hc);
 	*con_cls = NULL;

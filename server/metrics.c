@@ -30,6 +30,7 @@ struct metrics_slot {
 static struct {
 	pthread_mutex_t lock;
 	struct metrics_slot restores[METRICS_SLOTS], requests[METRICS_SLOTS], errors[METRICS_SLOTS];
+	struct metrics_slot limits[METRICS_SLOTS];
 	struct metrics_hist ready, run;
 } metrics = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -100,6 +101,16 @@ void srv_metrics_error(const char *kind)
 	pthread_mutex_unlock(&metrics.lock);
 }
 
+void srv_metrics_limit(const char *limit)
+{
+	char key[160];
+
+	snprintf(key, sizeof(key), "limit=\"%s\"", limit);
+	pthread_mutex_lock(&metrics.lock);
+	metrics_count(metrics.limits, key);
+	pthread_mutex_unlock(&metrics.lock);
+}
+
 static void metrics_counter(FILE *f, const char *name, const char *help,
 			    const struct metrics_slot *t)
 {
@@ -159,6 +170,18 @@ static void metrics_registry(FILE *f, struct srv *s)
 		"# TYPE snapbox_sandboxes_reserved gauge\nsnapbox_sandboxes_reserved %u\n", s->nsandboxes);
 	fprintf(f, "# HELP snapbox_templates Templates registered.\n"
 		"# TYPE snapbox_templates gauge\nsnapbox_templates %u\n", s->ntemplates);
+	fprintf(f, "# HELP snapbox_builds Template builds running.\n"
+		"# TYPE snapbox_builds gauge\nsnapbox_builds %u\n", s->builds);
+	fprintf(f, "# HELP snapbox_guest_mem_bytes Guest memory counted against --max-guest-mem.\n"
+		"# TYPE snapbox_guest_mem_bytes gauge\nsnapbox_guest_mem_bytes %llu\n",
+		(unsigned long long)s->guest_mem);
+	fprintf(f, "# HELP snapbox_disk_bytes Snapshot bytes the daemon wrote, against --max-disk.\n"
+		"# TYPE snapbox_disk_bytes gauge\nsnapbox_disk_bytes %llu\n", (unsigned long long)s->disk_bytes);
+	fprintf(f, "# HELP snapbox_shm_bytes Cow templates' bytes in /dev/shm, against --max-shm.\n"
+		"# TYPE snapbox_shm_bytes gauge\nsnapbox_shm_bytes %llu\n", (unsigned long long)s->shm_bytes);
+	fprintf(f, "# HELP snapbox_inflight_body_bytes Request body bytes held, against --max-inflight.\n"
+		"# TYPE snapbox_inflight_body_bytes gauge\nsnapbox_inflight_body_bytes %llu\n",
+		(unsigned long long)atomic_load(&s->inflight_bytes));
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -175,6 +198,8 @@ char *srv_metrics_text_of(struct srv *s, size_t *len)
 	metrics_counter(f, "snapbox_requests_total", "HTTP requests by route, status and tenant.",
 			metrics.requests);
 	metrics_counter(f, "snapbox_errors_total", "Error replies by kind.", metrics.errors);
+	metrics_counter(f, "snapbox_limit_refusals_total", "Requests refused by a limit, by its option.",
+			metrics.limits);
 	metrics_histogram(f, "snapbox_restore_to_ready_seconds",
 			  "Restore start until the guest answered PING.", &metrics.ready);
 	metrics_histogram(f, "snapbox_run_seconds", "One-shot runs, request to reply.", &metrics.run);

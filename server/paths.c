@@ -123,3 +123,23 @@ char *srv_fd_path(int fd)
 
 	return asprintf(&p, "/proc/self/fd/%d", fd) < 0 ? NULL : p;
 }
+
+uint64_t srv_dir_bytes(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	uint64_t n = 0;
+	struct dirent *e;
+	struct stat st;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	while ((e = readdir(d)))
+		if (!fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) && S_ISREG(st.st_mode))
+			n += (uint64_t)st.st_blocks * 512;
+	closedir(d);
+	return n;
+}

@@ -116,6 +116,13 @@ char *srv_template_dir(struct srv *s, const char *name)
 static void srv_template_free(struct srv *s, struct srv_template *t)
 {
 	snapbox_pool_destroy(t->pool);
+	if (t->charged) {
+		pthread_mutex_lock(&s->lock);
+		s->guest_mem -= t->pool_mem;
+		s->shm_bytes -= t->shm;
+		s->disk_bytes -= t->disk;
+		pthread_mutex_unlock(&s->lock);
+	}
 	/* Only its own directory, named in templates/, through that directory's fd. */
 	if (t->owned && t->snapshot && s->tdir_fd >= 0 && strrchr(t->snapshot, '/'))
 		srv_rm_at(s->tdir_fd, strrchr(t->snapshot, '/') + 1);
@@ -170,7 +177,46 @@ static struct json_object *srv_inspect(const char *dir, bool verify, int *err)
 	return o;
 }
 
-int srv_template_open(struct srv_template *t)
+int srv_disk_room(struct srv *s)
+{
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	ret = s->lim.max_disk && s->disk_bytes >= s->lim.max_disk ? -EAGAIN : 0;
+	pthread_mutex_unlock(&s->lock);
+	if (ret)
+		srv_metrics_limit("max-disk");
+	return ret;
+}
+
+/* Charge t's pool shells, /dev/shm copy and disk bytes: 0, or -EAGAIN (counted) with nothing charged. */
+static int srv_template_charge(struct srv *s, struct srv_template *t)
+{
+	const char *over = NULL;
+
+	t->pool_mem = (uint64_t)t->pool_size * t->mem_bytes;
+	t->shm = t->mode == SNAPBOX_RESTORE_COW ? t->mem_bytes : 0;
+	t->disk = t->owned ? srv_dir_bytes(t->snapshot) : 0;
+	pthread_mutex_lock(&s->lock);
+	if (s->guest_mem + t->pool_mem > s->lim.max_guest_mem)
+		over = "max-guest-mem";
+	else if (s->lim.max_shm && s->shm_bytes + t->shm > s->lim.max_shm)
+		over = "max-shm";
+	if (!over) {
+		s->guest_mem += t->pool_mem;
+		s->shm_bytes += t->shm;
+		s->disk_bytes += t->disk;   /* already written: counted, and the next write refused */
+		t->charged = true;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (over) {
+		srv_metrics_limit(over);
+		srv_log("template %s refused: --%s is reached", t->name, over);
+	}
+	return over ? -EAGAIN : 0;
+}
+
+int srv_template_open(struct srv *s, struct srv_template *t)
 {
 	struct snapbox_pool_opts po = { .size = t->pool_size, .mode = t->mode };
 	struct json_object *o, *conf, *mem;
@@ -186,8 +232,9 @@ int srv_template_open(struct srv_template *t)
 	else if (json_object_object_get_ex(o, "mem_bytes", &mem))
 		t->mem_bytes = (uint64_t)json_object_get_int64(mem);
 	json_object_put(o);
-	if (!t->pool_size)
-		return 0;
+	ret = srv_template_charge(s, t);
+	if (ret || !t->pool_size)
+		return ret;
 	return snapbox_pool_create(t->snapshot, &po, &t->pool);
 }
 
@@ -214,6 +261,7 @@ int srv_template_add(struct srv *s, struct srv_template *t)
 	}
 	if (s->lim.max_templates && s->ntemplates >= s->lim.max_templates) {
 		pthread_mutex_unlock(&s->lock);
+		srv_metrics_limit("max-templates");
 		return -EAGAIN;
 	}
 	t->refs++;

@@ -209,7 +209,7 @@ static void route_template_create(struct srv *s, const struct srv_req *req, stru
 		goto out;
 	t->instrument = json_object_object_get_ex(body, "instrument", &v) && json_object_get_boolean(v);
 	if (snap) {
-		ret = route_snapshot_beneath(s, t, snap, r) ? srv_template_open(t) : 0;
+		ret = route_snapshot_beneath(s, t, snap, r) ? srv_template_open(s, t) : 0;
 		if (ret)
 			srv_reply_errno(r, ret, "opening the snapshot");
 		if (ret || r->status) {

@@ -250,6 +250,10 @@ static void route_snapshot(struct srv *s, struct srv_sandbox *x, const struct sr
 		srv_reply_error(r, 500, "internal", "out of memory");
 		goto out;
 	}
+	if (srv_disk_room(s)) {
+		srv_reply_error(r, 429, "limit", "the daemon's disk budget for snapshots (--max-disk) is spent");
+		goto out;
+	}
 	t = srv_template_from(s, b, name, dir ? dir : "", req->tenant, r);
 	if (!t)
 		goto out;
@@ -266,7 +270,7 @@ static void route_snapshot(struct srv *s, struct srv_sandbox *x, const struct sr
 	}
 	ret = snapbox_snapshot(x->sb, t->snapshot, &so, NULL);
 	if (!ret)
-		ret = srv_template_open(t);
+		ret = srv_template_open(s, t);
 	pthread_mutex_lock(&s->lock);
 	t->status = ret ? SRV_T_FAILED : SRV_T_READY;
 	pthread_mutex_unlock(&s->lock);

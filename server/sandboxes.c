@@ -11,11 +11,17 @@
 int srv_sandbox_reserve(struct srv *s, struct srv_tenant *tn, uint64_t mem)
 {
 	unsigned share = s->lim.tenant_max_sandboxes ? s->lim.tenant_max_sandboxes : s->lim.max_sandboxes;
+	const char *over = NULL;
 	int ret = 0;
 
 	pthread_mutex_lock(&s->lock);
-	if (s->nsandboxes >= s->lim.max_sandboxes || s->guest_mem + mem > s->lim.max_guest_mem ||
-	    (tn && tn->reserved >= share))
+	if (s->nsandboxes >= s->lim.max_sandboxes)
+		over = "max-sandboxes";
+	else if (s->guest_mem + mem > s->lim.max_guest_mem)
+		over = "max-guest-mem";
+	else if (tn && tn->reserved >= share)
+		over = "tenant-max-sandboxes";
+	if (over)
 		ret = -EAGAIN;
 	else {
 		s->nsandboxes++;
@@ -24,6 +30,8 @@ int srv_sandbox_reserve(struct srv *s, struct srv_tenant *tn, uint64_t mem)
 			tn->reserved++;
 	}
 	pthread_mutex_unlock(&s->lock);
+	if (over)
+		srv_metrics_limit(over);
 	return ret;
 }
 

@@ -61,6 +61,8 @@ void srv_metrics_restore(const char *tmpl, const char *mode, bool pooled, uint64
 void srv_metrics_run(uint64_t ns);
 void srv_metrics_request(const char *route, int status, const char *tenant);
 void srv_metrics_error(const char *kind);
+/* One refusal by a limit (its option's name without --). */
+void srv_metrics_limit(const char *limit);
 struct srv;
 /* Prometheus text format of everything, plus s's pool counters and gauges; malloc'd. */
 char *srv_metrics_text_of(struct srv *s, size_t *len);
@@ -83,6 +85,8 @@ int srv_private_dir(const char *path, const char *what, bool create);
  * removed, never followed. 0 or -errno. */
 int srv_rm_at(int dirfd, const char *name);
 int srv_rm_at_depth(int dirfd, const char *name, int depth);
+/* Bytes the files directly in dir take on disk (blocks), 0 when it cannot be read. */
+uint64_t srv_dir_bytes(const char *dir);
 /* "/proc/self/fd/N", malloc'd (NULL on ENOMEM): a path the library opens as fd's file. */
 char *srv_fd_path(int fd);
 
@@ -121,6 +125,8 @@ struct srv_template {
 	unsigned pool_size;
 	enum snapbox_restore_mode mode;
 	struct snapbox_pool *pool;   /* NULL when pool_size is 0 or not ready */
+	uint64_t pool_mem, shm, disk;  /* what it holds against the limits (charged once opened) */
+	bool charged;
 	unsigned refs;               /* the registry's list holds one while listed */
 	bool listed;
 	struct srv_template *next;
@@ -152,6 +158,9 @@ struct srv_limits {
 	unsigned max_builds;         /* template builds running at once */
 	unsigned tenant_max_sandboxes;  /* one tenant's share of max_sandboxes (0: all of it) */
 	unsigned max_templates;      /* templates listed, building ones included */
+	uint64_t max_disk;           /* bytes of snapshots the daemon wrote (builds, snapshots) */
+	uint64_t max_shm;            /* bytes of cow templates decoded into /dev/shm */
+	uint64_t max_inflight;       /* request body bytes held across every connection */
 };
 
 struct srv {
@@ -170,7 +179,9 @@ struct srv {
 	unsigned nsandboxes, ntemplates;  /* nsandboxes: reserved, i.e. restoring, live or being destroyed */
 	unsigned builds;             /* template builds running; srv_fini waits for them */
 	struct srv_grave *graves;    /* VMs waiting for the reaper to destroy them */
-	uint64_t guest_mem;
+	uint64_t guest_mem;          /* sandboxes', builds' and pool shells' guest memory */
+	uint64_t disk_bytes, shm_bytes;
+	atomic_ullong inflight_bytes;
 	bool stop;
 	pthread_t reaper;
 	bool have_reaper;
@@ -219,8 +230,15 @@ void srv_template_put(struct srv *s, struct srv_template *t);
 int srv_template_remove(struct srv *s, const char *name, const struct srv_tenant *tn);
 /* A new template object (refs 1) for name; NULL on ENOMEM. */
 struct srv_template *srv_template_new(const char *name, const char *snapshot);
-/* Open its pool (or none for size 0) and read its memory size: 0 or -errno. */
-int srv_template_open(struct srv_template *t);
+/*
+ * Read its memory size, charge it against s's limits (its pool shells'
+ * guest memory, a cow template's decoded copy in /dev/shm, a daemon-written
+ * snapshot's disk bytes) and open its pool (or none for size 0): 0,
+ * -EAGAIN past a limit (counted in the metrics), or -errno.
+ */
+int srv_template_open(struct srv *s, struct srv_template *t);
+/* 0, or -EAGAIN when the daemon's disk budget (--max-disk) is spent (counted). */
+int srv_disk_room(struct srv *s);
 /* JSON of t (inspect: add the snapshot's inspect object). Call with a reference. */
 struct json_object *srv_template_json(struct srv *s, struct srv_template *t, bool inspect);
 /* "eager", "cow" or "lazy". */

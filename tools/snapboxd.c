@@ -54,6 +54,9 @@ static void snapboxd_usage(FILE *f)
 		"                        sandbox and its memory in the two limits above)\n"
 		"  --max-ttl S           a sandbox's ttl_s at most (default 86400)\n"
 		"  --max-templates N     templates at most, building ones included (default 64)\n"
+		"  --max-disk SIZE       snapshot bytes the daemon writes (builds, snapshots; default 64G)\n"
+		"  --max-shm SIZE        cow templates decoded into /dev/shm (default 16G)\n"
+		"  --max-inflight SIZE   request body bytes held across all connections (default 256M)\n"
 		"  --max-body SIZE       request body at most (default 8M)\n"
 		"                        (SIZE: 512K, 8M, 16G; a plain number is MiB)\n"
 		"  --drain-timeout S     on SIGTERM, wait this long for running requests and builds\n"
@@ -86,7 +89,7 @@ static int snapboxd_register(struct srv *s, const char *spec, unsigned pool_size
 	t->pool_size = pool_size;
 	t->mode = mode;
 	t->instrument = true;   /* the operator's own: raw requests with --allow-raw-requests */
-	ret = srv_template_open(t);
+	ret = srv_template_open(s, t);
 	if (!ret)
 		ret = srv_template_add(s, t);
 	if (ret)
@@ -229,6 +232,9 @@ int main(int argc, char **argv)
 		{ "tls-key", required_argument, NULL, 'k' },
 		{ "max-conn-per-ip", required_argument, NULL, 'P' },
 		{ "tenant-max-sandboxes", required_argument, NULL, 'S' },
+		{ "max-disk", required_argument, NULL, 'K' },
+		{ "max-shm", required_argument, NULL, 'H' },
+		{ "max-inflight", required_argument, NULL, 'I' },
 		{ "no-confine", no_argument, NULL, 'C' },
 		{ "asset-dir", required_argument, NULL, 'A' },
 		{ "snapshot-root", required_argument, NULL, 'R' },
@@ -237,6 +243,7 @@ int main(int argc, char **argv)
 		{ 0 },
 	};
 	struct srv_limits lim = { .max_ttl_s = 86400, .max_builds = 2, .max_templates = 64,
+				  .max_disk = 64ull << 30, .max_shm = 16ull << 30, .max_inflight = 256u << 20,
 				  .max_sandboxes = 64, .max_guest_mem = 16384ull << 20,
 				  .max_body = 8u << 20, .drain_s = 10 };
 	const char *sock = NULL, *tcp = NULL, *token_file = NULL, *state = NULL;
@@ -291,15 +298,21 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case 'm': case 'b':
+		case 'm': case 'b': case 'K': case 'H': case 'I':
 			if (cli_parse_size(optarg, &size) || !size || (c == 'b' && size > (1u << 30))) {
 				fprintf(stderr, "snapboxd: bad size %s\n", optarg);
 				return 2;
 			}
 			if (c == 'm')
 				lim.max_guest_mem = size;
-			else
+			else if (c == 'b')
 				lim.max_body = (size_t)size;
+			else if (c == 'K')
+				lim.max_disk = size;
+			else if (c == 'H')
+				lim.max_shm = size;
+			else
+				lim.max_inflight = size;
 			break;
 		case 'h': snapboxd_usage(stdout); return 0;
 		case 'p': case 'n': case 'D': case 'L': case 'B': case 'N': case 'P': case 'S':

@@ -199,7 +199,8 @@ def test_token_file_open_to_others_is_refused(tmp_path):
 
 
 def test_builds_and_templates_count_against_the_limits(tmp_path, probe_snapshot):
-    d = Daemon(str(tmp_path), "--max-sandboxes", "1", "--max-guest-mem", "128M", "--max-templates", "2",
+    # p's pool of 2 shells holds 128M of the 256M.
+    d = Daemon(str(tmp_path), "--max-sandboxes", "1", "--max-guest-mem", "256M", "--max-templates", "2",
                "--template", f"p={probe_snapshot}")
     try:
         c = d.client()
@@ -334,3 +335,27 @@ def test_tenants_see_only_their_own(tmp_path, probe_snapshot):
         assert "127.0.0.1" in d.logtext() and " alice POST /v1/sandboxes " in d.logtext()
     finally:
         d.stop()
+
+
+def test_disk_shm_and_bytes_in_flight_are_limited(tmp_path, probe_snapshot):
+    d = Daemon(str(tmp_path), "--max-disk", "1K", "--max-shm", "100M", "--max-inflight", "1M",
+               "--max-body", "4M")
+    try:
+        c = d.client()
+        rel = os.path.basename(probe_snapshot)
+        c.register_template("cow", rel, pool_size=0)                  # 64M decoded in /dev/shm
+        with pytest.raises(snapbox.LimitReached):                     # a second 64M: over 100M
+            c.register_template("cow2", rel, pool_size=0)
+        assert c.register_template("eager", rel, pool_size=0, mode="eager").status == "ready"
+        assert c.build_template("b1", kernel="probe.elf", mem_mib=32, pool_size=0).status == "ready"
+        with pytest.raises(snapbox.LimitReached):                     # b1's snapshot spent the disk
+            c.build_template("b2", kernel="probe.elf", mem_mib=32, wait=False)
+        with c.create("eager") as sb:
+            with pytest.raises(snapbox.LimitReached):                 # 2 MiB held at once: over 1M
+                sb.write_file("/x", b"x" * (2 << 20))
+        text = c.metrics()
+        for limit in ("max-shm", "max-disk", "max-inflight"):
+            assert f'snapbox_limit_refusals_total{{limit="{limit}"}} 1' in text, text
+        assert "snapbox_inflight_body_bytes 0" in text
+    finally:
+        assert d.stop() == 0
