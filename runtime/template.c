@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,9 +64,13 @@ static int template_default_dir(char *buf, size_t len)
 	}
 	if (lstat(buf, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
 	    (st.st_mode & 077)) {
-		log_msg("snapbox: %s is not a private directory of this user (it must be owned "
-			"by uid %u with mode 0700); remove it or give a cache directory\n", buf,
-			(unsigned)geteuid());
+		static atomic_bool warned;
+
+		if (!atomic_exchange(&warned, true))
+			log_msg("snapbox: warning: %s is not a private directory of this user (it must be "
+				"owned by uid %u with mode 0700; another user may have planted it): each cow "
+				"restore decodes a private copy instead of sharing a template; remove it\n",
+				buf, (unsigned)geteuid());
 		return -EPERM;
 	}
 	return 0;
@@ -139,6 +144,14 @@ int template_get(const struct memfile_reader *mem, const char *cache_dir, unsign
 	*created = false;
 	if (!cache_dir) {
 		ret = template_default_dir(dir, sizeof(dir));
+		if (ret == -EPERM) {
+			/* A planted directory must not deny service: a copy of our own,
+			 * created unguessably in /dev/shm and unlinked at once. */
+			snprintf(tmp, sizeof(tmp), "/dev/shm/snapbox-%u-private.XXXXXX", (unsigned)geteuid());
+			fd = template_build(mem, NULL, tmp, threads);
+			*created = fd >= 0;
+			return fd;
+		}
 		if (ret)
 			return ret;
 		cache_dir = dir;
