@@ -6,6 +6,7 @@ and SNAPBOX_INITRD. SNAPBOX_KVM_REQUIRED=1 turns a missing requirement into a fa
 """
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -76,7 +77,8 @@ class Daemon:
     and raw requests on (the probe is a test instrument). roots=False starts
     it with none of these, as a default deployment would be."""
 
-    def __init__(self, workdir, *args, tcp=None, token=None, tokens=None, roots=True, expect_up=True):
+    def __init__(self, workdir, *args, tcp=None, token=None, tokens=None, roots=True, expect_up=True,
+                 nofile=None):
         self.workdir = workdir
         self.sock = os.path.join(workdir, "d.sock")
         self.log = os.path.join(workdir, "d.log")
@@ -101,7 +103,9 @@ class Daemon:
                     f.write(token + "\n")
             cmd += ["--listen", f"tcp:{tcp}", "--token-file", tf]
         self.tcp = tcp
-        self.proc = subprocess.Popen(cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) if nofile else None
+        self.proc = subprocess.Popen(cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
+                                     preexec_fn=limit)
         if expect_up:
             self.wait_up()
 

@@ -2,6 +2,7 @@
 client, raw agent requests only for instruments, a private state directory, deletes that
 never follow a link, and an SDK that checks whom it talks to and quotes what it sends."""
 import json
+import signal
 import os
 import resource
 import shutil
@@ -359,3 +360,39 @@ def test_disk_shm_and_bytes_in_flight_are_limited(tmp_path, probe_snapshot):
         assert "snapbox_inflight_body_bytes 0" in text
     finally:
         assert d.stop() == 0
+
+
+def test_every_5xx_says_why(tmp_path, probe_snapshot):
+    """Each 5xx the service can give, provoked: its kind and its reason."""
+    d = Daemon(str(tmp_path), "--template", f"p={probe_snapshot}", "--allow-raw-requests",
+               "--pool-size", "0", nofile=64, roots=False)
+    try:
+        c = d.client()
+        with c.create("p") as sb:                             # 502: the guest died
+            with pytest.raises(snapbox.GuestFailed, match="the guest failed"):
+                sb.request(0x0025, struct.pack("<IIQ", 1, 0, 0))
+        with c.create("p") as sb:                             # 504: the guest never answered
+            with pytest.raises(snapbox.GuestTimeout, match="did not answer in time"):
+                sb.request(0x0025, struct.pack("<IIQ", 8, 0, 0), timeout_ms=300)
+        held, err = [], None                                  # 500: the host failed (descriptors)
+        try:
+            for _ in range(64):
+                held.append(c.create("p"))
+        except snapbox.InternalError as e:
+            err = e
+        assert err is not None and err.kind == "internal", err
+        assert "Too many open files" in err.message, err.message
+        for sb in held:
+            sb.delete()
+        sb = c.create("p")                                    # 503: draining, a request running
+        t = threading.Thread(target=lambda: sb.request(0x0024, struct.pack("<I", 1500),
+                                                       timeout_ms=int(scaled(10000))))
+        t.start()
+        time.sleep(0.3)
+        d.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        with pytest.raises(snapbox.Unavailable, match="shutting down"):
+            c.health()
+        t.join(scaled(20))
+    finally:
+        d.stop()
