@@ -71,6 +71,7 @@ def test_template_lifecycle(probe, probe_snapshot):
     (b'{"name": "x", "build": {"kernel": "probe.elf", "boot_timeout_ms": -1}}', 400),
     (b'{"name": "x", "build": {"kernel": "probe.elf", "mem_mib": 1000000}}', 400),
     (b'{"name": "x", "build": {"kernel": "no-such-asset"}}', 404),
+    (b'{"name": "x", "build": {"kernel": "probe.elf", "prewarm": ["true"' + b', "true"' * 32 + b']}}', 400),
     (b'{"name": "x", "snapshot": "s", "pool": {"size": 99}}', 400),
     (b'{"name": "x", "snapshot": "s", "pool": {"mode": "fast"}}', 400),
     (b'[1, 2]', 400),

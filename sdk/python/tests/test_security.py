@@ -396,3 +396,53 @@ def test_every_5xx_says_why(tmp_path, probe_snapshot):
         t.join(scaled(20))
     finally:
         d.stop()
+
+
+def test_a_rebuilt_name_gets_a_directory_of_its_own(daemon):
+    c = daemon.client()
+    tdir = os.path.join(daemon.workdir, "state", "templates")
+    c.build_template("x", kernel="probe.elf", mem_mib=32, pool_size=0)
+    first = set(os.listdir(tdir))
+    c.template("x").delete()
+    c.build_template("x", kernel="probe.elf", mem_mib=32, pool_size=0)
+    second = set(os.listdir(tdir))
+    assert len(first) == 1 and len(second) == 1 and first != second, (first, second)
+
+
+def test_two_snapshots_to_one_name_one_wins(probe):
+    a, b = probe.create("probe"), probe.create("probe")
+    results = []
+
+    def snap(sb):
+        try:
+            results.append(sb.snapshot("same", pool_size=0).status)
+        except snapbox.Conflict:
+            results.append("conflict")
+    try:
+        ts = [threading.Thread(target=snap, args=(x,)) for x in (a, b)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(scaled(60))
+        assert sorted(results) == ["conflict", "ready"], results
+    finally:
+        a.delete()
+        b.delete()
+
+
+def test_the_template_listing_has_no_cap(tmp_path, probe_snapshot):
+    """The listing stopped silently at 256."""
+    d = Daemon(str(tmp_path), "--max-templates", "300")
+    try:
+        c = d.client()
+        rel = os.path.basename(probe_snapshot)
+        for i in range(260):
+            c.register_template(f"t{i}", rel, pool_size=0, mode="eager")
+        assert len(c.templates()) == 260
+    finally:
+        assert d.stop() == 0
+
+
+def test_no_default_lives_in_tmp():
+    st, out = snapboxd("--help")
+    assert st == 0 and "/tmp" not in out, out
