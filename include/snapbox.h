@@ -413,8 +413,9 @@ int snapbox_restore(const char *dir, const struct snapbox_restore_opts *opts, st
  * Start a sandbox restored without resume, or resume one a snapshot left
  * paused (snapbox_snapshot_opts.leave_paused). A restored sandbox gets its
  * REFRESH first (fresh entropy and wall clock, as a resumed restore does), so
- * it waits for the guest's answer. Returns 0, -EINVAL when it is running
- * already, -ENOTSUP when the guest refuses REFRESH, or -errno.
+ * it waits for the guest's answer, within the restore's ping_timeout_ms (or
+ * its scaled default). Returns 0, -EINVAL when it is running already,
+ * -ENOTSUP when the guest refuses REFRESH, -ETIMEDOUT, or -errno.
  */
 int snapbox_resume(struct snapbox *sb);
 

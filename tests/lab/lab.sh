@@ -247,6 +247,12 @@ if has_group api || has_group api-linux || has_group bench || has_group image; t
 	put_bin "$BUILD/snapboxd" "$BUILD/snapboxd"
 	put sdk/python sdk/python
 	put_bin /usr/bin/promtool sys/usr/bin/promtool
+	# openssl makes the HTTPS test's certificate (with its default configuration).
+	command -v openssl >/dev/null || die "openssl is not installed (make deps)"
+	put_bin "$(command -v openssl)" sys/usr/bin/openssl
+	if [ -f /usr/lib/ssl/openssl.cnf ]; then
+		mkdir -p "$in/sys/usr/lib/ssl" && cp -L /usr/lib/ssl/openssl.cnf "$in/sys/usr/lib/ssl/"
+	fi
 	for m in _pytest pytest pluggy iniconfig packaging attr attrs py py.py; do
 		[ -e "/usr/lib/python3/dist-packages/$m" ] || die "python3-pytest is not installed (make deps)"
 		put "/usr/lib/python3/dist-packages/$m" "sys/usr/lib/python3/dist-packages/$m"
