@@ -204,6 +204,7 @@ int snapbox_pool_restore(struct snapbox_pool *pool, const struct snapbox_restore
 			goto err;
 	}
 	ret = restore_state(sb, &pool->snap, pool->opts.mode, !o->no_verify, pool->threads, &pl);
+	sb->refresh_timeout_ms = o->ping_timeout_ms;   /* for a later snapbox_resume too */
 	pl.total_without_resume = mono_now_ns() - t0;
 	pl.counts.minflt_before_run = counts_minflt_since(&cm);
 	if (!ret && o->resume)

@@ -322,7 +322,6 @@ int restore_resume(struct snapbox *sb, const struct snapbox_restore_opts *o, uin
 	int ret;
 
 	sb->console_fd = o->console_fd;
-	sb->refresh_timeout_ms = timeout;
 	ret = restore_wake(sb);   /* the shell's parked thread (restore_shell) */
 	if (ret)
 		return ret;
@@ -392,6 +391,7 @@ int snapbox_restore(const char *dir, const struct snapbox_restore_opts *opts, st
 	ret = restore_shell(sb, &s, o->mode, o->cache_dir, threads, &pl);
 	if (!ret)
 		ret = restore_state(sb, &s, o->mode, !o->no_verify, threads, &pl);
+	sb->refresh_timeout_ms = o->ping_timeout_ms;   /* for a later snapbox_resume too */
 	pl.total_without_resume = mono_now_ns() - t0;
 	pl.counts.minflt_before_run = counts_minflt_since(&cm);
 	if (!ret && o->resume)

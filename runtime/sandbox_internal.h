@@ -30,7 +30,7 @@ struct snapbox {
 	struct lazy *lazy;               /* lazy restores: the userfaultfd handler, else NULL */
 	bool lazy_reported;              /* its checksum failure was logged */
 	bool refresh_pending;            /* restored, not yet refreshed (restore_refresh) */
-	unsigned refresh_timeout_ms;     /* its deadline (the restore's ping_timeout_ms) */
+	unsigned refresh_timeout_ms;     /* its deadline: the restore's ping_timeout_ms (0: scaled default) */
 	int console_fd;
 	/* what the VM was built from, recorded in a snapshot's CONF section */
 	uint64_t kernel_hash[2];         /* xxh3-128 low, high */
