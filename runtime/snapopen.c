@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -49,6 +50,37 @@ static int snapopen_check_memf(const struct snapopen *so)
 	return 0;
 }
 
+/*
+ * A file of the snapshot: a plain name in dir_fd, opened without following a
+ * link or blocking on a FIFO, and only when it is a regular file. Whoever
+ * could write the snapshot directory must not make the reader open anything
+ * else. fd or -errno (logged).
+ */
+static int snapopen_file(int dir_fd, const char *dir, const char *name, const char *what)
+{
+	struct stat st;
+	int fd;
+
+	if (!*name || strchr(name, '/') || !strcmp(name, "..") || !strcmp(name, ".")) {
+		log_msg("snapbox: %s names its %s '%s', not a file of the snapshot\n", dir, what, name);
+		return -EPROTO;
+	}
+	fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		int ret = errno == ELOOP ? -EPROTO : -errno;
+
+		log_msg("snapbox: %s has no readable %s: %s\n", dir, what,
+			errno == ELOOP ? "it is a symlink" : strerror(errno));
+		return ret;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		log_msg("snapbox: %s: its %s is not a regular file\n", dir, what);
+		close(fd);
+		return -EPROTO;
+	}
+	return fd;
+}
+
 int snapopen_open(struct snapopen *so, const char *dir)
 {
 	struct sbuf_reader r;
@@ -62,10 +94,9 @@ int snapopen_open(struct snapopen *so, const char *dir)
 		log_msg("snapbox: cannot open snapshot %s: %s\n", dir, strerror(-ret));
 		return ret;
 	}
-	fd = openat(so->dir_fd, SNAPDIR_VMSTATE, O_RDONLY | O_CLOEXEC);
+	fd = snapopen_file(so->dir_fd, dir, SNAPDIR_VMSTATE, "vmstate");
 	if (fd < 0) {
-		ret = -errno;
-		log_msg("snapbox: %s has no readable vmstate: %s\n", dir, strerror(-ret));
+		ret = fd;
 		goto err_dir;
 	}
 	ret = vmstate_read_fd(&so->vs, fd, NULL, 0);
@@ -81,10 +112,9 @@ int snapopen_open(struct snapopen *so, const char *dir)
 		ret = snapconf_memf_decode(&r, &so->memf);
 	if (ret)
 		goto err_vs;
-	so->mem_fd = openat(so->dir_fd, so->memf.name, O_RDONLY | O_CLOEXEC);
+	so->mem_fd = snapopen_file(so->dir_fd, dir, so->memf.name, "memory file");
 	if (so->mem_fd < 0) {
-		ret = -errno;
-		log_msg("snapbox: %s has no readable memory file: %s\n", dir, strerror(-ret));
+		ret = so->mem_fd;
 		goto err_vs;
 	}
 	ret = memfile_open(&so->mem, so->mem_fd);

@@ -55,7 +55,8 @@ void srv_tenants_fini(struct srv *s)
 /* One line: "NAME TOKEN", or (the file's only line) a bare token for tenant "default". */
 static int srv_tenant_line(struct srv *s, const char *path, unsigned lineno, char *line, bool only)
 {
-	char *name = strtok(line, " \t"), *token = strtok(NULL, " \t"), *extra = strtok(NULL, " \t");
+	char *save = NULL, *name = strtok_r(line, " \t", &save), *token = strtok_r(NULL, " \t", &save);
+	char *extra = strtok_r(NULL, " \t", &save);
 	int ret;
 
 	if (name && !token && only) {

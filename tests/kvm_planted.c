@@ -1,4 +1,4 @@
-/* kvm_planted.c - a cow restore with the default template directory that another user planted first: it still restores (a private copy), and nothing of the planted directory is used. */
+/* kvm_planted.c - what another user may plant: the default template directory (a cow restore still works, with a private copy), and links or FIFOs in a snapshot directory (refused at once). */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <sched.h>
@@ -53,5 +53,39 @@ Test(kvm_planted, a_planted_template_directory_costs_sharing_not_service)
 	cr_assert_eq(tests_count_entries(planted), 0, "a template was written into the planted directory");
 	tests_rm_rf(dir);
 	free(snap);
+	free(dir);
+}
+
+/* A snapshot's files are regular files of its own: a link or a FIFO in their place is refused, and fast. */
+Test(kvm_planted, links_and_fifos_in_a_snapshot_are_refused)
+{
+	struct snapbox_restore_opts o = { .mode = SNAPBOX_RESTORE_EAGER, .console_fd = -1 };
+	char *dir = NULL, *snap, *vm, *mem, *aside;
+	struct snapbox *sb = NULL;
+	uint64_t t0;
+
+	TESTS_REQUIRE_KVM();
+	dir = tests_mkdtemp("planted");
+	snap = tests_path("%s/snap", dir);
+	vm = tests_path("%s/vmstate", snap);
+	mem = tests_path("%s/memory", snap);
+	aside = tests_path("%s/vmstate.real", dir);
+	tests_make_snapshot(snap);
+	cr_assert_eq(rename(vm, aside), 0);
+	cr_assert_eq(symlink(aside, vm), 0);
+	cr_assert_eq(snapbox_restore(snap, &o, &sb, NULL), -EPROTO, "a symlinked vmstate was read");
+	cr_assert_null(sb);
+	cr_assert_eq(unlink(vm), 0);
+	cr_assert_eq(rename(aside, vm), 0);
+	cr_assert_eq(unlink(mem), 0);
+	cr_assert_eq(mkfifo(mem, 0600), 0);
+	t0 = tests_now_ns();
+	cr_assert_eq(snapbox_restore(snap, &o, &sb, NULL), -EPROTO, "a FIFO as the memory file");
+	cr_assert_lt(tests_now_ns() - t0, (uint64_t)tests_ms(5000) * 1000000ull, "it blocked on the FIFO");
+	tests_rm_rf(dir);
+	free(snap);
+	free(vm);
+	free(mem);
+	free(aside);
 	free(dir);
 }
