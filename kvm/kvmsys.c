@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,14 +32,28 @@ static const struct kvmsys_cap kvmsys_required[] = {
 	{ KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT" },
 };
 
-static bool kvmsys_host_has_hw_virt(void)
+/* -1 until /proc/cpuinfo was read once; then 1 on KVM-PVM, 0 on hardware KVM. */
+static atomic_int kvmsys_pvm = -1;
+
+/*
+ * Hardware virtualization flags in /proc/cpuinfo, or none (KVM-PVM): read
+ * once per process and kept. 0 and *pvm, or -errno when it cannot be read
+ * (never a guess: a wrong backend refuses every restore as incompatible).
+ */
+static int kvmsys_host_pvm(bool *pvm)
 {
-	FILE *f = fopen("/proc/cpuinfo", "r");
+	int v = atomic_load(&kvmsys_pvm);
 	char line[4096];
 	bool found = false;
+	FILE *f;
 
+	if (v >= 0) {
+		*pvm = v;
+		return 0;
+	}
+	f = fopen("/proc/cpuinfo", "re");
 	if (!f)
-		return true; /* cannot tell: assume hardware, never warn wrongly */
+		return -errno;
 	while (!found && fgets(line, sizeof(line), f)) {
 		if (strncmp(line, "flags", 5) != 0)
 			continue;
@@ -46,12 +61,17 @@ static bool kvmsys_host_has_hw_virt(void)
 		break;
 	}
 	fclose(f);
-	return found;
+	atomic_store(&kvmsys_pvm, !found);
+	*pvm = !found;
+	return 0;
 }
 
 bool kvmsys_host_is_pvm(void)
 {
-	return !kvmsys_host_has_hw_virt();
+	bool pvm = false;   /* cannot tell: say hardware, never warn wrongly */
+
+	kvmsys_host_pvm(&pvm);
+	return pvm;
 }
 
 bool kvmsys_host_emulated(void)
@@ -107,7 +127,11 @@ int kvmsys_init(struct kvmsys *s, const char *path)
 			log_msg("snapbox: cannot open %s: %s\n", path, strerror(-ret));
 		return ret;
 	}
-	s->is_pvm = kvmsys_host_is_pvm();
+	ret = kvmsys_host_pvm(&s->is_pvm);
+	if (ret) {
+		log_msg("snapbox: cannot read /proc/cpuinfo to tell KVM's kind: %s\n", strerror(-ret));
+		goto err_close;
+	}
 	if (s->shared) {
 		pthread_mutex_lock(&kvmsys_host.lock);
 		if (kvmsys_host.done) {

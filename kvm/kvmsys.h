@@ -56,7 +56,8 @@ int kvmsys_probe_msrs(struct kvmsys *s);
 /*
  * True when the host CPU flags (/proc/cpuinfo) show neither vmx nor svm, so
  * /dev/kvm is KVM-PVM or similar; false when they do or cannot be read.
- * Needs no /dev/kvm. kvmsys_init records the same answer in is_pvm.
+ * Read once per process and kept. Needs no /dev/kvm. kvmsys_init records the
+ * same answer in is_pvm, and fails (-errno) when it cannot be read.
  */
 bool kvmsys_host_is_pvm(void);
 

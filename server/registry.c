@@ -40,7 +40,20 @@ static void srv_clean_state(int tdir_fd)
 
 static void srv_close_fds(struct srv *s)
 {
-	int *fds[] = { &s->state_fd, &s->tdir_fd, &s->asset_fd, &s->snaproot_fd };
+	int *fds[] = { &s->state_fd, &s->tdir_fd, &s->asset_fd, &s->snaproot_fd, &s->shm_fd };
+
+	/* The daemon's /dev/shm directory goes with it: cow templates are RAM. */
+	if (s->shm_dir && s->shm_fd >= 0) {
+		const char *base = strrchr(s->shm_dir, '/') + 1;
+		int parent = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (parent >= 0) {
+			srv_rm_at(parent, base);
+			close(parent);
+		}
+	}
+	free(s->shm_dir);
+	s->shm_dir = NULL;
 
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
 		if (*fds[i] >= 0)
@@ -55,7 +68,7 @@ int srv_init(struct srv *s, const char *state_dir, const struct srv_limits *lim)
 	int ret;
 
 	memset(s, 0, sizeof(*s));
-	s->state_fd = s->tdir_fd = s->asset_fd = s->snaproot_fd = -1;
+	s->state_fd = s->tdir_fd = s->asset_fd = s->snaproot_fd = s->shm_fd = -1;
 	if (strlen(state_dir) + sizeof("/templates/") + SRV_NAME_MAX + 32 >= sizeof(tdir)) {
 		srv_log("the state directory %s is too long", state_dir);
 		return -ENAMETOOLONG;
@@ -79,6 +92,17 @@ int srv_init(struct srv *s, const char *state_dir, const struct srv_limits *lim)
 		return ret;
 	}
 	srv_clean_state(s->tdir_fd);
+	/* Cow templates decode into a directory only this daemon knows (mkdtemp,
+	 * 0700), one subdirectory per template, removed with it. */
+	s->shm_dir = strdup("/dev/shm/snapboxd-XXXXXX");
+	if (!s->shm_dir || !mkdtemp(s->shm_dir) ||
+	    (s->shm_fd = open(s->shm_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+		ret = -errno;
+		srv_log("cannot make a private directory in /dev/shm: %s", strerror(errno));
+		srv_close_fds(s);
+		free(s->state_dir);
+		return ret ? ret : -ENOMEM;
+	}
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	ret = -pthread_create(&s->reaper, NULL, srv_reaper, s);
@@ -128,6 +152,10 @@ static void srv_template_free(struct srv *s, struct srv_template *t)
 		srv_rm_at(s->tdir_fd, strrchr(t->snapshot, '/') + 1);
 	if (t->snap_fd >= 0)
 		close(t->snap_fd);
+	/* Its decoded copy in /dev/shm goes with it (live clones keep their mappings). */
+	if (t->cache_dir && s->shm_fd >= 0)
+		srv_rm_at(s->shm_fd, strrchr(t->cache_dir, '/') + 1);
+	free(t->cache_dir);
 	free(t->snapshot);
 	free(t->shown);
 	free(t->kernel_shown);
@@ -216,6 +244,24 @@ static int srv_template_charge(struct srv *s, struct srv_template *t)
 	return over ? -EAGAIN : 0;
 }
 
+/* A cow template's own directory under the daemon's /dev/shm one: 0 or -errno. */
+static int srv_template_cache(struct srv *s, struct srv_template *t)
+{
+	char *dir = srv_template_dir(s, t->name), *base = dir ? strrchr(dir, '/') + 1 : NULL;
+
+	if (!dir)
+		return -ENOMEM;
+	if (mkdirat(s->shm_fd, base, 0700) || asprintf(&t->cache_dir, "%s/%s", s->shm_dir, base) < 0) {
+		int ret = errno ? -errno : -ENOMEM;
+
+		t->cache_dir = NULL;
+		free(dir);
+		return ret;
+	}
+	free(dir);
+	return 0;
+}
+
 int srv_template_open(struct srv *s, struct srv_template *t)
 {
 	struct snapbox_pool_opts po = { .size = t->pool_size, .mode = t->mode };
@@ -233,8 +279,11 @@ int srv_template_open(struct srv *s, struct srv_template *t)
 		t->mem_bytes = (uint64_t)json_object_get_int64(mem);
 	json_object_put(o);
 	ret = srv_template_charge(s, t);
+	if (!ret && t->mode == SNAPBOX_RESTORE_COW)
+		ret = srv_template_cache(s, t);
 	if (ret || !t->pool_size)
 		return ret;
+	po.cache_dir = t->cache_dir;
 	return snapbox_pool_create(t->snapshot, &po, &t->pool);
 }
 

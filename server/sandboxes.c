@@ -50,6 +50,7 @@ int srv_restore(struct srv_template *t, struct snapbox **out,
 {
 	struct snapbox_restore_opts ro = {
 		.mode = t->mode, .resume = true, .ping = true, .console_fd = -1,
+		.cache_dir = t->cache_dir,
 	};
 	int ret;
 

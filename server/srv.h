@@ -126,6 +126,8 @@ struct srv_template {
 	enum snapbox_restore_mode mode;
 	struct snapbox_pool *pool;   /* NULL when pool_size is 0 or not ready */
 	uint64_t pool_mem, shm, disk;  /* what it holds against the limits (charged once opened) */
+	char *cache_dir;             /* a cow template's own directory in the daemon's /dev/shm
+					one, removed with it (so its RAM goes with it); or NULL */
 	bool charged;
 	unsigned refs;               /* the registry's list holds one while listed */
 	bool listed;
@@ -167,6 +169,8 @@ struct srv {
 	struct srv_limits lim;
 	char *state_dir;             /* built templates live in <state_dir>/templates */
 	int state_fd, tdir_fd;       /* the state and templates directories (checked private) */
+	char *shm_dir;               /* this daemon's private directory in /dev/shm (cow templates) */
+	int shm_fd;
 	int asset_fd;                /* --asset-dir (O_PATH), or -1: no builds */
 	int snaproot_fd;             /* --snapshot-root (O_PATH), or -1: no registration by clients */
 	struct srv_tenant tenants[SRV_TENANTS_MAX];
