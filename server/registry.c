@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,37 @@ static void srv_clean_state(int tdir_fd)
 		srv_rm_at(tdir_fd, e->d_name);
 	}
 	closedir(d);
+}
+
+/*
+ * /dev/shm directories of daemons of this user that died without their
+ * shutdown (kill -9, a drain that ran out): RAM nobody would free. Only
+ * snapboxd-<pid>-* directories of this euid whose pid is gone, through
+ * /dev/shm's fd, never following a link.
+ */
+static void srv_clean_shm(void)
+{
+	int fd = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dfd = fd >= 0 ? dup(fd) : -1;
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	struct dirent *e;
+	struct stat st;
+	int pid;
+
+	while (d && (e = readdir(d))) {
+		if (sscanf(e->d_name, "snapboxd-%d-", &pid) != 1 || pid <= 0 ||
+		    fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISDIR(st.st_mode) ||
+		    st.st_uid != geteuid() || !(kill(pid, 0) && errno == ESRCH))
+			continue;
+		srv_log("removing /dev/shm/%s, left by a daemon that is gone", e->d_name);
+		srv_rm_at(fd, e->d_name);
+	}
+	if (d)
+		closedir(d);
+	else if (dfd >= 0)
+		close(dfd);
+	if (fd >= 0)
+		close(fd);
 }
 
 static void srv_close_fds(struct srv *s)
@@ -92,9 +124,11 @@ int srv_init(struct srv *s, const char *state_dir, const struct srv_limits *lim)
 		return ret;
 	}
 	srv_clean_state(s->tdir_fd);
+	srv_clean_shm();
 	/* Cow templates decode into a directory only this daemon knows (mkdtemp,
 	 * 0700), one subdirectory per template, removed with it. */
-	s->shm_dir = strdup("/dev/shm/snapboxd-XXXXXX");
+	if (asprintf(&s->shm_dir, "/dev/shm/snapboxd-%d-XXXXXX", (int)getpid()) < 0)
+		s->shm_dir = NULL;
 	if (!s->shm_dir || !mkdtemp(s->shm_dir) ||
 	    (s->shm_fd = open(s->shm_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
 		ret = -errno;

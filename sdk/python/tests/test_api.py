@@ -328,6 +328,8 @@ def test_drain_on_sigterm(probe, daemon):
 def test_restart_after_kill_is_clean(tmp_path, probe_snapshot):
     d = Daemon(str(tmp_path), "--template", f"p={probe_snapshot}")
     d.client().create("p")
+    old = d.proc.pid
+    assert [n for n in os.listdir("/dev/shm") if n.startswith(f"snapboxd-{old}-")]
     d.stop(signal.SIGKILL)
     assert os.path.exists(d.sock)          # the stale socket is left behind
     junk = os.path.join(str(tmp_path), "state", "templates", ".half.tmp-1-abcd")
@@ -338,6 +340,8 @@ def test_restart_after_kill_is_clean(tmp_path, probe_snapshot):
         assert d2.client().run("p", ping=True).ping_ns > 0
         assert not os.path.exists(junk)
         assert "stale socket" in d2.logtext()
+        # The killed daemon's cow templates in /dev/shm are RAM: the next start frees them.
+        assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"snapboxd-{old}-")]
     finally:
         assert d2.stop() == 0
 
