@@ -122,6 +122,11 @@ bool srv_exec_parse(struct json_object *b, struct srv_exec *e, struct srv_reply 
 	if (!exec_uint(b, "timeout_ms", &timeout, r) || !exec_uint(b, "stdout_cap", &e->o.stdout_cap, r) ||
 	    !exec_uint(b, "stderr_cap", &e->o.stderr_cap, r))
 		return false;
+	/* A command may not outlive an hour (nor, in a sandbox, its TTL: srv_exec_run). */
+	if (timeout > SRV_EXEC_MAX_MS) {
+		srv_reply_error(r, 400, "bad_request", "timeout_ms must be at most %u", SRV_EXEC_MAX_MS);
+		return false;
+	}
 	e->o.timeout_ms = timeout;
 	return true;
 }

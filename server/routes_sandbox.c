@@ -112,6 +112,13 @@ static void route_exec(struct srv *s, struct srv_sandbox *x, const struct srv_re
 	if (!b)
 		return;
 	if (srv_exec_parse(b, &e, r)) {
+		/* The TTL bounds the command too: past it the sandbox is gone. */
+		uint64_t now = srv_mono_ns();
+		uint64_t left = x->expires_mono > now ? (x->expires_mono - now) / 1000000 : 1;
+		unsigned t = e.o.timeout_ms ? e.o.timeout_ms : 30000;
+
+		if (x->expires_mono && t > left)
+			e.o.timeout_ms = left ? (unsigned)left : 1;
 		o = srv_exec_run(x->sb, &e, r, &err);
 		if (o)
 			srv_reply_json(r, 200, o);

@@ -328,6 +328,7 @@ void srv_route_sandbox(struct srv *s, const struct srv_req *req, const char *res
 void srv_route_run(struct srv *s, const struct srv_req *req, struct srv_reply *r);
 
 #define EXEC_MAX_ARGS 1024
+#define SRV_EXEC_MAX_MS 3600000u   /* a command's timeout_ms at most */
 
 /* What an exec request owns while it runs. */
 struct srv_exec {

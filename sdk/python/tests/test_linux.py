@@ -56,6 +56,18 @@ def test_exec_timeout_kills_and_the_sandbox_lives(linux):
         assert sb.exec(["true"]).exit_code == 0
 
 
+def test_a_command_never_outlives_its_sandbox(linux):
+    """timeout_ms past the TTL is cut to the time left (the review: exec outlived --max-ttl)."""
+    sb = linux.create("linux", ttl_s=int(scaled(5)))
+    t0 = time.monotonic()
+    try:
+        r = sb.exec(["sleep", "600"], timeout_ms=int(scaled(600000)))
+        assert r.timed_out and r.signal == 9
+    except (snapbox.NotFound, snapbox.GuestFailed, snapbox.GuestTimeout):
+        pass                                   # reaped at its TTL while it ran: also ended
+    assert time.monotonic() - t0 < scaled(120)
+
+
 def test_binary_output_has_no_text(linux, ):
     with linux.create("linux") as sb:
         r = sb.exec(["printf", "\\377\\376"])
