@@ -412,6 +412,28 @@ int srv_template_remove(struct srv *s, const char *name, const struct srv_tenant
 	return 0;
 }
 
+void srv_template_fail_unlist(struct srv *s, struct srv_template *t)
+{
+	bool found = false;
+
+	/* By pointer, under one lock with the status: a template that took the
+	 * name meanwhile is never the one removed. */
+	pthread_mutex_lock(&s->lock);
+	t->status = SRV_T_FAILED;
+	for (struct srv_template **pp = &s->templates; *pp; pp = &(*pp)->next) {
+		if (*pp == t) {
+			*pp = t->next;
+			t->listed = false;
+			s->ntemplates--;
+			found = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (found)
+		srv_template_put(s, t);   /* the list's reference */
+}
+
 static const char *const srv_mode_names[] = { "eager", "cow", "lazy" };
 
 struct json_object *srv_template_json(struct srv *s, struct srv_template *t, bool inspect)

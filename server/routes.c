@@ -195,6 +195,13 @@ static void route_template_create(struct srv *s, const struct srv_req *req, stru
 		srv_reply_error(r, 400, "bad_request", "instrument must be true or false");
 		goto out;
 	}
+	/* Instruments are the operator's: its socket, not a tenant's token. */
+	if (json_object_object_get_ex(body, "instrument", &v) && json_object_get_boolean(v) &&
+	    req->tenant->token) {
+		srv_reply_error(r, 403, "forbidden", "only the operator (on the Unix socket) marks "
+				"a template as a test instrument");
+		goto out;
+	}
 	json_object_object_get_ex(body, "build", &build);
 	if (!snap == !build) {
 		srv_reply_error(r, 400, "bad_request", "give exactly one of snapshot and build");
@@ -229,10 +236,7 @@ static void route_template_create(struct srv *s, const struct srv_req *req, stru
 	} else if (!srv_build_start(s, t, req->tenant, build, r)) {
 		srv_reply_json(r, 202, srv_template_json(s, t, false));
 	} else {
-		pthread_mutex_lock(&s->lock);
-		t->status = SRV_T_FAILED;
-		pthread_mutex_unlock(&s->lock);
-		srv_template_remove(s, t->name, t->owner);
+		srv_template_fail_unlist(s, t);
 	}
 	srv_template_put(s, t);
 out:

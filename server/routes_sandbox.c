@@ -278,13 +278,13 @@ static void route_snapshot(struct srv *s, struct srv_sandbox *x, const struct sr
 	ret = snapbox_snapshot(x->sb, t->snapshot, &so, NULL);
 	if (!ret)
 		ret = srv_template_open(s, t);
-	pthread_mutex_lock(&s->lock);
-	t->status = ret ? SRV_T_FAILED : SRV_T_READY;
-	pthread_mutex_unlock(&s->lock);
 	if (ret) {
 		srv_reply_errno(r, ret, "snapshot");
-		srv_template_remove(s, t->name, t->owner);
+		srv_template_fail_unlist(s, t);
 	} else {
+		pthread_mutex_lock(&s->lock);
+		t->status = SRV_T_READY;
+		pthread_mutex_unlock(&s->lock);
 		srv_reply_json(r, 201, srv_template_json(s, t, false));
 	}
 	srv_template_put(s, t);

@@ -49,8 +49,9 @@ bool srv_name_valid(const char *s);
 /* CLOCK_MONOTONIC and CLOCK_REALTIME in ns. */
 uint64_t srv_mono_ns(void);
 uint64_t srv_real_ns(void);
-/* s into buf for a log line: control characters, backslashes and non-ASCII
- * bytes as \xNN, cut to fit (a client's text never forges or splits a line). */
+/* s into buf for a log line: control characters, spaces, quotes, backslashes
+ * and non-ASCII bytes as \xNN, cut to fit (a client's text never forges a
+ * field or splits a line). */
 void srv_escape(const char *s, char *buf, size_t len);
 /* The daemon's one log sink (stderr, one line, "snapboxd: " prefixed). */
 void srv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -232,6 +233,8 @@ void srv_template_put(struct srv *s, struct srv_template *t);
 /* Unlist it as tn asks (NULL: the daemon): 0, -ENOENT, -EBUSY while it builds,
  * -EPERM for a tenant and an operator's template. */
 int srv_template_remove(struct srv *s, const char *name, const struct srv_tenant *tn);
+/* Mark t failed and unlist it, if it is still listed (by pointer, not by name). */
+void srv_template_fail_unlist(struct srv *s, struct srv_template *t);
 /* A new template object (refs 1) for name; NULL on ENOMEM. */
 struct srv_template *srv_template_new(const char *name, const char *snapshot);
 /*

@@ -78,13 +78,20 @@ static int srv_tenant_line(struct srv *s, const char *path, unsigned lineno, cha
 	return ret;
 }
 
+/* A line (ended by a newline or NUL) that holds an entry: neither blank nor a # comment. */
+static bool srv_tenant_entry(const char *line)
+{
+	line += strspn(line, " \t\r");
+	return *line && *line != '#' && *line != '\n';
+}
+
 int srv_tenants_load(struct srv *s, const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	char *buf = NULL, *line, *save = NULL;
-	unsigned lineno = 0, lines = 0;
+	unsigned lineno = 0, entries = 0;
+	size_t size = 0;
 	struct stat st;
-	ssize_t n = 0;
+	char *buf = NULL, *line, *next;
 	int ret = 0;
 
 	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > SRV_TOKENS_FILE) {
@@ -95,27 +102,37 @@ int srv_tenants_load(struct srv *s, const char *path)
 		srv_log("the token file %s is open to others (mode %04o): make it 0600 or 0400", path,
 			(unsigned)(st.st_mode & 07777));
 		ret = -EPERM;
-	} else if (!(buf = calloc(1, (size_t)st.st_size + 1)) ||
-		   (n = read(fd, buf, (size_t)st.st_size)) != st.st_size) {
+	} else if (!(buf = calloc(1, (size = (size_t)st.st_size + 1))) ||
+		   read(fd, buf, (size_t)st.st_size) != st.st_size) {
+		srv_log("cannot read the token file %s", path);
 		ret = -EIO;
 	}
 	if (fd >= 0)
 		close(fd);
-	for (char *p = buf; !ret && p && *p; p++)
-		lines += *p == '\n';
-	/* A bare token is allowed when it is the file's one line. */
-	for (line = ret ? NULL : strtok_r(buf, "\r\n", &save); line && !ret; line = strtok_r(NULL, "\r\n", &save)) {
+	/* A bare token is allowed when it is the file's one entry. */
+	for (line = ret ? NULL : buf; line; line = next ? next + 1 : NULL) {
+		next = strchr(line, '\n');
+		entries += srv_tenant_entry(line);
+		if (!next)
+			break;
+	}
+	for (line = ret ? NULL : buf; line && !ret; line = next ? next + 1 : NULL) {
+		next = strchr(line, '\n');
+		if (next)
+			*next = '\0';
 		lineno++;
-		if (line[0] == '#' || !line[strspn(line, " \t")])
-			continue;
-		ret = srv_tenant_line(s, path, lineno, line, lines <= 1);
+		line[strcspn(line, "\r")] = '\0';
+		if (srv_tenant_entry(line))
+			ret = srv_tenant_line(s, path, lineno, line, entries == 1);
+		if (!next)
+			break;
 	}
 	if (!ret && !s->ntenants) {
 		srv_log("the token file %s has no token", path);
 		ret = -EINVAL;
 	}
 	if (buf)
-		explicit_bzero(buf, (size_t)n);
+		explicit_bzero(buf, size);
 	free(buf);
 	return ret;
 }

@@ -316,7 +316,8 @@ void srv_escape(const char *s, char *buf, size_t len)
 
 	for (; s && *s; s++) {
 		unsigned char c = (unsigned char)*s;
-		bool esc = c < 0x20 || c >= 0x7f || c == '\\';
+		/* Spaces and quotes too: a path must not forge the line's later fields. */
+		bool esc = c <= 0x20 || c >= 0x7f || c == '\\' || c == '"';
 
 		if (j + (esc ? 4 : 1) >= len)
 			break;

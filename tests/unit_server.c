@@ -69,8 +69,8 @@ Test(server, log_text_is_escaped)
 {
 	char buf[64];
 
-	srv_escape("/v1/x\nsnapboxd: forged\r\x1b[31m\\", buf, sizeof(buf));
-	cr_assert_str_eq(buf, "/v1/x\\x0asnapboxd: forged\\x0d\\x1b[31m\\x5c");
+	srv_escape("/v1/x\nsnapboxd: forged\r\x1b[31m\\\" 200", buf, sizeof(buf));
+	cr_assert_str_eq(buf, "/v1/x\\x0asnapboxd:\\x20forged\\x0d\\x1b[31m\\x5c\\x22\\x20200");
 	srv_escape("0123456789", buf, 8);
 	cr_assert_eq(strlen(buf), 7, "not cut to fit: %s", buf);
 	srv_escape(NULL, buf, sizeof(buf));

@@ -54,6 +54,9 @@ Test(tenants, pairs_and_a_bare_token)
 	cr_assert_null(srv_tenant_by_token(&tt_srv, ""));
 	cr_assert_eq(tt_load("cccccccccccccccccccc\n", 0400), 0);
 	cr_assert_str_eq(srv_tenant_by_token(&tt_srv, "cccccccccccccccccccc")->name, "default");
+	/* Comments and blank lines do not count: the bare token is still the one entry. */
+	cr_assert_eq(tt_load("# the service's token\n\ndddddddddddddddddddd\n", 0600), 0);
+	cr_assert_str_eq(srv_tenant_by_token(&tt_srv, "dddddddddddddddddddd")->name, "default");
 }
 
 Test(tenants, bad_files_are_refused)

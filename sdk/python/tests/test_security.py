@@ -221,10 +221,10 @@ def test_builds_and_templates_count_against_the_limits(tmp_path, probe_snapshot)
 
 
 def test_log_lines_name_the_peer_and_cannot_be_forged(daemon):
-    st, _ = raw(daemon, "GET", "/v1/x%0asnapboxd:%20forged%1b[31m")
+    st, _ = raw(daemon, "GET", "/v1/x%0asnapboxd:%20forged%1b[31m%20200%200.1%20ms")
     assert st == 404
     log = daemon.logtext()
-    assert "unix local GET /v1/x\\x0asnapboxd: forged\\x1b[31m 404" in log, log
+    assert "unix local GET /v1/x\\x0asnapboxd:\\x20forged\\x1b[31m\\x20200\\x200.1\\x20ms 404" in log, log
     assert not any(line.startswith("snapboxd: forged") for line in log.splitlines())
 
 
@@ -446,3 +446,14 @@ def test_the_template_listing_has_no_cap(tmp_path, probe_snapshot):
 def test_no_default_lives_in_tmp():
     st, out = snapboxd("--help")
     assert st == 0 and "/tmp" not in out, out
+
+
+def test_only_the_operator_marks_instruments(tmp_path, probe_snapshot):
+    token, port = "t0ken-" + "i" * 20, free_port()
+    d = Daemon(str(tmp_path), "--allow-raw-requests", tcp=f"127.0.0.1:{port}", token=token)
+    try:
+        c = snapbox.Client(url=f"http://127.0.0.1:{port}", token=token, timeout=scaled(60))
+        with pytest.raises(snapbox.Forbidden):
+            c.register_template("i", os.path.basename(probe_snapshot), instrument=True)
+    finally:
+        d.stop()
