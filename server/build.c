@@ -276,7 +276,7 @@ int srv_build_start(struct srv *s, struct srv_template *t, struct srv_tenant *tn
 	t->kernel_shown = strdup(build_str(spec, "kernel"));
 	/* A build is a VM: it counts as a sandbox and its memory against the limits. */
 	b->mem = (uint64_t)build_int(spec, "mem_mib", BUILD_DEFAULT_MIB) << 20;
-	ret = srv_disk_room(s);
+	ret = srv_disk_reserve(s, t, b->mem);
 	if (ret) {
 		srv_reply_error(r, 429, "limit", "the daemon's disk budget for snapshots (--max-disk) is spent");
 		build_free(b);

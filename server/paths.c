@@ -54,14 +54,19 @@ int srv_open_beneath(int root, const char *rel, bool dir)
 
 int srv_private_dir(const char *path, const char *what, bool create)
 {
+	return srv_private_dirat(AT_FDCWD, path, what, create);
+}
+
+int srv_private_dirat(int at, const char *path, const char *what, bool create)
+{
 	struct stat st;
 	int fd;
 
-	if (create && mkdir(path, 0700) && errno != EEXIST) {
+	if (create && mkdirat(at, path, 0700) && errno != EEXIST) {
 		srv_log("cannot create the %s %s: %s", what, path, strerror(errno));
 		return -errno;
 	}
-	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	fd = openat(at, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		int ret = errno == ELOOP || errno == ENOTDIR ? -EPERM : -errno;
 

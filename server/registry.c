@@ -96,12 +96,11 @@ static void srv_close_fds(struct srv *s)
 
 int srv_init(struct srv *s, const char *state_dir, const struct srv_limits *lim)
 {
-	char tdir[PATH_MAX];
 	int ret;
 
 	memset(s, 0, sizeof(*s));
 	s->state_fd = s->tdir_fd = s->asset_fd = s->snaproot_fd = s->shm_fd = -1;
-	if (strlen(state_dir) + sizeof("/templates/") + SRV_NAME_MAX + 32 >= sizeof(tdir)) {
+	if (strlen(state_dir) + sizeof("/templates/") + SRV_NAME_MAX + 32 >= PATH_MAX) {
 		srv_log("the state directory %s is too long", state_dir);
 		return -ENAMETOOLONG;
 	}
@@ -109,15 +108,13 @@ int srv_init(struct srv *s, const char *state_dir, const struct srv_limits *lim)
 	s->state_dir = strdup(state_dir);
 	if (!s->state_dir)
 		return -ENOMEM;
-	snprintf(tdir, sizeof(tdir), "%s/templates", state_dir);
 	/* Why both checks before anything is removed: a planted directory or link
 	 * must never make this daemon delete what it points at. */
 	s->state_fd = srv_private_dir(state_dir, "state directory", true);
 	ret = s->state_fd < 0 ? s->state_fd : 0;
-	if (!ret && mkdirat(s->state_fd, "templates", 0700) && errno != EEXIST)
-		ret = -errno;
+	/* Through the checked directory's fd: no path is resolved twice. */
 	if (!ret)
-		ret = s->tdir_fd = srv_private_dir(tdir, "templates directory", false);
+		ret = s->tdir_fd = srv_private_dirat(s->state_fd, "templates", "templates directory", true);
 	if (ret < 0) {
 		srv_close_fds(s);
 		free(s->state_dir);
@@ -167,20 +164,29 @@ char *srv_template_dir(struct srv *s, const char *name)
 
 	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
 		r = srv_mono_ns();
-	return asprintf(&p, "%s/templates/%s.%016llx", s->state_dir, name, (unsigned long long)r) < 0 ?
+	/* Through the checked directory's fd, never its path again. */
+	return asprintf(&p, "/proc/self/fd/%d/%s.%016llx", s->tdir_fd, name, (unsigned long long)r) < 0 ?
 	       NULL : p;
+}
+
+/* Give back what was reserved for t's snapshot; the caller holds s->lock. */
+static void srv_disk_release_locked(struct srv *s, struct srv_template *t)
+{
+	s->disk_bytes -= t->disk_reserved;
+	t->disk_reserved = 0;
 }
 
 static void srv_template_free(struct srv *s, struct srv_template *t)
 {
 	snapbox_pool_destroy(t->pool);
+	pthread_mutex_lock(&s->lock);
 	if (t->charged) {
-		pthread_mutex_lock(&s->lock);
 		s->guest_mem -= t->pool_mem;
 		s->shm_bytes -= t->shm;
 		s->disk_bytes -= t->disk;
-		pthread_mutex_unlock(&s->lock);
 	}
+	srv_disk_release_locked(s, t);
+	pthread_mutex_unlock(&s->lock);
 	/* Only its own directory, named in templates/, through that directory's fd. */
 	if (t->owned && t->snapshot && s->tdir_fd >= 0 && strrchr(t->snapshot, '/'))
 		srv_rm_at(s->tdir_fd, strrchr(t->snapshot, '/') + 1);
@@ -239,17 +245,23 @@ static struct json_object *srv_inspect(const char *dir, bool verify, int *err)
 	return o;
 }
 
-int srv_disk_room(struct srv *s)
+int srv_disk_reserve(struct srv *s, struct srv_template *t, uint64_t bytes)
 {
-	int ret;
+	int ret = 0;
 
 	pthread_mutex_lock(&s->lock);
-	ret = s->lim.max_disk && s->disk_bytes >= s->lim.max_disk ? -EAGAIN : 0;
+	if (s->lim.max_disk && s->disk_bytes + bytes > s->lim.max_disk)
+		ret = -EAGAIN;
+	else {
+		s->disk_bytes += bytes;
+		t->disk_reserved += bytes;
+	}
 	pthread_mutex_unlock(&s->lock);
 	if (ret)
 		srv_metrics_limit("max-disk");
 	return ret;
 }
+
 
 /* Charge t's pool shells, /dev/shm copy and disk bytes: 0, or -EAGAIN (counted) with nothing charged. */
 static int srv_template_charge(struct srv *s, struct srv_template *t)
@@ -267,7 +279,8 @@ static int srv_template_charge(struct srv *s, struct srv_template *t)
 	if (!over) {
 		s->guest_mem += t->pool_mem;
 		s->shm_bytes += t->shm;
-		s->disk_bytes += t->disk;   /* already written: counted, and the next write refused */
+		srv_disk_release_locked(s, t);
+		s->disk_bytes += t->disk;   /* what it really takes, instead of the reservation */
 		t->charged = true;
 	}
 	pthread_mutex_unlock(&s->lock);

@@ -257,13 +257,15 @@ static void route_snapshot(struct srv *s, struct srv_sandbox *x, const struct sr
 		srv_reply_error(r, 500, "internal", "out of memory");
 		goto out;
 	}
-	if (srv_disk_room(s)) {
-		srv_reply_error(r, 429, "limit", "the daemon's disk budget for snapshots (--max-disk) is spent");
-		goto out;
-	}
 	t = srv_template_from(s, b, name, dir ? dir : "", req->tenant, r);
 	if (!t)
 		goto out;
+	if (srv_disk_reserve(s, t, x->mem_bytes)) {
+		srv_reply_error(r, 429, "limit", "the daemon's disk budget for snapshots (--max-disk) "
+				"has no room for this sandbox's memory");
+		srv_template_put(s, t);
+		goto out;
+	}
 	t->instrument = x->instrument;
 	/* Why listed first (as building): the name is taken before anything is
 	 * written, so two snapshots to one name cannot mix their states. */

@@ -82,6 +82,8 @@ int srv_open_beneath(int root, const char *rel, bool dir);
 /* path as a directory this euid owns with no access for others, not a link
  * (created 0700 first when create): an fd, or -EPERM / -errno (logged). */
 int srv_private_dir(const char *path, const char *what, bool create);
+/* The same for path relative to the directory fd at. */
+int srv_private_dirat(int at, const char *path, const char *what, bool create);
 /* Remove name in dirfd and, when it is a directory, what it holds; a link is
  * removed, never followed. 0 or -errno. */
 int srv_rm_at(int dirfd, const char *name);
@@ -127,6 +129,7 @@ struct srv_template {
 	enum snapbox_restore_mode mode;
 	struct snapbox_pool *pool;   /* NULL when pool_size is 0 or not ready */
 	uint64_t pool_mem, shm, disk;  /* what it holds against the limits (charged once opened) */
+	uint64_t disk_reserved;      /* disk held for a snapshot being written */
 	char *cache_dir;             /* a cow template's own directory in the daemon's /dev/shm
 					one, removed with it (so its RAM goes with it); or NULL */
 	bool charged;
@@ -244,8 +247,12 @@ struct srv_template *srv_template_new(const char *name, const char *snapshot);
  * -EAGAIN past a limit (counted in the metrics), or -errno.
  */
 int srv_template_open(struct srv *s, struct srv_template *t);
-/* 0, or -EAGAIN when the daemon's disk budget (--max-disk) is spent (counted). */
-int srv_disk_room(struct srv *s);
+/*
+ * Reserve bytes of the disk budget (--max-disk) for t's snapshot before it is
+ * written (its guest memory: the most it can take); srv_template_open then
+ * charges what it really takes instead. 0, or -EAGAIN (counted).
+ */
+int srv_disk_reserve(struct srv *s, struct srv_template *t, uint64_t bytes);
 /* JSON of t (inspect: add the snapshot's inspect object). Call with a reference. */
 struct json_object *srv_template_json(struct srv *s, struct srv_template *t, bool inspect);
 /* "eager", "cow" or "lazy". */

@@ -339,7 +339,8 @@ def test_tenants_see_only_their_own(tmp_path, probe_snapshot):
 
 
 def test_disk_shm_and_bytes_in_flight_are_limited(tmp_path, probe_snapshot):
-    d = Daemon(str(tmp_path), "--max-disk", "1K", "--max-shm", "100M", "--max-inflight", "1M",
+    # A snapshot being written holds its guest memory of the disk budget until it is measured.
+    d = Daemon(str(tmp_path), "--max-disk", "40M", "--max-shm", "100M", "--max-inflight", "1M",
                "--max-body", "4M")
     try:
         c = d.client()
@@ -348,9 +349,11 @@ def test_disk_shm_and_bytes_in_flight_are_limited(tmp_path, probe_snapshot):
         with pytest.raises(snapbox.LimitReached):                     # a second 64M: over 100M
             c.register_template("cow2", rel, pool_size=0)
         assert c.register_template("eager", rel, pool_size=0, mode="eager").status == "ready"
-        assert c.build_template("b1", kernel="probe.elf", mem_mib=32, pool_size=0).status == "ready"
-        with pytest.raises(snapbox.LimitReached):                     # b1's snapshot spent the disk
-            c.build_template("b2", kernel="probe.elf", mem_mib=32, wait=False)
+        eager = {"pool_size": 0, "mode": "eager"}                     # (no /dev/shm copy)
+        assert c.build_template("b1", kernel="probe.elf", mem_mib=32, **eager).status == "ready"
+        with pytest.raises(snapbox.LimitReached):                     # 64M could not fit in 40M
+            c.build_template("b2", kernel="probe.elf", mem_mib=64, wait=False, **eager)
+        assert c.build_template("b3", kernel="probe.elf", mem_mib=32, **eager).status == "ready"
         with c.create("eager") as sb:
             with pytest.raises(snapbox.LimitReached):                 # 2 MiB held at once: over 1M
                 sb.write_file("/x", b"x" * (2 << 20))
