@@ -21,9 +21,9 @@ struct metrics_hist {
 	double sum;
 };
 
-/* One labelled counter: up to three label values joined into key. */
+/* One labelled counter: up to four label values joined into key. */
 struct metrics_slot {
-	char key[160];
+	char key[200];
 	uint64_t n;
 };
 
@@ -61,12 +61,14 @@ static void metrics_observe(struct metrics_hist *h, uint64_t ns)
 	h->sum += s;
 }
 
-void srv_metrics_restore(const char *tmpl, const char *mode, bool pooled, uint64_t ready_ns)
+void srv_metrics_restore(const char *tmpl, const char *owner, const char *mode, bool pooled,
+			 uint64_t ready_ns)
 {
-	char key[160];
+	char key[200];
 
-	snprintf(key, sizeof(key), "template=\"%s\",mode=\"%s\",pooled=\"%s\"", tmpl, mode,
-		 pooled ? "true" : "false");
+	/* A name is per tenant: the owner keeps two tenants' templates apart. */
+	snprintf(key, sizeof(key), "template=\"%s\",tenant=\"%s\",mode=\"%s\",pooled=\"%s\"", tmpl,
+		 owner, mode, pooled ? "true" : "false");
 	pthread_mutex_lock(&metrics.lock);
 	metrics_count(metrics.restores, key);
 	metrics_observe(&metrics.ready, ready_ns);
@@ -160,8 +162,8 @@ static void metrics_registry(FILE *f, struct srv *s)
 			if (t->pool)
 				snapbox_pool_get_stats(t->pool, &st);
 			v = k == 0 ? st.hits : k == 1 ? st.misses : st.refills;
-			fprintf(f, "snapbox_pool_%s_total{template=\"%s\"} %llu\n", names[k], t->name,
-				(unsigned long long)v);
+			fprintf(f, "snapbox_pool_%s_total{template=\"%s\",tenant=\"%s\"} %llu\n", names[k],
+				t->name, t->owner ? t->owner->name : "", (unsigned long long)v);
 		}
 	}
 	fprintf(f, "# HELP snapbox_sandboxes_live Sandboxes alive now.\n"

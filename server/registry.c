@@ -360,6 +360,17 @@ int srv_template_add(struct srv *s, struct srv_template *t)
 		srv_metrics_limit("max-templates");
 		return -EAGAIN;
 	}
+	if (t->owner && s->lim.tenant_max_templates) {
+		unsigned mine = 0;
+
+		for (struct srv_template *x = s->templates; x; x = x->next)
+			mine += x->owner == t->owner;
+		if (mine >= s->lim.tenant_max_templates) {
+			pthread_mutex_unlock(&s->lock);
+			srv_metrics_limit("tenant-max-templates");
+			return -EAGAIN;
+		}
+	}
 	t->refs++;
 	t->listed = true;
 	t->next = s->templates;

@@ -25,11 +25,17 @@ static void route_health(struct srv *s, struct srv_reply *r)
 	srv_reply_json(r, 200, o);
 }
 
-static void route_metrics(struct srv *s, struct srv_reply *r)
+static void route_metrics(struct srv *s, const struct srv_req *req, struct srv_reply *r)
 {
 	size_t len = 0;
-	char *text = srv_metrics_text_of(s, &len);
+	char *text;
 
+	/* Every tenant's names and counts: the operator's only (the socket, or --metrics-tenant). */
+	if (req->tenant->token && strcmp(req->tenant->name, s->metrics_tenant)) {
+		srv_reply_error(r, 403, "forbidden", "metrics are the operator's (--metrics-tenant)");
+		return;
+	}
+	text = srv_metrics_text_of(s, &len);
 	if (!text) {
 		srv_reply_error(r, 500, "internal", "out of memory");
 		return;
@@ -95,7 +101,8 @@ void srv_template_refused(struct srv_reply *r, int err, const char *name)
 	if (err == -EEXIST)
 		srv_reply_error(r, 409, "conflict", "template %s already exists", name);
 	else if (err == -EAGAIN)
-		srv_reply_error(r, 429, "limit", "the daemon's template limit (--max-templates) is reached");
+		srv_reply_error(r, 429, "limit", "the daemon's template limit (--max-templates) or this "
+				"tenant's share of it is reached");
 	else
 		srv_reply_errno(r, err, "registering the template");
 }
@@ -309,7 +316,7 @@ void srv_route(struct srv *s, const struct srv_req *req, struct srv_reply *r, co
 		if (strcmp(req->method, "GET"))
 			srv_reply_error(r, 405, "method_not_allowed", "use GET");
 		else
-			route_metrics(s, r);
+			route_metrics(s, req, r);
 	} else if (!strcmp(p, "/v1/templates") || !strncmp(p, "/v1/templates/", 14)) {
 		*route = "templates";
 		route_templates(s, req, p[13] ? p + 14 : "", r);

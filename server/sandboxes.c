@@ -60,7 +60,7 @@ int srv_restore(struct srv_template *t, struct snapbox **out,
 	else
 		ret = snapbox_restore(t->snapshot, &ro, out, prof);
 	if (!ret)
-		srv_metrics_restore(t->name, srv_mode_name(t->mode), prof->pooled,
+		srv_metrics_restore(t->name, t->owner ? t->owner->name : "", srv_mode_name(t->mode), prof->pooled,
 				    prof->restore_to_ready);
 	return ret;
 }

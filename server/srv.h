@@ -58,7 +58,8 @@ void srv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- metrics (metrics.c) ---- */
 
-void srv_metrics_restore(const char *tmpl, const char *mode, bool pooled, uint64_t ready_ns);
+void srv_metrics_restore(const char *tmpl, const char *owner, const char *mode, bool pooled,
+			 uint64_t ready_ns);
 void srv_metrics_run(uint64_t ns);
 void srv_metrics_request(const char *route, int status, const char *tenant);
 void srv_metrics_error(const char *kind);
@@ -163,6 +164,7 @@ struct srv_limits {
 	unsigned drain_s;
 	unsigned max_builds;         /* template builds running at once */
 	unsigned tenant_max_sandboxes;  /* one tenant's share of max_sandboxes (0: all of it) */
+	unsigned tenant_max_templates;  /* one tenant's share of max_templates (0: all of it) */
 	unsigned max_templates;      /* templates listed, building ones included */
 	uint64_t max_disk;           /* bytes of snapshots the daemon wrote (builds, snapshots) */
 	uint64_t max_shm;            /* bytes of cow templates decoded into /dev/shm */
@@ -180,6 +182,7 @@ struct srv {
 	struct srv_tenant tenants[SRV_TENANTS_MAX];
 	unsigned ntenants;
 	bool allow_raw;              /* --allow-raw-requests */
+	const char *metrics_tenant;  /* the TCP tenant that may read /v1/metrics */
 	pthread_mutex_t lock;        /* the lists and counts; never held across a guest request */
 	pthread_cond_t cond;         /* wakes the reaper */
 	struct srv_template *templates;

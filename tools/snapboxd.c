@@ -32,6 +32,9 @@ static void snapboxd_usage(FILE *f)
 		"                        What a tenant makes, only it sees. On the socket, every\n"
 		"                        request is tenant \"local\"\n"
 		"  --tenant-max-sandboxes N  one tenant's share of --max-sandboxes (default: all)\n"
+		"  --tenant-max-templates N  one tenant's share of --max-templates (default: all)\n"
+		"  --metrics-tenant NAME the TCP tenant that may read /v1/metrics (default\n"
+		"                        \"default\"; on the socket, its owner always may)\n"
 		"  --tls-cert FILE, --tls-key FILE  with --listen: serve HTTPS with this PEM\n"
 		"                        certificate (chain) and key (not open to others)\n"
 		"  --max-conn-per-ip N   with --listen: connections one address may hold (default 64)\n"
@@ -232,6 +235,8 @@ int main(int argc, char **argv)
 		{ "tls-key", required_argument, NULL, 'k' },
 		{ "max-conn-per-ip", required_argument, NULL, 'P' },
 		{ "tenant-max-sandboxes", required_argument, NULL, 'S' },
+		{ "tenant-max-templates", required_argument, NULL, 'Q' },
+		{ "metrics-tenant", required_argument, NULL, 'O' },
 		{ "max-disk", required_argument, NULL, 'K' },
 		{ "max-shm", required_argument, NULL, 'H' },
 		{ "max-inflight", required_argument, NULL, 'I' },
@@ -250,6 +255,7 @@ int main(int argc, char **argv)
 	const char *asset_dir = NULL, *snap_root = NULL, *tls_cert = NULL, *tls_key = NULL;
 	struct http_tcp_opts topts = { 0 };
 	bool allow_raw = false;
+	const char *metrics_tenant = "default";
 	const char *templates[64];
 	unsigned ntemplates = 0, pool_size = 2;
 	enum snapbox_restore_mode pool_mode = SNAPBOX_RESTORE_COW;
@@ -315,7 +321,8 @@ int main(int argc, char **argv)
 				lim.max_inflight = size;
 			break;
 		case 'h': snapboxd_usage(stdout); return 0;
-		case 'p': case 'n': case 'D': case 'L': case 'B': case 'N': case 'P': case 'S':
+		case 'O': metrics_tenant = optarg; break;
+		case 'p': case 'n': case 'D': case 'L': case 'B': case 'N': case 'P': case 'S': case 'Q':
 			if (!num_ok || (c == 'p' && v > 64) || (c != 'p' && !v) || v > 86400 * 365) {
 				fprintf(stderr, "snapboxd: bad number %s\n", optarg);
 				return 2;
@@ -328,6 +335,7 @@ int main(int argc, char **argv)
 			if (c == 'N') lim.max_templates = (unsigned)v;
 			if (c == 'P') topts.per_ip = (unsigned)v;
 			if (c == 'S') lim.tenant_max_sandboxes = (unsigned)v;
+			if (c == 'Q') lim.tenant_max_templates = (unsigned)v;
 			break;
 		default: snapboxd_usage(stderr); return 2;
 		}
@@ -376,6 +384,7 @@ int main(int argc, char **argv)
 	if (ret)
 		return ret == -EPERM ? 2 : 5;
 	s.allow_raw = allow_raw;
+	s.metrics_tenant = metrics_tenant;
 	ret = tcp ? srv_tenants_load(&s, token_file) : srv_tenant_add(&s, "local", NULL);
 	if (ret) {
 		srv_fini(&s);

@@ -218,7 +218,7 @@ def test_metrics(probe, daemon):
     text = probe.metrics()
     names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and line[0] != "#"}
     assert names and all(n.startswith("snapbox_") for n in names)
-    assert 'snapbox_restores_total{template="probe",mode="cow"' in text
+    assert 'snapbox_restores_total{template="probe",tenant="local",mode="cow"' in text
     assert 'snapbox_errors_total{kind="bad_request"} 1' in text
     assert "snapbox_restore_to_ready_seconds_count 1" in text
     assert "snapbox_run_seconds_count 1" in text

@@ -302,6 +302,7 @@ def test_tenants_see_only_their_own(tmp_path, probe_snapshot):
     tokens = {"alice": "alice-" + "a" * 20, "bob": "bob-" + "b" * 20}
     port = free_port()
     d = Daemon(str(tmp_path), "--template", f"p={probe_snapshot}", "--tenant-max-sandboxes", "1",
+               "--tenant-max-templates", "1", "--metrics-tenant", "alice",
                tcp=f"127.0.0.1:{port}", tokens=tokens)
     url = f"http://127.0.0.1:{port}"
     alice = snapbox.Client(url=url, token=tokens["alice"], timeout=scaled(60))
@@ -323,16 +324,20 @@ def test_tenants_see_only_their_own(tmp_path, probe_snapshot):
             snapbox.Sandbox(bob, a_sb.id, "p").delete()
         with pytest.raises(snapbox.Forbidden):         # the operator's template stays
             bob.template("p").delete()
-        # Names are per tenant: bob has a "mine" of his own.
+        # Names are per tenant: bob has a "mine" of his own; one template each.
         assert bob.build_template("mine", kernel="probe.elf", mem_mib=32, pool_size=0).status == "ready"
+        with pytest.raises(snapbox.LimitReached):
+            alice.build_template("second", kernel="probe.elf", mem_mib=32, wait=False)
         # A tenant's share of the sandboxes: alice has hers; bob still gets one.
         with pytest.raises(snapbox.LimitReached):
             alice.create("p")
         with bob.create("p") as b_sb:
             assert b_sb.ping() > 0
         assert a_sb.ping() > 0
-        text = alice.metrics()
+        text = alice.metrics()                        # the operator's (--metrics-tenant)
         assert 'tenant="alice"' in text and 'tenant="bob"' in text
+        with pytest.raises(snapbox.Forbidden):
+            bob.metrics()
         assert "127.0.0.1" in d.logtext() and " alice POST /v1/sandboxes " in d.logtext()
     finally:
         d.stop()
