@@ -5,6 +5,10 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/ioctl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kvm/uart.h"
+#include "kvm/vcpu.h"
+#include "runtime/sandbox_internal.h"
 #include "tests/common_kvm.h"
 
 const enum snapbox_restore_mode tests_modes[TESTS_NMODES] = {
@@ -147,6 +154,43 @@ void tests_snapshot_ok(struct snapbox *sb, const char *dir, bool no_sync)
 	cr_assert_eq(ret, 0, "snapshot into %s failed: %s", dir, strerror(-ret));
 }
 
+/*
+ * What a guest that stopped answering is doing, on stderr: its vCPU (where,
+ * IF, halted or not, an event being injected), the master PIC (a latched or
+ * in-service IRQ3, the edge detector) and COM2 (bytes waiting, its line).
+ * Read while the vCPU is paused, so nothing moves underneath.
+ */
+void tests_dump_stuck(struct snapbox *sb)
+{
+	struct kvm_regs regs = { 0 };
+	struct kvm_mp_state mp = { 0 };
+	struct kvm_vcpu_events ev = { 0 };
+	struct kvm_irqchip pic = { .chip_id = KVM_IRQCHIP_PIC_MASTER };
+	/* Paused here only when it runs; one the caller paused stays as it is. */
+	bool was_paused = vcpu_get_state(&sb->vcpu) == VCPU_PAUSED;
+	int paused = was_paused ? 0 : vcpu_pause(&sb->vcpu, tests_ms(2000));
+	struct uart *u = &sb->dev.com2;
+
+	ioctl(sb->vcpu.fd, KVM_GET_REGS, &regs);
+	ioctl(sb->vcpu.fd, KVM_GET_MP_STATE, &mp);
+	ioctl(sb->vcpu.fd, KVM_GET_VCPU_EVENTS, &ev);
+	ioctl(sb->vm.fd, KVM_GET_IRQCHIP, &pic);
+	pthread_mutex_lock(&u->lock);
+	fprintf(stderr, "stuck guest: pause %d%s; rip 0x%llx rflags 0x%llx (IF %d) mp_state %u; "
+		"interrupt injected %u nr %u soft %u shadow %u; nmi pending %u; "
+		"PIC master irr 0x%02x isr 0x%02x imr 0x%02x last_irr 0x%02x auto_eoi %u; "
+		"COM2 rx_len %zu window %zu lsr 0x%02x ier 0x%02x line %d; KVM line cache 0x%x\n",
+		paused, was_paused ? " (already paused)" : "", (unsigned long long)regs.rip, (unsigned long long)regs.rflags,
+		!!(regs.rflags & 0x200), mp.mp_state, ev.interrupt.injected, ev.interrupt.nr,
+		ev.interrupt.soft, ev.interrupt.shadow, ev.nmi.pending, pic.chip.pic.irr,
+		pic.chip.pic.isr, pic.chip.pic.imr, pic.chip.pic.last_irr, pic.chip.pic.auto_eoi,
+		u->rx_len, u->rx_window, u->lsr, u->ier, u->irq_level,
+		atomic_load(&sb->vm.irq_levels));
+	pthread_mutex_unlock(&u->lock);
+	if (!was_paused && !paused)
+		vcpu_resume(&sb->vcpu);
+}
+
 struct snapbox *tests_restore_ok(const char *dir, enum snapbox_restore_mode mode,
 				 const char *cache_dir, bool resume)
 {
@@ -166,6 +210,8 @@ struct snapbox *tests_restore_ok(const char *dir, enum snapbox_restore_mode mode
 		uint64_t t0 = tests_now_ns();
 		int again = snapbox_ping(sb, tests_ms(60000));
 
+		if (again)
+			tests_dump_stuck(sb);
 		cr_assert_fail("%s restore: PING within %u ms failed: %s (%s); %s %.0f ms",
 			       tests_mode_name(mode), TS_MS, strerror(-ret), snapbox_stop_reason(sb),
 			       again ? "a second PING got no answer either (the guest is stuck) in" :

@@ -42,6 +42,9 @@ struct proto_ticks_resp tests_ticks(struct snapbox *sb);
 /* Snapshot into dir (no_sync as asked); asserts success. */
 void tests_snapshot_ok(struct snapbox *sb, const char *dir, bool no_sync);
 
+/* On stderr: the vCPU, PIC and COM2 state of a guest that stopped answering. */
+void tests_dump_stuck(struct snapbox *sb);
+
 /* Restore with verification on; asserts success, and a PING when resume. */
 struct snapbox *tests_restore_ok(const char *dir, enum snapbox_restore_mode mode,
 				 const char *cache_dir, bool resume);

@@ -128,6 +128,7 @@ Test(kvm_deadline, stalled_clone_misses_a_ping_and_answers_the_next, .fini = td_
 	cr_assert_eq(vcpu_pause(&sb->vcpu, tests_ms(2000)), 0);
 	cr_assert_eq(snapbox_ping(sb, 300), -ETIMEDOUT);
 	cr_assert_str_eq(snapbox_stop_reason(sb), "running");
+	tests_dump_stuck(sb);      /* what a stuck guest's report looks like (it leaves it paused) */
 	cr_assert_eq(vcpu_resume(&sb->vcpu), 0);
 	cr_assert_eq(snapbox_ping(sb, TS_MS), 0, "the stalled clone did not recover");
 	snapbox_destroy(sb);
