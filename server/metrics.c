@@ -93,24 +93,25 @@ void srv_metrics_request(const char *route, int status, const char *tenant)
 	pthread_mutex_unlock(&metrics.lock);
 }
 
-void srv_metrics_error(const char *kind)
+/* Count one in table under the single label name="value". */
+static void metrics_count_label(struct metrics_slot *table, const char *name, const char *value)
 {
 	char key[160];
 
-	snprintf(key, sizeof(key), "kind=\"%s\"", kind);
+	snprintf(key, sizeof(key), "%s=\"%s\"", name, value);
 	pthread_mutex_lock(&metrics.lock);
-	metrics_count(metrics.errors, key);
+	metrics_count(table, key);
 	pthread_mutex_unlock(&metrics.lock);
+}
+
+void srv_metrics_error(const char *kind)
+{
+	metrics_count_label(metrics.errors, "kind", kind);
 }
 
 void srv_metrics_limit(const char *limit)
 {
-	char key[160];
-
-	snprintf(key, sizeof(key), "limit=\"%s\"", limit);
-	pthread_mutex_lock(&metrics.lock);
-	metrics_count(metrics.limits, key);
-	pthread_mutex_unlock(&metrics.lock);
+	metrics_count_label(metrics.limits, "limit", limit);
 }
 
 static void metrics_counter(FILE *f, const char *name, const char *help,

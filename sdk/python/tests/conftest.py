@@ -143,6 +143,15 @@ class Daemon:
         return self.proc.returncode
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 nobody listens on now."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def raw(daemon, method, path, body=b"", headers=None):
     """A raw HTTP exchange on the daemon's Unix socket: (status, parsed JSON or bytes)."""
     c = snapbox.client._UnixConnection(daemon.sock, scaled(30))

@@ -3,7 +3,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import threading
@@ -12,7 +11,7 @@ import time
 import pytest
 
 import snapbox
-from conftest import Daemon, raw, scaled
+from conftest import Daemon, free_port, raw, scaled
 
 PROTO_T_SPIN = 0x0024
 PROTO_T_FAULT = 0x0025
@@ -228,14 +227,6 @@ def test_metrics(probe, daemon):
         pytest.fail("promtool is missing: make deps installs Debian's prometheus")
     p = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True)
     assert p.returncode == 0, p.stdout + p.stderr
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_tcp_needs_the_token(tmp_path, probe_snapshot):

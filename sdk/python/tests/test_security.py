@@ -16,7 +16,7 @@ import time
 import pytest
 
 import snapbox
-from conftest import BUILD, Daemon, _need, raw, scaled
+from conftest import BUILD, Daemon, _need, free_port, raw, scaled
 
 PROTO_T_HASH = 0x0022
 PROTO_T_SPIN = 0x0024
@@ -109,10 +109,10 @@ def test_raw_requests_are_off_unless_allowed(tmp_path, probe_snapshot):
 
 def test_snapshot_during_a_request_is_a_conflict(probe):
     with probe.create("probe") as sb:
-        t = threading.Thread(target=lambda: sb.request(PROTO_T_SPIN, struct.pack("<I", 1500),
+        t = threading.Thread(target=lambda: sb.request(PROTO_T_SPIN, struct.pack("<I", int(scaled(1500))),
                                                        timeout_ms=int(scaled(10000))))
         t.start()
-        time.sleep(0.3)
+        time.sleep(scaled(0.3))
         with pytest.raises(snapbox.Conflict):
             sb.snapshot("during", pool_size=0)
         t.join(scaled(20))
@@ -226,14 +226,6 @@ def test_log_lines_name_the_peer_and_cannot_be_forged(daemon):
     log = daemon.logtext()
     assert "unix local GET /v1/x\\x0asnapboxd:\\x20forged\\x1b[31m\\x20200\\x200.1\\x20ms 404" in log, log
     assert not any(line.startswith("snapboxd: forged") for line in log.splitlines())
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_https_with_a_checked_certificate(tmp_path):
@@ -393,12 +385,12 @@ def test_every_5xx_says_why(tmp_path, probe_snapshot):
         for sb in held:
             sb.delete()
         sb = c.create("p")                                    # 503: draining, a request running
-        t = threading.Thread(target=lambda: sb.request(0x0024, struct.pack("<I", 1500),
+        t = threading.Thread(target=lambda: sb.request(0x0024, struct.pack("<I", int(scaled(1500))),
                                                        timeout_ms=int(scaled(10000))))
         t.start()
-        time.sleep(0.3)
+        time.sleep(scaled(0.3))
         d.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.2)
+        time.sleep(scaled(0.2))
         with pytest.raises(snapbox.Unavailable, match="shutting down"):
             c.health()
         t.join(scaled(20))
