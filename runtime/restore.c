@@ -301,17 +301,29 @@ int restore_refresh(struct snapbox *sb, unsigned timeout_ms)
 	return ret == -EREMOTEIO ? -ENOTSUP : ret;
 }
 
-/* Start or wake the vCPU thread (parked since restore_shell, or paused). */
+/*
+ * Start or wake the vCPU thread (parked since restore_shell, or paused).
+ * A first start waits (at most 1 s) until the thread has entered KVM_RUN,
+ * so that snapbox_restore's resume and a later snapbox_resume send REFRESH
+ * into the same state (a vCPU already running) and time the start alike.
+ */
 static int restore_wake(struct snapbox *sb)
 {
+	uint64_t t = mono_now_ns();
+	int ret;
+
 	switch (vcpu_get_state(&sb->vcpu)) {
 	case VCPU_CREATED:
-		return sandbox_start(sb);
+		ret = sandbox_start(sb);
+		break;
 	case VCPU_PAUSED:
 		return vcpu_resume(&sb->vcpu);
 	default:
 		return -EINVAL;
 	}
+	while (!ret && !atomic_load(&sb->vcpu.first_run_ns) && mono_now_ns() - t < 1000000000ull)
+		sched_yield();
+	return ret;
 }
 
 int restore_resume(struct snapbox *sb, const struct snapbox_restore_opts *o, uint64_t t0,
@@ -325,9 +337,6 @@ int restore_resume(struct snapbox *sb, const struct snapbox_restore_opts *o, uin
 	ret = restore_wake(sb);   /* the shell's parked thread (restore_shell) */
 	if (ret)
 		return ret;
-	/* Wait (briefly) for the thread to enter KVM_RUN, to time it. */
-	while (!atomic_load(&sb->vcpu.first_run_ns) && mono_now_ns() - t < 1000000000ull)
-		sched_yield();
 	p->resume_kvm_run = atomic_load(&sb->vcpu.first_run_ns) > t ?
 			    atomic_load(&sb->vcpu.first_run_ns) - t : 0;
 	p->total_with_resume = mono_now_ns() - t0;

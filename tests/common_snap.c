@@ -160,64 +160,104 @@ void tests_snapshot_ok(struct snapbox *sb, const char *dir, bool no_sync)
  * in-service IRQ3, the edge detector) and COM2 (bytes waiting, its line).
  * Read while the vCPU is paused, so nothing moves underneath.
  */
+static unsigned tests_apic_reg(const struct kvm_lapic_state *a, unsigned off)
+{
+	uint32_t v;
+
+	memcpy(&v, a->regs + off, sizeof(v));
+	return v;
+}
+
 void tests_dump_stuck(struct snapbox *sb)
 {
 	struct kvm_regs regs = { 0 };
 	struct kvm_mp_state mp = { 0 };
 	struct kvm_vcpu_events ev = { 0 };
 	struct kvm_irqchip pic = { .chip_id = KVM_IRQCHIP_PIC_MASTER };
+	struct kvm_lapic_state apic = { 0 };
 	/* Paused here only when it runs; one the caller paused stays as it is. */
 	bool was_paused = vcpu_get_state(&sb->vcpu) == VCPU_PAUSED;
 	int paused = was_paused ? 0 : vcpu_pause(&sb->vcpu, tests_ms(2000));
 	struct uart *u = &sb->dev.com2;
+	char rx[3 * 20 + 1] = "";
 
 	ioctl(sb->vcpu.fd, KVM_GET_REGS, &regs);
 	ioctl(sb->vcpu.fd, KVM_GET_MP_STATE, &mp);
 	ioctl(sb->vcpu.fd, KVM_GET_VCPU_EVENTS, &ev);
 	ioctl(sb->vm.fd, KVM_GET_IRQCHIP, &pic);
+	ioctl(sb->vcpu.fd, KVM_GET_LAPIC, &apic);
 	pthread_mutex_lock(&u->lock);
+	for (size_t i = 0; i < u->rx_len && i < 20; i++)
+		sprintf(rx + 3 * i, "%02x ", u->rx[(u->rx_head + i) % u->rx_cap]);
 	fprintf(stderr, "stuck guest: pause %d%s; rip 0x%llx rflags 0x%llx (IF %d) mp_state %u; "
 		"interrupt injected %u nr %u soft %u shadow %u; nmi pending %u; "
 		"PIC master irr 0x%02x isr 0x%02x imr 0x%02x last_irr 0x%02x auto_eoi %u; "
-		"COM2 rx_len %zu window %zu lsr 0x%02x ier 0x%02x line %d; KVM line cache 0x%x\n",
+		"COM2 rx_len %zu window %zu lsr 0x%02x ier 0x%02x line %d; KVM line cache 0x%x; "
+		"LAPIC svr 0x%x lvt0 0x%x tpr 0x%x; rx %s\n",
 		paused, was_paused ? " (already paused)" : "", (unsigned long long)regs.rip, (unsigned long long)regs.rflags,
 		!!(regs.rflags & 0x200), mp.mp_state, ev.interrupt.injected, ev.interrupt.nr,
 		ev.interrupt.soft, ev.interrupt.shadow, ev.nmi.pending, pic.chip.pic.irr,
 		pic.chip.pic.isr, pic.chip.pic.imr, pic.chip.pic.last_irr, pic.chip.pic.auto_eoi,
 		u->rx_len, u->rx_window, u->lsr, u->ier, u->irq_level,
-		atomic_load(&sb->vm.irq_levels));
+		atomic_load(&sb->vm.irq_levels), tests_apic_reg(&apic, 0xf0), tests_apic_reg(&apic, 0x350),
+		tests_apic_reg(&apic, 0x80), rx);
 	pthread_mutex_unlock(&u->lock);
 	if (!was_paused && !paused)
 		vcpu_resume(&sb->vcpu);
 }
 
+/* The failure after a deadline: a guest that answers a second, long PING was
+ * only slow (the host stalled past the deadline); one that never answers lost
+ * its wake-up, and its state is dumped. The test fails either way. */
+static void tests_not_answered(struct snapbox *sb, enum snapbox_restore_mode mode, const char *what,
+			       unsigned ms, int ret, const struct kvm_irqchip *restored,
+			       const struct kvm_regs *rregs, const struct kvm_mp_state *rmp)
+{
+	uint64_t t0 = tests_now_ns();
+	int again = snapbox_ping(sb, tests_ms(60000));
+
+	if (again) {
+		fprintf(stderr, "as restored (before REFRESH): rip 0x%llx IF %d mp_state %u; PIC master "
+			"irr 0x%02x isr 0x%02x imr 0x%02x last_irr 0x%02x\n",
+			(unsigned long long)rregs->rip, !!(rregs->rflags & 0x200), rmp->mp_state,
+			restored->chip.pic.irr, restored->chip.pic.isr, restored->chip.pic.imr,
+			restored->chip.pic.last_irr);
+		tests_dump_stuck(sb);
+	}
+	cr_assert_fail("%s restore: %s within %u ms failed: %s (%s); %s %.0f ms",
+		       tests_mode_name(mode), what, ms, strerror(-ret), snapbox_stop_reason(sb),
+		       again ? "a second PING got no answer either (the guest is stuck) in" :
+		       "a second PING was answered (the host was only slow) after",
+		       (double)(tests_now_ns() - t0) / 1e6);
+}
+
 struct snapbox *tests_restore_ok(const char *dir, enum snapbox_restore_mode mode,
 				 const char *cache_dir, bool resume)
 {
+	/* Restored parked, then resumed (which sends REFRESH): a guest that
+	 * misses REFRESH is still there to be asked again and dumped. */
 	struct snapbox_restore_opts o = {
-		.mode = mode, .resume = resume, .console_fd = -1, .cache_dir = cache_dir,
+		.mode = mode, .console_fd = -1, .cache_dir = cache_dir,
 	};
+	struct kvm_irqchip pic = { .chip_id = KVM_IRQCHIP_PIC_MASTER };
+	struct kvm_regs regs = { 0 };
+	struct kvm_mp_state mp = { 0 };
 	struct snapbox *sb = NULL;
 	int ret = snapbox_restore(dir, &o, &sb, NULL);
 
 	cr_assert_eq(ret, 0, "%s restore of %s failed: %s", tests_mode_name(mode), dir,
 		     strerror(-ret));
 	cr_assert_not_null(sb);
-	if (resume && (ret = snapbox_ping(sb, TS_MS))) {
-		/* Which failure: a guest that answers a second, long PING was only
-		 * slow (the host stalled past the deadline); one that never answers
-		 * lost its wake-up. The test fails either way. */
-		uint64_t t0 = tests_now_ns();
-		int again = snapbox_ping(sb, tests_ms(60000));
-
-		if (again)
-			tests_dump_stuck(sb);
-		cr_assert_fail("%s restore: PING within %u ms failed: %s (%s); %s %.0f ms",
-			       tests_mode_name(mode), TS_MS, strerror(-ret), snapbox_stop_reason(sb),
-			       again ? "a second PING got no answer either (the guest is stuck) in" :
-			       "a second PING was answered (the host was only slow) after",
-			       (double)(tests_now_ns() - t0) / 1e6);
-	}
+	if (!resume)
+		return sb;
+	/* As restored, for a failure's report: a parked vCPU can be read. */
+	ioctl(sb->vm.fd, KVM_GET_IRQCHIP, &pic);
+	ioctl(sb->vcpu.fd, KVM_GET_REGS, &regs);
+	ioctl(sb->vcpu.fd, KVM_GET_MP_STATE, &mp);
+	if ((ret = snapbox_resume(sb)))
+		tests_not_answered(sb, mode, "REFRESH", snapbox_scaled_ms(5000), ret, &pic, &regs, &mp);
+	if ((ret = snapbox_ping(sb, TS_MS)))
+		tests_not_answered(sb, mode, "PING", TS_MS, ret, &pic, &regs, &mp);
 	return sb;
 }
 

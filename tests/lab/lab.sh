@@ -2,7 +2,7 @@
 # tests/lab/lab.sh - the nested KVM lab: Debian's cloud kernel under QEMU/TCG with an emulated SVM CPU runs kvm-amd, and snapbox's tests (or any command) run on it.
 #
 # Usage: tests/lab/lab.sh [GROUP...]   run these test groups in L1 (default: $LAB_PLAN)
-#        tests/lab/lab.sh --fetch      only fetch the L1 cloud kernel into the cache (make deps)
+#        tests/lab/lab.sh --fetch      only fetch the L1 cloud kernel and L0's QEMU into the cache (make deps)
 #        tests/lab/lab.sh --list       print the groups and what each runs
 # The exit status is the verdict: 0 only when every test passed and no group
 # froze L1 twice.
@@ -47,7 +47,10 @@
 #   LAB_VMLINUX      guest kernel (default: guest/linux/build.sh --path); "none" skips the Linux groups
 #   LAB_INITRAMFS    agent initramfs (default $BUILD/guest/initramfs.cpio.gz, if present)
 #   LAB_L1_KERNEL, LAB_L1_MODULES  an L1 bzImage and its /lib/modules/<ver> directory
-#   LAB_QEMU         the QEMU that runs L1 (default: qemu-system-x86_64 on PATH)
+#   LAB_QEMU         the QEMU that runs L1 (default: QEMU from bookworm-backports, fetched
+#                    into the cache; qemu-system-x86_64 on PATH when that fails)
+#   LAB_BACKPORTS    the apt source line of the backports QEMU (default
+#                    "http://deb.debian.org/debian bookworm-backports main")
 #   LAB_LOCK         a lock file held (flock) while the build's outputs are copied
 #   SNAPBOX_CACHE    cache directory (default ${XDG_CACHE_HOME:-$HOME/.cache}/snapbox)
 set -eu
@@ -141,7 +144,63 @@ if [ -z "$l1_kernel" ]; then
 fi
 [ -r "$l1_kernel" ] || die "L1 kernel $l1_kernel not readable"
 [ -d "$l1_mods" ] || die "L1 modules directory $l1_mods missing"
-if [ "${1:-}" = --fetch ]; then say "L1 kernel: $l1_kernel"; exit 0; fi
+
+# --- L0: the QEMU that emulates L1 ---------------------------------------------
+# QEMU 10 from Debian's bookworm-backports, fetched and unpacked into the
+# cache like the L1 kernel (bookworm's own QEMU stays installed for the peer
+# benchmark and for L1's /usr). Why: under bookworm's QEMU 7.2, L2 sometimes
+# took an interrupt injected during an interrupt window inside the sti
+# shadow, so `sti; hlt` halted after the handler with the UART's data
+# unread and nothing left to wake it (docs/architecture.md, "The nested
+# lab"); 10.0 did not, in the same loop under the same load.
+BACKPORTS=${LAB_BACKPORTS:-http://deb.debian.org/debian bookworm-backports main}
+fetch_qemu() {
+	ab="$cache/lab/apt-backports"
+	mkdir -p "$ab/lists/partial" "$ab/archives/partial"
+	printf 'deb %s\n' "$BACKPORTS" >"$ab/sources.list"
+	set -- -o Dir::Etc::SourceList="$ab/sources.list" -o Dir::Etc::SourceParts=/dev/null \
+		-o Dir::State::Lists="$ab/lists" -o Dir::Cache="$ab" -o Dir::State::Status=/var/lib/dpkg/status
+	{ apt-get "$@" update -qq 2>&1 || echo "lab: apt-get update of $BACKPORTS failed"; } |
+		{ grep -v '^W: Download is performed unsandboxed' >&2 || true; }
+	qv=$(apt-cache "$@" show qemu-system-x86 2>/dev/null | awk '/^Version:/ {print $2}' | sort -V | tail -n 1)
+	[ -n "$qv" ] || return 1
+	qdir="$cache/lab/qemu-$(printf '%s' "$qv" | tr -c 'A-Za-z0-9.+~_-' '_')"
+	if [ ! -f "$qdir/.unpacked" ]; then
+		say "fetching QEMU $qv from bookworm-backports (apt-get download; unpacked into $qdir, not installed)"
+		rm -rf "$qdir" "$qdir.tmp" && mkdir -p "$qdir.tmp/deb" && chmod 0777 "$qdir.tmp/deb"
+		(cd "$qdir.tmp/deb" && apt-get "$@" download -q "qemu-system-x86=$qv" "qemu-system-common=$qv" \
+			"qemu-system-data=$qv" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2) || true
+		[ "$(ls "$qdir.tmp"/deb/*.deb 2>/dev/null | wc -l)" = 3 ] || return 1
+		for d in "$qdir.tmp"/deb/*.deb; do dpkg-deb -x "$d" "$qdir.tmp/root" || return 1; done
+		rm -rf "$qdir.tmp/deb"
+		touch "$qdir.tmp/.unpacked"
+		mv "$qdir.tmp" "$qdir"
+	fi
+	printf '%s\n' "$qdir"
+}
+qemu_args=""
+if [ -z "${LAB_QEMU:-}" ]; then
+	# The newest one already unpacked, else a fetch; bookworm's own only when both fail.
+	qdir=$(ls -d "$cache"/lab/qemu-*/ 2>/dev/null | sort -V | tail -n 1)
+	qdir=${qdir%/}
+	if [ -z "$qdir" ] || [ ! -f "$qdir/.unpacked" ] || [ "${1:-}" = --fetch ]; then
+		qdir=$(fetch_qemu) || qdir=""
+	fi
+	if [ -n "$qdir" ] && [ -x "$qdir/root/usr/bin/qemu-system-x86_64" ]; then
+		missing=$(ldd "$qdir/root/usr/bin/qemu-system-x86_64" 2>/dev/null | awk '/not found/ {print $1}' | tr '\n' ' ')
+		if [ -z "$missing" ]; then
+			qemu="$qdir/root/usr/bin/qemu-system-x86_64"
+			# Its own ROMs first, then bookworm's SeaBIOS and the rest of bookworm's QEMU data.
+			qemu_args="-L $qdir/root/usr/share/qemu -L /usr/share/seabios -L /usr/share/qemu"
+		else
+			say "warning: $qdir's QEMU lacks libraries ($missing); using $qemu (QEMU 7.2 can lose an interrupt in L2)"
+		fi
+	else
+		say "warning: could not fetch QEMU from bookworm-backports; using $qemu (QEMU 7.2 can lose an interrupt in L2)"
+	fi
+fi
+qemu_version=$("$qemu" --version 2>/dev/null | sed -n '1s/^QEMU emulator version \([^ ]*\).*/QEMU \1/p')
+if [ "${1:-}" = --fetch ]; then say "L1 kernel: $l1_kernel; L0: ${qemu_version:-?} ($qemu)"; exit 0; fi
 
 # --- the plan -----------------------------------------------------------------
 plan=${*:-${LAB_PLAN:-probe linux bzimage agent run linux-tests}}
@@ -384,10 +443,10 @@ while :; do
 	attempt=$((attempt + 1))
 	log="$work/serial.$attempt.log"
 	rm -f "$work/out.img" "$log" && truncate -s 1G "$work/out.img" && : >"$log"
-	say "L1 #$attempt under TCG (-cpu $LAB_CPU, $LAB_SMP vCPU); groups from #$((from + 1)) of $ngroups; silence limit ${LAB_FREEZE}s; console: $log"
+	say "L1 #$attempt under TCG ($qemu_version; -cpu $LAB_CPU, $LAB_SMP vCPU); groups from #$((from + 1)) of $ngroups; silence limit ${LAB_FREEZE}s; console: $log"
 	# The L1 kernel command line must never contain a marker: it is echoed on the console.
 	# shellcheck disable=SC2086
-	"$qemu" -accel tcg,thread=multi -M q35 -cpu "$LAB_CPU" -m 3072 -smp "$LAB_SMP" \
+	"$qemu" $qemu_args -accel tcg,thread=multi -M q35 -cpu "$LAB_CPU" -m 3072 -smp "$LAB_SMP" \
 		-display none -no-reboot -serial "file:$log" $nic \
 		-monitor "unix:$work/monitor.sock,server=on,wait=off" \
 		-monitor "unix:$work/evidence.sock,server=on,wait=off" \
