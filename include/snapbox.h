@@ -202,6 +202,10 @@ struct snapbox_exec_opts {
 	const char *const *env;      /* NULL-terminated KEY=VALUE list, or NULL: the command gets
 					exactly these, plus PATH=<default> when none is given */
 	const char *cwd;             /* absolute; NULL: "/" */
+	const char *user;            /* NULL: root. A name from the guest's /etc/passwd, or
+					UID or UID:GID (at most 64 bytes): the command runs with
+					that uid, gid and the user's groups from /etc/group, and
+					gets HOME, USER and LOGNAME unless env sets them */
 	const void *stdin_data;      /* written to the command's stdin, then EOF */
 	size_t stdin_len;
 	unsigned timeout_ms;         /* run-time limit, enforced by the guest; 0: 30000 */

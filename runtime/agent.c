@@ -52,13 +52,14 @@ int agentreq_exec_encode(const struct snapbox_exec_opts *o, uint32_t timeout_ms,
 			 uint32_t out_cap, uint32_t err_cap, uint8_t **buf, uint32_t *len)
 {
 	size_t bytes = 20 + 4 + 4 + 4, argc, envc, i, cwdlen = o->cwd ? strlen(o->cwd) : 0;
+	size_t userlen = o->user ? strlen(o->user) : 0;
 	struct agentreq_buf b;
 
 	*buf = NULL;
 	*len = 0;
 	argc = agentreq_count(o->argv, &bytes);
 	envc = agentreq_count(o->env, &bytes);
-	bytes += cwdlen + o->stdin_len;
+	bytes += cwdlen + o->stdin_len + (o->user ? 4 + userlen : 0);
 	if (argc == 0 || !o->argv[0][0]) {
 		log_msg("snapbox: exec: no command given\n");
 		return -EINVAL;
@@ -81,6 +82,12 @@ int agentreq_exec_encode(const struct snapbox_exec_opts *o, uint32_t timeout_ms,
 			PROTO_PATH_MAX);
 		return -EINVAL;
 	}
+	if (o->user && (!userlen || userlen > PROTO_EXEC_MAX_USER || strchr(o->user, ':') == o->user ||
+			strpbrk(o->user, " \t\n/"))) {
+		log_msg("snapbox: exec: user must be a name, UID or UID:GID of 1 to %u bytes\n",
+			PROTO_EXEC_MAX_USER);
+		return -EINVAL;
+	}
 	if (argc > PROTO_EXEC_MAX_ARGS || envc > PROTO_EXEC_MAX_ENV || bytes > PROTO_MAX_PAYLOAD ||
 	    (uint64_t)out_cap + err_cap > PROTO_EXEC_MAX_OUTPUT ||
 	    timeout_ms > PROTO_EXEC_MAX_TIMEOUT_MS) {
@@ -93,7 +100,7 @@ int agentreq_exec_encode(const struct snapbox_exec_opts *o, uint32_t timeout_ms,
 	if (!b.p)
 		return -ENOMEM;
 	b.len = 0;
-	agentreq_u32(&b, 0);
+	agentreq_u32(&b, o->user ? PROTO_EXEC_REQ_F_USER : 0);
 	agentreq_u32(&b, timeout_ms);
 	agentreq_u32(&b, out_cap);
 	agentreq_u32(&b, err_cap);
@@ -104,6 +111,8 @@ int agentreq_exec_encode(const struct snapbox_exec_opts *o, uint32_t timeout_ms,
 	for (i = 0; i < envc; i++)
 		agentreq_str(&b, o->env[i], strlen(o->env[i]));
 	agentreq_str(&b, o->cwd, cwdlen);
+	if (o->user)
+		agentreq_str(&b, o->user, userlen);
 	agentreq_str(&b, o->stdin_data, o->stdin_len);
 	*buf = b.p;
 	*len = (uint32_t)b.len;
@@ -165,7 +174,7 @@ int agentreq_guest_error(const char *what, const void *reply, uint32_t len)
 {
 	static const int known[] = { EPERM, ENOENT, EIO, E2BIG, ENOEXEC, EACCES, EEXIST, ENOTDIR,
 				     EISDIR, EINVAL, ENFILE, EMFILE, ETXTBSY, EFBIG, ENOSPC, EROFS,
-				     ENAMETOOLONG, ELOOP, ENOMEM, ENOSYS };
+				     ENAMETOOLONG, ELOOP, ENOMEM, ENOSYS, ESRCH };
 	const char *s = reply ? reply : "";
 	char text[201];
 	uint32_t i, j = 0;

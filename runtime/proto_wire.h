@@ -73,6 +73,10 @@ _Static_assert(sizeof(struct proto_hdr) == PROTO_HDR_SIZE, "proto_hdr is 16 byte
 #define PROTO_EXEC_RESP_SIZE      32u                    /* fixed part of the exec reply */
 #define PROTO_EXEC_MAX_OUTPUT     (PROTO_MAX_PAYLOAD - PROTO_EXEC_RESP_SIZE) /* stdout + stderr caps */
 #define PROTO_FILE_MAX            (PROTO_MAX_PAYLOAD - 8192u) /* WRITE_FILE / READ_FILE data */
+#define PROTO_EXEC_MAX_USER       64u                    /* bytes of exec's user: a name or uid[:gid] */
+
+/* exec request: flags (an agent refuses a flag it does not know) */
+#define PROTO_EXEC_REQ_F_USER     0x1u /* a user field follows cwd: run as that user */
 
 /* exec reply: status */
 #define PROTO_EXEC_EXITED         0u   /* code is the exit status, 0..255 */

@@ -101,6 +101,14 @@ bool srv_exec_parse(struct json_object *b, struct srv_exec *e, struct srv_reply 
 		}
 		e->o.cwd = json_object_get_string(v);
 	}
+	if (json_object_object_get_ex(b, "user", &v)) {
+		if (!json_object_is_type(v, json_type_string) || !json_object_get_string_len(v)) {
+			srv_reply_error(r, 400, "bad_request",
+					"user must be a name, UID or UID:GID of the guest");
+			return false;
+		}
+		e->o.user = json_object_get_string(v);
+	}
 	if (json_object_object_get_ex(b, "stdin", &v)) {
 		size_t len;
 
@@ -155,6 +163,11 @@ struct json_object *srv_exec_run(struct snapbox *sb, struct srv_exec *e, struct 
 	uint64_t t0 = srv_mono_ns();
 
 	*err = snapbox_exec(sb, &e->o, &res);
+	if (*err == -ESRCH) {   /* the agent's answer to a user it cannot find */
+		srv_reply_error(r, 422, "unprocessable", "exec: user %s is not in the guest's /etc/passwd",
+				e->o.user ? e->o.user : "?");
+		return NULL;
+	}
 	if (*err) {
 		srv_reply_errno(r, *err, "exec");
 		return NULL;

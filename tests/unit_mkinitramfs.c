@@ -334,3 +334,35 @@ Test(mkinitramfs, tree_is_taken_whole_and_wins_over_applets)
 		cr_assert_lt(strcmp(e[i - 1].name, e[i].name), 0, "entries not sorted");
 	free(raw);
 }
+
+Test(mkinitramfs, owner_applies_below_a_path_and_a_tree_dir_mode_wins)
+{
+	static struct newc_ent e[NEWC_MAX];
+	const struct newc_ent *x;
+	size_t len;
+	uint8_t *raw;
+	int n;
+
+	cr_assert_eq(sh("mkdir -p %s/home/user/.cache %s/root && printf hi > %s/home/user/.profile && "
+			"chmod 0700 %s/root", at("o"), at("o"), at("o"), at("o")), 0);
+	cr_assert_eq(sh("%s --init %s --tree %s --owner 1000:1001:/home/user -o %s", tool(),
+			at("init"), at("o"), at("o.cpio")), 0);
+	raw = slurp(at("o.cpio"), &len);
+	n = newc_parse(raw, len, e);
+	for (int i = 0; i < n; i++) {
+		bool mine = !strcmp(e[i].name, "home/user") || !strncmp(e[i].name, "home/user/", 10);
+
+		cr_assert_eq(e[i].uid, mine ? 1000u : 0u, "%s: uid %u", e[i].name, e[i].uid);
+		cr_assert_eq(e[i].gid, mine ? 1001u : 0u, "%s: gid %u", e[i].name, e[i].gid);
+	}
+	cr_assert_not_null(find(e, n, "home/user/.cache"));
+	x = find(e, n, "root");   /* a default directory, given 0700 by the tree */
+	cr_assert_not_null(x);
+	cr_assert_eq(x->mode, 040700);
+	free(raw);
+	cr_assert_neq(sh("%s --init %s --owner 1000:x:/home -o %s 2>/dev/null", tool(), at("init"),
+			 at("bad.cpio")), 0);
+	cr_assert_neq(sh("%s --init %s --owner 1:2:../etc -o %s 2>/dev/null", tool(), at("init"),
+			 at("bad.cpio")), 0);
+	cr_assert_neq(access(at("bad.cpio"), F_OK), 0, "a refused build left an archive");
+}

@@ -17,12 +17,13 @@
 
 /*
  * One archive member. Every field the archive records is fixed here (mtime 0,
- * uid/gid 0, inode = position in sorted order), so the bytes depend only on
- * the paths, modes and contents.
+ * uid/gid 0 unless --owner says otherwise, inode = position in sorted order),
+ * so the bytes depend only on the paths, modes, owners and contents.
  */
 struct mkinitramfs_entry {
 	char *path;             /* relative, no leading '/' */
 	uint32_t mode;          /* S_IF* | permissions */
+	uint32_t uid, gid;
 	uint32_t rmajor, rminor;
 	uint8_t *data;          /* file bytes, or a symlink's target */
 	size_t len;
@@ -40,14 +41,16 @@ struct mkinitramfs_buf {
 
 static const char mkinitramfs_usage[] =
 	"usage: mkinitramfs -o OUT [--init FILE] [--busybox FILE] [--add SRC=DEST]...\n"
-	"                   [--tree DIR] [--compress gzip|lz4|none]\n"
+	"                   [--tree DIR] [--owner UID:GID:PATH]... [--compress gzip|lz4|none]\n"
 	"\n"
 	"Write a reproducible cpio newc archive: /init (FILE, mode 0755), /bin/busybox\n"
 	"and one symlink per applet ('busybox --list-full'), each --add'ed file, every\n"
 	"directory, file and symlink below --tree DIR at its path (replacing an applet\n"
-	"link of the same name; permission bits kept), the\n"
-	"directories dev proc sys tmp (and every parent), and dev/console. Entries are\n"
-	"sorted; mtime, uid and gid are 0 and inode numbers follow the order, so the\n"
+	"link of the same name; permission bits kept, a directory's replacing the\n"
+	"default), the directories dev proc sys tmp root (and every parent), and\n"
+	"dev/console. --owner gives PATH and everything below it that uid and gid.\n"
+	"Entries are sorted; mtime is 0, uid and gid 0 unless --owner gives them,\n"
+	"and inode numbers follow the order, so the\n"
 	"same inputs always give the same bytes. gzip runs as 'gzip -n -9' and lz4 as\n"
 	"'lz4 -l -9' (the legacy frame the kernel reads). The output is written to\n"
 	"OUT.tmp and renamed into place.\n";
@@ -86,8 +89,11 @@ static int mkinitramfs_add(struct mkinitramfs_list *l, const char *path, uint32_
 		if (strcmp(l->e[i].path, path))
 			continue;
 		free(data);
-		if (S_ISDIR(mode) && S_ISDIR(l->e[i].mode))
-			return 0;   /* the same directory twice is one directory */
+		if (S_ISDIR(mode) && S_ISDIR(l->e[i].mode)) {
+			/* One directory; the later mode (a tree's over the defaults) wins. */
+			l->e[i].mode = mode;
+			return 0;
+		}
 		fprintf(stderr, "mkinitramfs: two entries for '%s'\n", path);
 		return -EEXIST;
 	}
@@ -367,7 +373,7 @@ static int mkinitramfs_member(struct mkinitramfs_buf *b, uint32_t ino,
 	int ret;
 
 	snprintf(h, sizeof(h), "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-		 ino, e->mode, 0u, 0u, S_ISDIR(e->mode) ? 2u : 1u, 0u, (uint32_t)e->len, 0u, 0u,
+		 ino, e->mode, e->uid, e->gid, S_ISDIR(e->mode) ? 2u : 1u, 0u, (uint32_t)e->len, 0u, 0u,
 		 e->rmajor, e->rminor, (uint32_t)namesize, 0u);
 	ret = mkinitramfs_put(b, h, 110);
 	if (!ret)
@@ -470,6 +476,39 @@ static int mkinitramfs_write(const struct mkinitramfs_buf *b, const char *out, c
 	return ret;
 }
 
+/* --owner UID:GID:PATH: PATH and everything below it get uid and gid. */
+static int mkinitramfs_owner(struct mkinitramfs_list *l, const char *spec)
+{
+	unsigned long uid, gid;
+	const char *path;
+	char *end;
+	size_t i, n;
+
+	errno = 0;
+	uid = strtoul(spec, &end, 10);
+	if (end == spec || *end != ':')
+		goto bad;
+	gid = strtoul(end + 1, &end, 10);
+	if (errno || *end != ':' || uid > 0xfffffffeUL || gid > 0xfffffffeUL)
+		goto bad;
+	path = end + 1;
+	while (*path == '/')
+		path++;
+	n = strlen(path);
+	if (!mkinitramfs_path_ok(path))
+		goto bad;
+	for (i = 0; i < l->n; i++) {
+		if (!strncmp(l->e[i].path, path, n) && (!l->e[i].path[n] || l->e[i].path[n] == '/')) {
+			l->e[i].uid = (uint32_t)uid;
+			l->e[i].gid = (uint32_t)gid;
+		}
+	}
+	return 0;
+bad:
+	fprintf(stderr, "mkinitramfs: --owner wants UID:GID:PATH, not '%s'\n", spec);
+	return -EINVAL;
+}
+
 static void mkinitramfs_free(struct mkinitramfs_list *l)
 {
 	size_t i;
@@ -489,6 +528,7 @@ int main(int argc, char **argv)
 		{ "add", required_argument, NULL, 'a' },
 		{ "compress", required_argument, NULL, 'c' },
 		{ "tree", required_argument, NULL, 't' },
+		{ "owner", required_argument, NULL, 'w' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -496,7 +536,8 @@ int main(int argc, char **argv)
 	struct mkinitramfs_list l = { 0 };
 	struct mkinitramfs_buf b = { 0 };
 	const char *out = NULL, *how = "none", *init = NULL, *busybox = NULL, *tree = NULL;
-	size_t i;
+	const char *owners[16];
+	size_t i, nowners = 0;
 	int c, ret = 0;
 
 	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
@@ -508,6 +549,13 @@ int main(int argc, char **argv)
 		case 'b': busybox = optarg; break;
 		case 'c': how = optarg; break;
 		case 't': tree = optarg; break;
+		case 'w':
+			if (nowners == sizeof(owners) / sizeof(owners[0])) {
+				fprintf(stderr, "mkinitramfs: at most %zu --owner options\n", nowners);
+				return 2;
+			}
+			owners[nowners++] = optarg;
+			break;
 		case 'a':
 			eq = strchr(optarg, '=');
 			if (!eq || eq == optarg || !eq[1]) {
@@ -541,6 +589,9 @@ int main(int argc, char **argv)
 	/* After busybox: a real program in the tree replaces the applet link. */
 	if (!ret && tree)
 		ret = mkinitramfs_add_tree(&l, tree);
+	/* Last: they apply to whatever the options above added. */
+	for (i = 0; i < nowners && !ret; i++)
+		ret = mkinitramfs_owner(&l, owners[i]);
 	if (!ret)
 		ret = mkinitramfs_archive(&l, &b);
 	if (!ret)

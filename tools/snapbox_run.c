@@ -43,6 +43,9 @@ static const char run_usage[] =
 	"  --env KEY=VALUE     add to the command's environment (repeatable); the command\n"
 	"                      gets only these, plus a default PATH when none is given\n"
 	"  --cwd DIR           working directory in the guest (default /)\n"
+	"  --user USER         run as USER: a name from the guest's /etc/passwd, or UID or\n"
+	"                      UID:GID (default root); adds HOME, USER and LOGNAME unless\n"
+	"                      --env sets them\n"
 	"  --timeout SECONDS   kill the command's whole process group after this long\n"
 	"                      (default 30; fractions allowed)\n"
 	"  --stdin FILE        feed FILE ('-': our stdin) to the command, at most 1 MiB\n"
@@ -63,7 +66,8 @@ static const char run_usage[] =
 	"  N                   the command's exit status (0-255)\n"
 	"  124                 the command timed out (--timeout) and was killed\n"
 	"  125                 snapbox itself failed (bad options, no kernel, boot, KVM, guest)\n"
-	"  126                 the guest could not run the command (permission, bad --cwd)\n"
+	"  126                 the guest could not run the command (permission, bad --cwd,\n"
+	"                      unknown --user)\n"
 	"  127                 the command was not found in the guest\n"
 	"  128+N               the command was killed by signal N\n"
 	"\n"
@@ -77,6 +81,7 @@ struct run_opts {
 	const char **env;          /* NULL-terminated, RUN_MAX_ENV at most */
 	size_t nenv;
 	const char *cwd;
+	const char *user;
 	unsigned timeout_ms;
 	unsigned restore_timeout_ms;
 	const char *stdin_path;
@@ -84,7 +89,7 @@ struct run_opts {
 	char **cmd;
 };
 
-enum { RUN_KERNEL = 256, RUN_INITRD, RUN_SNAPSHOT, RUN_MODE, RUN_ENV, RUN_CWD, RUN_TIMEOUT,
+enum { RUN_KERNEL = 256, RUN_INITRD, RUN_SNAPSHOT, RUN_MODE, RUN_ENV, RUN_CWD, RUN_USER, RUN_TIMEOUT,
        RUN_STDIN, RUN_MEM, RUN_CMDLINE_OPT, RUN_BOOT_TIMEOUT, RUN_CONSOLE, RUN_IMAGE,
        RUN_RESTORE_TIMEOUT };
 
@@ -133,6 +138,7 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 		{ "mode", required_argument, NULL, RUN_MODE },
 		{ "env", required_argument, NULL, RUN_ENV },
 		{ "cwd", required_argument, NULL, RUN_CWD },
+		{ "user", required_argument, NULL, RUN_USER },
 		{ "timeout", required_argument, NULL, RUN_TIMEOUT },
 		{ "stdin", required_argument, NULL, RUN_STDIN },
 		{ "mem", required_argument, NULL, RUN_MEM },
@@ -155,6 +161,7 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 		case RUN_SNAPSHOT: o->snapshot = optarg; break;
 		case RUN_IMAGE: o->image = optarg; break;
 		case RUN_CWD: o->cwd = optarg; break;
+		case RUN_USER: o->user = optarg; break;
 		case RUN_STDIN: o->stdin_path = optarg; break;
 		case RUN_CMDLINE_OPT: o->cfg.cmdline = optarg; break;
 		case RUN_CONSOLE: o->cfg.console_fd = STDERR_FILENO; break;
@@ -361,6 +368,7 @@ int snapbox_cmd_run(int argc, char **argv)
 	eo.argv = (const char *const *)o.cmd;
 	eo.env = o.env;
 	eo.cwd = o.cwd;
+	eo.user = o.user;
 	eo.stdin_data = in;
 	eo.stdin_len = inlen;
 	eo.timeout_ms = o.timeout_ms;
@@ -371,7 +379,7 @@ int snapbox_cmd_run(int argc, char **argv)
 	if (ret == -ENOENT) {
 		ret = RUN_EXIT_NOTFOUND;
 	} else if (ret == -EACCES || ret == -EPERM || ret == -ENOEXEC || ret == -ENOTDIR ||
-		   ret == -ELOOP || ret == -ETXTBSY || ret == -EISDIR) {
+		   ret == -ELOOP || ret == -ETXTBSY || ret == -EISDIR || ret == -ESRCH) {
 		ret = RUN_EXIT_CANNOT;
 	} else if (ret) {
 		ret = RUN_EXIT_SNAPBOX;

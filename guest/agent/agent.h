@@ -15,6 +15,18 @@
 #define AGENT_STALL_MS      2000   /* a frame that stops arriving mid-way is dropped after this */
 #define AGENT_NSTAGES       6
 
+#define AGENT_USER_MAX_GROUPS 64
+
+/* Who an EXEC runs as (guest/agent/user.c). */
+struct agent_user {
+	uid_t uid;
+	gid_t gid;
+	gid_t groups[AGENT_USER_MAX_GROUPS];   /* the primary group first */
+	int ngroups;
+	char name[65];
+	char home[256];
+};
+
 struct agent {
 	int fd;                  /* the channel: /dev/ttyS1 (raw) or an inherited socket/pty */
 	int sigfd;               /* signalfd for SIGCHLD */
@@ -60,6 +72,28 @@ void agent_write_file(struct agent *a, const struct proto_hdr *h, const uint8_t 
 void agent_read_file(struct agent *a, const struct proto_hdr *h, const uint8_t *payload);
 /* REFRESH: mix the host's entropy into the kernel pool, reseed the CRNG, set the wall clock. */
 void agent_refresh(struct agent *a, const struct proto_hdr *h, const uint8_t *payload);
+
+/*
+ * Resolve exec's user: a name from /etc/passwd, or UID or UID:GID (a UID
+ * with an entry takes its name, home and groups; one without runs as
+ * itself, gid = uid, home /). Supplementary groups come from /etc/group.
+ * Returns 0, -EINVAL (malformed) or -ESRCH (no such name), *why set.
+ */
+int agent_user_lookup(const char *spec, struct agent_user *u, const char **why);
+
+/*
+ * In the exec child: become u (groups, gid, then uid) and add HOME, USER
+ * and LOGNAME to environ where it has none. Returns 0 or -errno.
+ */
+int agent_user_switch(const struct agent_user *u);
+
+/*
+ * PID 1's set-up before the channel opens: mounts /proc, /sys, devtmpfs,
+ * /tmp, /dev/shm and /dev/pts, links /dev/fd and /dev/std*, sets the
+ * hostname (/etc/hostname, else "snapbox") and brings lo up. Failures are
+ * logged and skipped: a guest without one of them still answers.
+ */
+void agent_sysinit(void);
 
 /* Log one line to stderr (the console when PID 1). */
 void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -24,6 +24,9 @@ struct agent_exec_req {
 	const uint8_t *in;
 	uint32_t in_len;
 	void *block;
+	bool has_user;
+	char user_spec[PROTO_EXEC_MAX_USER + 1];
+	struct agent_user user;
 };
 
 /* One running command: the parent's pipe ends and what came back. */
@@ -55,7 +58,7 @@ static int agent_exec_parse(const uint8_t *payload, uint32_t len, struct agent_e
 			    const char **why)
 {
 	struct proto_cursor c = { payload, len, 0 };
-	uint32_t i, argc, envc, n;
+	uint32_t i, argc, envc, n, flags;
 	const uint8_t *s;
 	uint64_t strbytes = 0;
 	bool has_path = false;
@@ -63,10 +66,12 @@ static int agent_exec_parse(const uint8_t *payload, uint32_t len, struct agent_e
 
 	memset(r, 0, sizeof(*r));
 	*why = "malformed exec request";
-	if (proto_cur_u32(&c) != 0 && !c.bad) {
-		*why = "exec flags must be 0";
+	flags = proto_cur_u32(&c);
+	if (flags & ~PROTO_EXEC_REQ_F_USER) {
+		*why = "unknown exec flags";
 		return -EINVAL;
 	}
+	r->has_user = flags & PROTO_EXEC_REQ_F_USER;
 	r->timeout_ms = proto_cur_u32(&c);
 	r->out_cap = proto_cur_u32(&c);
 	r->err_cap = proto_cur_u32(&c);
@@ -113,6 +118,15 @@ static int agent_exec_parse(const uint8_t *payload, uint32_t len, struct agent_e
 		return -EINVAL;
 	}
 	strbytes += n + 2 + sizeof(AGENT_DEFAULT_PATH);
+	if (r->has_user) {
+		s = proto_cur_str(&c, PROTO_EXEC_MAX_USER, 1, &n);
+		if (s && n == 0) {
+			*why = "empty exec user";
+			return -EINVAL;
+		}
+		if (s)
+			memcpy(r->user_spec, s, n);
+	}
 	r->in = proto_cur_str(&c, PROTO_MAX_PAYLOAD, 0, &r->in_len);
 	if (c.bad || c.left) {
 		*why = c.bad ? "malformed exec request" : "trailing bytes after exec request";
@@ -147,7 +161,7 @@ static int agent_exec_parse(const uint8_t *payload, uint32_t len, struct agent_e
 	return 0;
 }
 
-/* Tell the parent which step failed (1 chdir, 2 exec) and with which errno. */
+/* Tell the parent which step failed (1 chdir, 2 exec, 3 user) and with which errno. */
 static void agent_exec_child_fail(int fd, int step, int err)
 {
 	int msg[2] = { step, err };
@@ -172,10 +186,13 @@ static void agent_exec_child(const struct agent_exec_req *r, int in_r, int out_w
 	if (dup2(in_r, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
 		agent_exec_child_fail(ep_w, 2, errno);
 	/* The originals are O_CLOEXEC and vanish at exec. */
+	environ = r->envp;   /* execvpe searches the caller's PATH */
+	/* The user before chdir, so that cwd is entered with the user's rights. */
+	if (r->has_user && (s = agent_user_switch(&r->user)) < 0)
+		agent_exec_child_fail(ep_w, 3, -s);
 	if (chdir(r->cwd) < 0)
 		agent_exec_child_fail(ep_w, 1, errno);
-	environ = r->envp;   /* execvpe searches the caller's PATH */
-	execvpe(r->argv[0], r->argv, r->envp);
+	execvpe(r->argv[0], r->argv, environ);
 	agent_exec_child_fail(ep_w, 2, errno);
 }
 
@@ -336,8 +353,11 @@ void agent_exec(struct agent *a, const struct proto_hdr *h, const uint8_t *paylo
 	int ret;
 
 	ret = agent_exec_parse(payload, h->len, &r, &why);
+	if (!ret && r.has_user && (ret = agent_user_lookup(r.user_spec, &r.user, &why)))
+		free(r.block);
 	if (ret) {
-		agent_reply_err(a, h, -ret, "%s", why);
+		agent_reply_err(a, h, -ret, "%s%s%s", ret == -ESRCH ? r.user_spec : "",
+				ret == -ESRCH ? ": " : "", why);
 		return;
 	}
 	x.out = malloc(r.out_cap ? r.out_cap : 1);
@@ -366,8 +386,10 @@ void agent_exec(struct agent *a, const struct proto_hdr *h, const uint8_t *paylo
 	while (n < 0 && errno == EINTR);
 	if (n == (ssize_t)sizeof(msg)) {
 		agent_exec_collect(a, pid);
-		agent_reply_err(a, h, msg[1], "%s %s: %s", msg[0] == 1 ? "chdir" : "exec",
-				msg[0] == 1 ? r.cwd : r.argv[0], strerror(msg[1]));
+		agent_reply_err(a, h, msg[1], "%s %s: %s",
+				msg[0] == 1 ? "chdir" : msg[0] == 3 ? "user" : "exec",
+				msg[0] == 1 ? r.cwd : msg[0] == 3 ? r.user_spec : r.argv[0],
+				strerror(msg[1]));
 		goto out_child;
 	}
 	x.in_fd = in[1];

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -91,24 +90,6 @@ static void agent_fix_stdio(void)
 		if (open("/dev/console", O_RDWR | O_NOCTTY) != fd && open("/dev/null", O_RDWR) != fd)
 			return;
 	}
-}
-
-static void agent_mount(const char *src, const char *dir, const char *type, unsigned long flags,
-			const char *opts, mode_t mode)
-{
-	if (mkdir(dir, mode) < 0 && errno != EEXIST)
-		agent_log("mkdir %s: %s", dir, strerror(errno));
-	if (mount(src, dir, type, flags, opts) < 0 && errno != EBUSY)
-		agent_log("mount %s on %s: %s", type, dir, strerror(errno));
-}
-
-static void agent_mount_all(void)
-{
-	agent_mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 0555);
-	agent_mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 0555);
-	agent_mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755", 0755);
-	agent_mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 01777);
-	agent_mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 01777);
 }
 
 /* Raw 8-bit channel: no echo, no line discipline, no flow-control characters. */
@@ -267,7 +248,7 @@ int main(int argc, char **argv)
 	a.stall_ms = o.stall_ms;
 	agent_fix_stdio();
 	if (a.init_mode) {
-		agent_mount_all();
+		agent_sysinit();
 		agent_fix_stdio();
 	}
 	a.stage_ns[1] = agent_now_ns();

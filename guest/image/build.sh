@@ -27,7 +27,10 @@
 set -eu
 
 # Bump when the assembly (pruning, links) changes the image for the same inputs.
-RECIPE=1
+RECIPE=2
+# In every image: libc-bin for getent, ldconfig and the C.UTF-8 locale;
+# netbase for /etc/services and /etc/protocols (getservbyname, socket tests).
+BASE_PKGS="libc-bin netbase"
 # The Python image's packages; their Depends are added, minus EXCLUDE.
 PYTHON_PKGS="python3.11-minimal libpython3.11-minimal libpython3.11-stdlib"
 # Needed only by maintainer scripts or packaging tools, never by the programs:
@@ -65,6 +68,7 @@ while [ $# -gt 0 ]; do
 done
 case $name in *[!A-Za-z0-9_.-]* | "") die "bad --name $name" ;; esac
 [ "$python" = 0 ] || pkgs="$PYTHON_PKGS $pkgs"
+pkgs="$BASE_PKGS $pkgs"
 for t in apt-cache apt-get dpkg-deb sha256sum; do
 	command -v $t >/dev/null 2>&1 || die "$t not found (a Debian host with apt is needed)"
 done
@@ -167,11 +171,52 @@ for a in $adds; do
 	mkdir -p "$r$(dirname "${a#*:}")"
 	cp "${a%%:*}" "$r${a#*:}"
 done
-# Files own what they ship; the cpio records 0755 dirs as dpkg would.
+# The image's /etc (docs/guest-image.md, "Users, names and /etc"): what
+# programs look up and no package here ships. An --add'ed file of the same
+# name wins (they were copied in above).
+mkdir -p "$r/etc/default" "$r/root" "$r/home/user"
+# etc_file NAME: stdin becomes /etc/NAME unless an --add put one there.
+etc_file() {
+	for a in $adds; do [ "${a#*:}" = "/etc/$1" ] && { cat >/dev/null; return 0; }; done
+	cat >"$r/etc/$1"
+}
+etc_file passwd <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+user:x:1000:1000:snapbox user:/home/user:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+EOF
+etc_file group <<'EOF'
+root:x:0:
+tty:x:5:
+users:x:100:user
+user:x:1000:
+nogroup:x:65534:
+EOF
+etc_file hosts <<'EOF'
+127.0.0.1	localhost
+127.0.1.1	snapbox
+::1	localhost ip6-localhost ip6-loopback
+EOF
+printf 'snapbox\n' | etc_file hostname
+etc_file nsswitch.conf <<'EOF'
+passwd:    files
+group:     files
+shadow:    files
+hosts:     files dns
+networks:  files
+protocols: files
+services:  files
+ethers:    files
+rpc:       files
+EOF
+printf 'LANG=C.UTF-8\n' | etc_file default/locale
+# Files own what they ship; the cpio records 0755 dirs as dpkg would, /root 0700.
 find "$r" -type d -exec chmod 0755 {} +
+chmod 0700 "$r/root"
 unpacked=$(du -sk --apparent-size "$r" | cut -f1)
 say "assembling the initramfs ($((unpacked / 1024)) MiB unpacked)"
-"$mk" -o "$work/initramfs.cpio.gz" --init "$agent" --busybox "$busybox" --tree "$r" --compress gzip
+"$mk" -o "$work/initramfs.cpio.gz" --init "$agent" --busybox "$busybox" --tree "$r" \
+	--owner 1000:1000:/home/user --compress gzip
 {
 	echo "image $name, key $key, recipe $RECIPE"
 	echo "unpacked (apparent) KiB: $unpacked; archive bytes: $(stat -c %s "$work/initramfs.cpio.gz")"

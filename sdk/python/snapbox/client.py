@@ -316,12 +316,14 @@ class Client:
 def _exec_body(argv: Sequence[str], env: Union[Mapping[str, str], Sequence[str], None] = None,
                cwd: Optional[str] = None, stdin: Union[bytes, str, None] = None,
                timeout_ms: Optional[int] = None, stdout_cap: Optional[int] = None,
-               stderr_cap: Optional[int] = None) -> Dict[str, Any]:
+               stderr_cap: Optional[int] = None, user: Optional[str] = None) -> Dict[str, Any]:
     b: Dict[str, Any] = {"argv": list(argv)}
     if env is not None:
         b["env"] = dict(env) if isinstance(env, Mapping) else list(env)
     if cwd is not None:
         b["cwd"] = cwd
+    if user is not None:
+        b["user"] = user
     if isinstance(stdin, str):
         b["stdin_text"] = stdin
     elif stdin is not None:
@@ -388,7 +390,7 @@ class Sandbox:
         return bool(self.restore_profile.get("pooled"))
 
     def exec(self, argv: Sequence[str], **opts: Any) -> ExecResult:
-        """Run argv (env, cwd, stdin, timeout_ms, stdout_cap, stderr_cap as keywords)."""
+        """Run argv (env, cwd, user, stdin, timeout_ms, stdout_cap, stderr_cap as keywords)."""
         return ExecResult._from(self.client.request("POST", f"/v1/sandboxes/{_q(self.id)}/exec",
                                                     _exec_body(argv, **opts)))
 

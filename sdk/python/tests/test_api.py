@@ -148,6 +148,7 @@ def test_exec_on_the_probe_is_refused_and_the_sandbox_lives(probe):
     {"argv": []}, {"argv": "true"}, {"argv": [1]}, {"argv": ["a"], "cwd": "rel"},
     {"argv": ["a"], "stdin": "%%%"}, {"argv": ["a"], "timeout_ms": -5}, {"argv": ["a"], "env": 3},
     {"argv": ["a"], "timeout_ms": 3600001},                   # past an hour: past --max-ttl
+    {"argv": ["a"], "user": 1000}, {"argv": ["a"], "user": ""},
 ])
 def test_exec_validation(probe, daemon, body):
     with probe.create("probe") as sb:

@@ -49,6 +49,23 @@ def test_exec_env_cwd_stdin(linux):
         assert r.stdout == b"hi /tmp\nfrom stdin"
 
 
+def test_exec_as_a_user(linux):
+    """user: a bare UID:GID runs as itself (this initramfs has no /etc/passwd); an unknown name is 422."""
+    with linux.create("linux") as sb:
+        r = sb.exec(["sh", "-c", "echo $(id -u) $(id -g) $HOME $USER; touch /tmp/mine; ls -n /tmp/mine"],
+                    user="4321:4322")
+        assert r.exit_code == 0, r.stderr
+        lines = r.stdout.decode().splitlines()
+        assert lines[0] == "4321 4322 / 4321"
+        assert lines[1].split()[2:4] == ["4321", "4322"]
+        # Root's own files stay out of its reach.
+        r = sb.exec(["sh", "-c", "echo x > /init"], user="4321")
+        assert r.exit_code != 0
+        with pytest.raises(snapbox.Unprocessable):
+            sb.exec(["true"], user="no-such-user")
+        assert sb.exec(["id", "-u"]).stdout == b"0\n"
+
+
 def test_exec_timeout_kills_and_the_sandbox_lives(linux):
     with linux.create("linux") as sb:
         r = sb.exec(["sleep", "30"], timeout_ms=500)
