@@ -420,6 +420,17 @@ group_image() {
 	u=$(grep -E '^[0-9a-f-]{36} ' /tmp/image-unique.out | cut -d' ' -f1 | sort -u | wc -l)
 	if [ "$rc" = 0 ] && [ "$n" = 3 ] && [ "$u" = 3 ]; then mark image-unique PASS "3 clones, 3 different uuid4()"
 	else mark image-unique FAIL "exit $rc, $u distinct of $n"; fi
+	# What real programs expect (issue 21), in a clone of the pre-warmed snapshot.
+	run image-real sh -c "snapbox run --snapshot /tmp/py-free --mode cow --timeout $(ms 600) \
+		--stdin /lab/tests/lab/guest-real.sh -- sh -s"
+	if [ "$rc" = 0 ]; then mark image-real PASS "$(grep -c '^ok ' /tmp/image-real.out) checks: users, names, locale, TCP/UDP on 127.0.0.1 and ::1, http.server, pty, shm"
+	else mark image-real FAIL "exit $rc: $(grep '^FAIL' /tmp/image-real.out | head -n 3 | tr '\n' ' ')"; fi
+	run image-user sh -c "snapbox run --snapshot /tmp/py-free --mode cow --user user -- \
+		sh -c 'echo \$(id -un) \$(id -G) \$HOME; touch \$HOME/f; ls -n \$HOME/f; touch /root/f'"
+	# Expected: user, its groups (user, users), its home, writable; /root is not (exit 1).
+	if [ "$rc" = 1 ] && grep -qx 'user 1000 100 /home/user' /tmp/image-user.out &&
+		grep -q ' 1000 *1000 .*/home/user/f' /tmp/image-user.out; then mark image-user PASS "--user user: uid 1000, groups 1000 100, HOME /home/user writable, /root not"
+	else mark image-user FAIL "exit $rc: $(tail -n 3 /tmp/image-user.out | tr '\n' ' ')"; fi
 	pyb="snapbox bench restore --kernel $K --initrd $img --mem 256M --timeout $(ms 300000) --clones 4"
 	run image-clones sh -c "$pyb --exec 'python3 -c \"print(1)\"' --json > /out/bench-clones-python.json &&
 		$pyb --json > /out/bench-clones-python-idle.json &&

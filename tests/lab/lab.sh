@@ -299,6 +299,7 @@ if has_group image; then
 	image=${LAB_IMAGE:-$(sh guest/image/build.sh --path --agent "$BUILD/guest/agent" --mkinitramfs "$BUILD/mkinitramfs" 2>/dev/null || true)}
 	[ -n "$image" ] && [ -f "$image" ] || die "no python guest image; run: make image"
 	put "$image" image.cpio.gz
+	put tests/lab/guest-real.sh tests/lab/guest-real.sh
 fi
 if has_group api || has_group api-linux || has_group bench || has_group image; then
 	# The service, its Python SDK and tests, Debian's pytest and promtool.
