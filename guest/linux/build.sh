@@ -22,7 +22,7 @@ unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES GNUMAKEFLAGS || true
 # Bump when the build commands (not the fragment) change in a way that changes vmlinux.
 RECIPE=1
 # Objects ("CC" lines) a build of the current fragment compiles, for the percentage.
-EXPECTED_OBJS=${EXPECTED_OBJS:-656}
+EXPECTED_OBJS=${EXPECTED_OBJS:-758}
 PROGRESS_EVERY=${PROGRESS_EVERY:-30}
 
 here=$(cd "$(dirname "$0")" && pwd)
