@@ -197,9 +197,12 @@ endif
 # `make image` builds (or finds) the cached image, `make -s image-path` prints it.
 IMAGE_NAME ?= python
 IMAGE_ARGS ?=
-.PHONY: image image-path
+.PHONY: image image-path test-image
 image: $(AGENT) $(MKINITRAMFS)
 	sh guest/image/build.sh --name $(IMAGE_NAME) --agent $(AGENT) --mkinitramfs $(MKINITRAMFS) $(IMAGE_ARGS)
+# The test-only image with CPython's own regression tests (lab group cpython).
+test-image: $(AGENT) $(MKINITRAMFS)
+	sh guest/image/build.sh --name python-tests --agent $(AGENT) --mkinitramfs $(MKINITRAMFS)
 image-path: $(AGENT) $(MKINITRAMFS)
 	@sh guest/image/build.sh --path --name $(IMAGE_NAME) --agent $(AGENT) --mkinitramfs $(MKINITRAMFS) $(IMAGE_ARGS) 2>/dev/null || \
 		{ echo "no $(IMAGE_NAME) image built: run make image" >&2; exit 1; }

@@ -6,7 +6,9 @@
 #        build.sh --key [options]    print the cache key
 #
 # Options:
-#   --name NAME            image name (default python); it names the cache entry
+#   --name NAME            image name (default python); it names the cache entry.
+#                          The name python-tests adds Debian's CPython test suite
+#                          (libpython3.11-testsuite) and keeps it: a test-only image
 #   --package PKG          add a Debian package and what it depends on (repeatable)
 #   --packages-file FILE   the same, one package per line (# comments)
 #   --no-python            leave python3 out (busybox and the agent only, plus --package)
@@ -69,6 +71,13 @@ done
 case $name in *[!A-Za-z0-9_.-]* | "") die "bad --name $name" ;; esac
 [ "$python" = 0 ] || pkgs="$PYTHON_PKGS $pkgs"
 pkgs="$BASE_PKGS $pkgs"
+# The test-only image: CPython's own regression tests (lab group cpython).
+keep_tests=0
+if [ "$name" = python-tests ]; then
+	[ "$python" = 1 ] || die "the python-tests image needs python"
+	pkgs="$pkgs libpython3.11-testsuite"
+	keep_tests=1
+fi
 for t in apt-cache apt-get dpkg-deb sha256sum; do
 	command -v $t >/dev/null 2>&1 || die "$t not found (a Debian host with apt is needed)"
 done
@@ -158,8 +167,9 @@ rm -rf "$r/usr/share/doc" "$r/usr/share/man" "$r/usr/share/info" "$r/usr/share/l
 	"$r/usr/share/locale" "$r/usr/share/bug" "$r/usr/share/menu" "$r/usr/share/gcc" \
 	"$r/usr/share/gdb" "$r/etc/init.d" "$r/etc/cron.daily" "$r/usr/share/binfmts" "$r/usr/share/applications" \
 	"$r/usr/share/pixmaps"
-for m in test idlelib tkinter turtledemo ensurepip lib2to3 distutils/tests unittest/test \
-	ctypes/test sqlite3/test tkinter/test; do
+pruned="idlelib tkinter turtledemo ensurepip lib2to3 tkinter/test"
+[ "$keep_tests" = 1 ] || pruned="$pruned test distutils/tests unittest/test ctypes/test sqlite3/test"
+for m in $pruned; do
 	rm -rf "$r/usr/lib/python3.11/$m"
 done
 find "$r" -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -440,6 +440,24 @@ group_image() {
 	else mark image-clones FAIL "exit $rc"; fi
 }
 
+# CPython's own tests in a cow clone of a pre-warmed snapshot of the test-only
+# image (issue 21); the verdict is regrtest's, the skips are listed with reasons.
+group_cpython() {
+	img=/lab/image-tests.cpio.gz K=/lab/vmlinux
+	run cpython-snap sh -c "snapbox snapshot --kernel $K --initrd $img --mem 768M --timeout $(ms 300000) \
+		--prewarm-timeout $(ms 300000) --prewarm 'python3 -c \"import test.support, test.libregrtest\"' \
+		--out /tmp/cpy-snap >/dev/null"
+	if [ "$rc" != 0 ]; then mark cpython-snap FAIL "exit $rc"; return 0; fi
+	mark cpython-snap PASS "python-tests image pre-warmed and snapshotted (768 MiB guest)"
+	run cpython sh -c "snapbox run --snapshot /tmp/cpy-snap --mode cow --timeout $(ms 5400) \
+		--env CPY_TIMEOUT=$(ms 1800) --stdin /lab/tests/lab/cpython-tests.sh -- sh -s"
+	cp /tmp/cpython.out /out/cpython.out 2>/dev/null || true
+	ns=$(grep -c '^  .*skipped' /tmp/cpython.out || true)
+	res=$(grep -m1 -E 'Tests result|tests? OK|failed' /tmp/cpython.out | sed 's/^ *//' || true)
+	if [ "$rc" = 0 ]; then mark cpython PASS "$res; $ns skips listed with reasons (out/cpython.out)"
+	else mark cpython FAIL "exit $rc: $res; $(grep -A3 '^== failures' /tmp/cpython.out | tail -n 3 | tr '\n' ' ')"; fi
+}
+
 # The plan: each group between BEGIN and END lines (the host's watchdog names
 # the group L1 froze in from the last BEGIN).
 i=0

@@ -97,6 +97,8 @@ api            snapboxd's API and SDK tests on the probe guest (sdk/python/tests
 api-linux      snapboxd's API and SDK tests on the Linux guest (sdk/python/tests/test_linux.py)
 image          the python guest image (make image): snapbox run --image, a pre-warmed snapshot,
                unique clones, snapshot size with and without init_on_free=1, PSS per cow clone
+cpython        CPython's own regression tests (Debian's libpython3.11-testsuite, the
+               python-tests image) in a clone of a pre-warmed snapshot: tests/lab/cpython-tests.sh
 demo           tools/demo.sh (make demo's steps) with its output
 bench          bench/coldboot, bench/restore, snapbox bench ($LAB_RUNS runs; JSON in $LAB_OUT; emulated)
 peer           bench/peer-qemu, $LAB_RUNS pairs (JSON in $LAB_OUT/bench-peer.json; emulated)
@@ -207,7 +209,7 @@ plan=${*:-${LAB_PLAN:-probe linux bzimage agent run linux-tests}}
 for g in $plan; do
 	case $g in
 	probe | kvm-suite | kvm-suite-asan | peer-check | linux | bzimage | agent | run | linux-tests | demo | cmd | \
-		watchdog-selftest | bench | peer | api | api-linux | image) ;;
+		watchdog-selftest | bench | peer | api | api-linux | image | cpython) ;;
 	*) die "unknown group '$g' (tests/lab/lab.sh --list)" ;;
 	esac
 done
@@ -300,6 +302,13 @@ if has_group image; then
 	[ -n "$image" ] && [ -f "$image" ] || die "no python guest image; run: make image"
 	put "$image" image.cpio.gz
 	put tests/lab/guest-real.sh tests/lab/guest-real.sh
+fi
+if has_group cpython; then
+	timage=${LAB_TESTS_IMAGE:-$(sh guest/image/build.sh --path --name python-tests --agent "$BUILD/guest/agent" \
+		--mkinitramfs "$BUILD/mkinitramfs" 2>/dev/null || true)}
+	[ -n "$timage" ] && [ -f "$timage" ] || die "no python-tests guest image; run: make image IMAGE_NAME=python-tests"
+	put "$timage" image-tests.cpio.gz
+	put tests/lab/cpython-tests.sh tests/lab/cpython-tests.sh
 fi
 if has_group api || has_group api-linux || has_group bench || has_group image; then
 	# The service, its Python SDK and tests, Debian's pytest and promtool.
