@@ -12,16 +12,19 @@
 struct compat_reg {
 	uint32_t function, index;
 	int reg;                  /* 0 eax, 1 ebx, 2 ecx, 3 edx */
-	uint32_t ignore;          /* bits snapbox sets itself (vcpu_set_cpuid) */
+	uint32_t ignore;          /* bits snapbox sets itself (vcpu_set_cpuid), and bits that
+				     mirror the guest OS's own CR4, which KVM folds into the
+				     CPUID it reports (absent from the supported set) */
 	const char *name;
 };
 
 /* The feature leaves; a bit the guest saw must be one the host can give. */
 static const struct compat_reg compat_regs[] = {
-	{ 0x1, 0, 2, 1u << 31, "1.ecx" },   /* hypervisor bit: ours */
+	/* hypervisor bit: ours; OSXSAVE (27): CR4.OSXSAVE, set by any guest that uses XSAVE */
+	{ 0x1, 0, 2, 1u << 31 | 1u << 27, "1.ecx" },
 	{ 0x1, 0, 3, 0, "1.edx" },
 	{ 0x7, 0, 1, 0, "7.0.ebx" },
-	{ 0x7, 0, 2, 0, "7.0.ecx" },
+	{ 0x7, 0, 2, 1u << 4, "7.0.ecx" },  /* OSPKE (4): CR4.PKE */
 	{ 0x7, 0, 3, 0, "7.0.edx" },
 	{ 0xd, 1, 0, 0, "0xd.1.eax" },
 	{ 0x80000001, 0, 2, 0, "0x80000001.ecx" },
