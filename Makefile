@@ -158,7 +158,7 @@ test:
 	$(MAKE) --no-print-directory -j$(NPROC) test-build
 	BUILD=$(BUILD) BUILD_ASAN=$(ASAN_BUILD) sh tests/run.sh
 test-build: $(UNIT_BIN) $(KVMT_BIN) $(LINUX_BIN) $(PROBE) $(AGENT) $(MKINITRAMFS) $(CLI) $(DAEMON) $(INITRAMFS) \
-		$(BENCH_BINS) guest asan-build image
+		$(BENCH_BINS) guest asan-build image test-image
 check: $(UNIT_BIN) $(KVMT_BIN) $(PROBE) $(AGENT) $(MKINITRAMFS) $(CLI)
 	$(UNIT_ENV) $(UNIT_BIN) --jobs 1
 	SNAPBOX_PROBE=$(PROBE) $(KVMT_BIN) --jobs 1

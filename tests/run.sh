@@ -88,12 +88,13 @@ native)
 	stage "probe KVM suite, ASan+UBSan" native kvm_suite "$BUILD_ASAN"
 	stage peer-check native peer_check
 	stage "service API (probe)" native api_tests
-	stage "Linux guest (lab)" lab sh tests/lab/lab.sh probe linux bzimage agent run linux-tests api-linux image
+	stage "Linux guest (lab)" lab sh tests/lab/lab.sh probe linux bzimage agent run linux-tests api-linux image \
+		cpython
 	summary="$summary$(lab_rows)
 " ;;
 lab)
 	stage "all KVM tests (lab)" lab sh tests/lab/lab.sh probe kvm-suite kvm-suite-asan peer-check api \
-		linux bzimage agent run linux-tests api-linux image
+		linux bzimage agent run linux-tests api-linux image cpython
 	summary="$summary$(lab_rows)
 " ;;
 skip)
