@@ -453,7 +453,7 @@ group_cpython() {
 		--env CPY_TIMEOUT=$(ms 1800) --stdin /lab/tests/lab/cpython-tests.sh -- sh -s"
 	cp /tmp/cpython.out /out/cpython.out 2>/dev/null || true
 	ns=$(grep -c '^  .*skipped' /tmp/cpython.out || true)
-	res=$(grep -m1 -E 'Tests result|tests? OK|failed' /tmp/cpython.out | sed 's/^ *//' || true)
+	res=$(grep -E '^(All [0-9]+ tests OK|[0-9]+ tests? failed|Total duration)' /tmp/cpython.out | tr '\n' ' ' || true)
 	if [ "$rc" = 0 ]; then mark cpython PASS "$res; $ns skips listed with reasons (out/cpython.out)"
 	else mark cpython FAIL "exit $rc: $res; $(grep -A3 '^== failures' /tmp/cpython.out | tail -n 3 | tr '\n' ' ')"; fi
 }
