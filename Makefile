@@ -158,7 +158,7 @@ test:
 	$(MAKE) --no-print-directory -j$(NPROC) test-build
 	BUILD=$(BUILD) BUILD_ASAN=$(ASAN_BUILD) sh tests/run.sh
 test-build: $(UNIT_BIN) $(KVMT_BIN) $(LINUX_BIN) $(PROBE) $(AGENT) $(MKINITRAMFS) $(CLI) $(DAEMON) $(INITRAMFS) \
-		$(BENCH_BINS) guest asan-build image test-image
+		$(BENCH_BINS) guest asan-build image test-image node-image
 check: $(UNIT_BIN) $(KVMT_BIN) $(PROBE) $(AGENT) $(MKINITRAMFS) $(CLI)
 	$(UNIT_ENV) $(UNIT_BIN) --jobs 1
 	SNAPBOX_PROBE=$(PROBE) $(KVMT_BIN) --jobs 1
@@ -197,12 +197,15 @@ endif
 # `make image` builds (or finds) the cached image, `make -s image-path` prints it.
 IMAGE_NAME ?= python
 IMAGE_ARGS ?=
-.PHONY: image image-path test-image
+.PHONY: image image-path test-image node-image
 image: $(AGENT) $(MKINITRAMFS)
 	sh guest/image/build.sh --name $(IMAGE_NAME) --agent $(AGENT) --mkinitramfs $(MKINITRAMFS) $(IMAGE_ARGS)
 # The test-only image with CPython's own regression tests (lab group cpython).
 test-image: $(AGENT) $(MKINITRAMFS)
 	sh guest/image/build.sh --name python-tests --agent $(AGENT) --mkinitramfs $(MKINITRAMFS)
+# The node image (Debian's Node.js; its smoke test is in lab group image).
+node-image: $(AGENT) $(MKINITRAMFS)
+	sh guest/image/build.sh --name node --agent $(AGENT) --mkinitramfs $(MKINITRAMFS)
 image-path: $(AGENT) $(MKINITRAMFS)
 	@sh guest/image/build.sh --path --name $(IMAGE_NAME) --agent $(AGENT) --mkinitramfs $(MKINITRAMFS) $(IMAGE_ARGS) 2>/dev/null || \
 		{ echo "no $(IMAGE_NAME) image built: run make image" >&2; exit 1; }

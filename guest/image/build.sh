@@ -8,7 +8,8 @@
 # Options:
 #   --name NAME            image name (default python); it names the cache entry.
 #                          The name python-tests adds Debian's CPython test suite
-#                          (libpython3.11-testsuite) and keeps it: a test-only image
+#                          (libpython3.11-testsuite) and keeps it: a test-only image;
+#                          the name node is Debian's nodejs without python
 #   --package PKG          add a Debian package and what it depends on (repeatable)
 #   --packages-file FILE   the same, one package per line (# comments)
 #   --no-python            leave python3 out (busybox and the agent only, plus --package)
@@ -69,8 +70,12 @@ while [ $# -gt 0 ]; do
 	shift
 done
 case $name in *[!A-Za-z0-9_.-]* | "") die "bad --name $name" ;; esac
-[ "$python" = 0 ] || pkgs="$PYTHON_PKGS $pkgs"
 pkgs="$BASE_PKGS $pkgs"
+# The node image: Debian's Node.js instead of python (lab group image).
+if [ "$name" = node ]; then
+	python=0
+	pkgs="$pkgs nodejs"
+fi
 # The test-only image: CPython's own regression tests (lab group cpython).
 keep_tests=0
 if [ "$name" = python-tests ]; then
@@ -78,17 +83,21 @@ if [ "$name" = python-tests ]; then
 	pkgs="$pkgs libpython3.11-testsuite"
 	keep_tests=1
 fi
+[ "$python" = 0 ] || pkgs="$PYTHON_PKGS $pkgs"
 for t in apt-cache apt-get dpkg-deb sha256sum; do
 	command -v $t >/dev/null 2>&1 || die "$t not found (a Debian host with apt is needed)"
 done
 
 excluded() { case " $(echo $EXCLUDE) " in *" $1 "*) return 0 ;; esac; return 1; }
 
+# apt as if nothing were installed: what this host has (a newer package from
+# another vendor's repository, say) must not pick the image's versions.
+NOSTATUS="-o Dir::State::Status=/dev/null"
 # The closure of $pkgs over Depends and Pre-Depends, stopping at EXCLUDE;
 # a virtual package resolves to its first provider. One "name=version" per
 # line, sorted. Two apt-cache runs: the whole graph, then every version.
 resolve() {
-	names=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+	names=$(apt-cache $NOSTATUS depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
 		--no-replaces --no-enhances $pkgs 2>/dev/null | awk -v roots="$(echo $pkgs)" -v ex="$(echo $EXCLUDE)" '
 		/^[^ ]/ { cur = $1; sub(/:any$/, "", cur); seen[cur] = 1; next }
 		($1 == "Depends:" || $1 == "PreDepends:") { d = $2; sub(/:any$/, "", d); dep[cur] = dep[cur] " " d; next }
@@ -107,7 +116,7 @@ resolve() {
 			}
 		}')
 	[ -n "$names" ] || die "apt-cache knows none of:$pkgs (apt-get update?)"
-	apt-cache policy $names 2>/dev/null | awk '/^[^ ]/ { p = $1; sub(/:$/, "", p) }
+	apt-cache $NOSTATUS policy $names 2>/dev/null | awk '/^[^ ]/ { p = $1; sub(/:$/, "", p) }
 		/Candidate:/ { if ($2 == "(none)") { print "MISSING " p } else print p "=" $2 }' | sort -u
 }
 

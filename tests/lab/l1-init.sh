@@ -431,6 +431,20 @@ group_image() {
 	if [ "$rc" = 1 ] && grep -qx 'user 1000 100 /home/user' /tmp/image-user.out &&
 		grep -q ' 1000 *1000 .*/home/user/f' /tmp/image-user.out; then mark image-user PASS "--user user: uid 1000, groups 1000 100, HOME /home/user writable, /root not"
 	else mark image-user FAIL "exit $rc: $(tail -n 3 /tmp/image-user.out | tr '\n' ' ')"; fi
+	# The node image (make node-image): Node.js serves HTTP on 127.0.0.1 to itself.
+	run image-node sh -c "snapbox run --kernel $K --image /lab/image-node.cpio.gz --mem 512M \
+		--boot-timeout $(ms 300000) --timeout $(ms 300) -- node -e \"
+		const http = require('http'), os = require('os');
+		const s = http.createServer((q, r) => r.end('node ' + process.version)).listen(0, '127.0.0.1', () =>
+			http.get({ host: '127.0.0.1', port: s.address().port }, (r) => {
+				let d = ''; r.on('data', (c) => d += c);
+				r.on('end', () => { console.log(d, os.userInfo().username, os.hostname()); s.close(); });
+			}));\""
+	nl=$(grep '^node v' /tmp/image-node.out | tail -n 1)
+	case $rc:$nl in
+	"0:node v"*" root snapbox") mark image-node PASS "$nl (HTTP on 127.0.0.1 inside the sandbox)" ;;
+	*) mark image-node FAIL "exit $rc: $(tail -n 3 /tmp/image-node.out | tr '\n' ' ')" ;;
+	esac
 	pyb="snapbox bench restore --kernel $K --initrd $img --mem 256M --timeout $(ms 300000) --clones 4"
 	run image-clones sh -c "$pyb --exec 'python3 -c \"print(1)\"' --json > /out/bench-clones-python.json &&
 		$pyb --json > /out/bench-clones-python-idle.json &&

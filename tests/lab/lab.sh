@@ -96,6 +96,7 @@ linux-tests    the Linux end-to-end suites ($BUILD/tests/linux)
 api            snapboxd's API and SDK tests on the probe guest (sdk/python/tests/test_api.py)
 api-linux      snapboxd's API and SDK tests on the Linux guest (sdk/python/tests/test_linux.py)
 image          the python guest image (make image): snapbox run --image, a pre-warmed snapshot,
+               what real programs expect (guest-real.sh), --user; the node image's smoke test;
                unique clones, snapshot size with and without init_on_free=1, PSS per cow clone
 cpython        CPython's own regression tests (Debian's libpython3.11-testsuite, the
                python-tests image) in a clone of a pre-warmed snapshot: tests/lab/cpython-tests.sh
@@ -302,6 +303,10 @@ if has_group image; then
 	[ -n "$image" ] && [ -f "$image" ] || die "no python guest image; run: make image"
 	put "$image" image.cpio.gz
 	put tests/lab/guest-real.sh tests/lab/guest-real.sh
+	nimage=${LAB_NODE_IMAGE:-$(sh guest/image/build.sh --path --name node --agent "$BUILD/guest/agent" \
+		--mkinitramfs "$BUILD/mkinitramfs" 2>/dev/null || true)}
+	[ -n "$nimage" ] && [ -f "$nimage" ] || die "no node guest image; run: make node-image"
+	put "$nimage" image-node.cpio.gz
 fi
 if has_group cpython; then
 	timage=${LAB_TESTS_IMAGE:-$(sh guest/image/build.sh --path --name python-tests --agent "$BUILD/guest/agent" \
