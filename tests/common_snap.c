@@ -154,12 +154,7 @@ void tests_snapshot_ok(struct snapbox *sb, const char *dir, bool no_sync)
 	cr_assert_eq(ret, 0, "snapshot into %s failed: %s", dir, strerror(-ret));
 }
 
-/*
- * What a guest that stopped answering is doing, on stderr: its vCPU (where,
- * IF, halted or not, an event being injected), the master PIC (a latched or
- * in-service IRQ3, the edge detector) and COM2 (bytes waiting, its line).
- * Read while the vCPU is paused, so nothing moves underneath.
- */
+/* A 32-bit LAPIC register of a KVM_GET_LAPIC image, by its offset. */
 static unsigned tests_apic_reg(const struct kvm_lapic_state *a, unsigned off)
 {
 	uint32_t v;
@@ -168,6 +163,13 @@ static unsigned tests_apic_reg(const struct kvm_lapic_state *a, unsigned off)
 	return v;
 }
 
+/*
+ * What a guest that stopped answering is doing, on stderr: its vCPU (where,
+ * IF, halted or not, an event being injected), the master PIC (a latched or
+ * in-service IRQ3, the edge detector), COM2 (bytes waiting, its line)
+ * and the LAPIC's LINT0 set-up.
+ * Read while the vCPU is paused, so nothing moves underneath.
+ */
 void tests_dump_stuck(struct snapbox *sb)
 {
 	struct kvm_regs regs = { 0 };

@@ -1,6 +1,6 @@
 # tests/lab/cpython-tests.sh - run inside a restored python-tests clone (sh -s): a selection of CPython's own regression tests (Debian's libpython3.11-testsuite); prints regrtest's summary and every skip with its reason; exits non-zero when a test fails.
 # Modules left out or tests skipped because of the guest are listed, with the
-# reason, in docs/guest-image.md ("CPython's own tests").
+# reason, in docs/guest-image.md ("CPython's own tests in a clone").
 MODULES="test_os test_socket test_subprocess test_signal test_tempfile test_shutil test_pwd test_grp
 	test_select test_threading test_time test_random test_uuid"
 # No -u: resources stay off (network: the sandbox has no internet; cpu,

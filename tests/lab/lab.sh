@@ -110,6 +110,27 @@ EOF
 	exit 0
 fi
 
+# fetch_debs DIR PKG=VER...: apt-get download the packages (with $APT_OPTS)
+# and unpack them into DIR/root, once: DIR/.unpacked marks a finished one.
+# Nothing is installed. Returns non-zero when a package did not arrive.
+APT_OPTS=""
+fetch_debs() {
+	fd=$1; shift
+	[ -f "$fd/.unpacked" ] && return 0
+	say "fetching $* (apt-get download; unpacked into $fd, not installed)"
+	rm -rf "$fd" "$fd.tmp" && mkdir -p "$fd.tmp/deb"
+	# apt drops to the _apt user to download; let it write there.
+	chmod 0777 "$fd.tmp/deb"
+	# shellcheck disable=SC2086
+	(cd "$fd.tmp/deb" && apt-get $APT_OPTS download -q "$@" 2>&1 |
+		grep -v '^W: Download is performed unsandboxed' >&2) || true
+	[ "$(ls "$fd.tmp"/deb/*.deb 2>/dev/null | wc -l)" = $# ] || return 1
+	for d in "$fd.tmp"/deb/*.deb; do dpkg-deb -x "$d" "$fd.tmp/root" || return 1; done
+	rm -rf "$fd.tmp/deb"
+	touch "$fd.tmp/.unpacked"
+	mv "$fd.tmp" "$fd"
+}
+
 # --- L1 kernel and modules ----------------------------------------------------
 l1_kernel=${LAB_L1_KERNEL:-}
 l1_mods=${LAB_L1_MODULES:-}
@@ -128,19 +149,7 @@ if [ -z "$l1_kernel" ]; then
 	[ -n "$pkg" ] || die "apt does not know linux-image-cloud-amd64; run: apt-get update"
 	ver=$(apt-cache policy "$pkg" | awk '/Candidate:/ {print $2}')
 	dir="$cache/lab/$pkg-$ver"
-	if [ ! -f "$dir/.unpacked" ]; then
-		say "fetching $pkg $ver (apt-get download; unpacked into $dir, not installed)"
-		rm -rf "$dir" "$dir.tmp" && mkdir -p "$dir.tmp/deb"
-		# apt drops to the _apt user to download; let it write there.
-		chmod 0777 "$dir.tmp/deb"
-		(cd "$dir.tmp/deb" && apt-get download -q "$pkg=$ver" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2) || true
-		deb=$(ls "$dir.tmp"/deb/*.deb 2>/dev/null | head -n 1)
-		[ -n "$deb" ] || die "apt-get download $pkg=$ver failed"
-		dpkg-deb -x "$deb" "$dir.tmp/root"
-		rm -rf "$dir.tmp/deb"
-		touch "$dir.tmp/.unpacked"
-		mv "$dir.tmp" "$dir"
-	fi
+	fetch_debs "$dir" "$pkg=$ver" || die "apt-get download $pkg=$ver failed"
 	kv=${pkg#linux-image-}
 	l1_kernel="$dir/root/boot/vmlinuz-$kv"
 	l1_mods="$dir/root/lib/modules/$kv"
@@ -161,24 +170,16 @@ fetch_qemu() {
 	ab="$cache/lab/apt-backports"
 	mkdir -p "$ab/lists/partial" "$ab/archives/partial"
 	printf 'deb %s\n' "$BACKPORTS" >"$ab/sources.list"
-	set -- -o Dir::Etc::SourceList="$ab/sources.list" -o Dir::Etc::SourceParts=/dev/null \
-		-o Dir::State::Lists="$ab/lists" -o Dir::Cache="$ab" -o Dir::State::Status=/var/lib/dpkg/status
-	{ apt-get "$@" update -qq 2>&1 || echo "lab: apt-get update of $BACKPORTS failed"; } |
+	APT_OPTS="-o Dir::Etc::SourceList=$ab/sources.list -o Dir::Etc::SourceParts=/dev/null
+		-o Dir::State::Lists=$ab/lists -o Dir::Cache=$ab -o Dir::State::Status=/var/lib/dpkg/status"
+	# shellcheck disable=SC2086
+	{ apt-get $APT_OPTS update -qq 2>&1 || echo "lab: apt-get update of $BACKPORTS failed"; } |
 		{ grep -v '^W: Download is performed unsandboxed' >&2 || true; }
-	qv=$(apt-cache "$@" show qemu-system-x86 2>/dev/null | awk '/^Version:/ {print $2}' | sort -V | tail -n 1)
+	# shellcheck disable=SC2086
+	qv=$(apt-cache $APT_OPTS show qemu-system-x86 2>/dev/null | awk '/^Version:/ {print $2}' | sort -V | tail -n 1)
 	[ -n "$qv" ] || return 1
 	qdir="$cache/lab/qemu-$(printf '%s' "$qv" | tr -c 'A-Za-z0-9.+~_-' '_')"
-	if [ ! -f "$qdir/.unpacked" ]; then
-		say "fetching QEMU $qv from bookworm-backports (apt-get download; unpacked into $qdir, not installed)"
-		rm -rf "$qdir" "$qdir.tmp" && mkdir -p "$qdir.tmp/deb" && chmod 0777 "$qdir.tmp/deb"
-		(cd "$qdir.tmp/deb" && apt-get "$@" download -q "qemu-system-x86=$qv" "qemu-system-common=$qv" \
-			"qemu-system-data=$qv" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2) || true
-		[ "$(ls "$qdir.tmp"/deb/*.deb 2>/dev/null | wc -l)" = 3 ] || return 1
-		for d in "$qdir.tmp"/deb/*.deb; do dpkg-deb -x "$d" "$qdir.tmp/root" || return 1; done
-		rm -rf "$qdir.tmp/deb"
-		touch "$qdir.tmp/.unpacked"
-		mv "$qdir.tmp" "$qdir"
-	fi
+	fetch_debs "$qdir" "qemu-system-x86=$qv" "qemu-system-common=$qv" "qemu-system-data=$qv" >&2 || return 1
 	printf '%s\n' "$qdir"
 }
 qemu_args=""
