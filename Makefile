@@ -295,7 +295,8 @@ FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
 FUZZ_LIB     := $(FUZZ_BUILD)/libsnapbox-fuzz.a
 FUZZ_LIB_SRCS := kvm/bootparams.c kvm/bus.c kvm/devices.c kvm/gmem.c kvm/i8042.c kvm/kvmsys.c kvm/log.c \
 	kvm/loader_bzimage.c kvm/loader_elf.c kvm/sbuf.c kvm/uart.c kvm/vcpu_state.c \
-	kvm/vcpu_state_codec.c kvm/vcpu_state_live.c kvm/vm_state.c kvm/kvmcall.c runtime/counts.c runtime/profile.c \
+	kvm/vcpu_state_codec.c kvm/vcpu_state_live.c kvm/vm_state.c kvm/kvmcall.c kvm/virtq.c kvm/virtio_mmio.c \
+	kvm/vsock.c kvm/vsock_conn.c runtime/counts.c runtime/profile.c \
 	runtime/proto.c runtime/snapconf.c \
 	snapshot/memfile.c snapshot/vmstate.c
 # -close_fd_mask=2 silences the library's one-line rejections; libFuzzer and the
