@@ -1,5 +1,6 @@
 /* devices.c - the device table: init, PIO registration, save and load in one fixed order. */
 #include "kvm/devices.h"
+#include "kvm/layout.h"
 #include "kvm/log.h"
 
 #include <errno.h>
@@ -21,8 +22,10 @@ struct devices_entry {
 	int (*save)(struct devices *d, struct sbuf *out);
 	int (*load)(struct devices *d, struct sbuf_reader *in);
 	uint16_t pio_base;
-	uint16_t pio_len;
+	uint16_t pio_len;                                              /* 0: not on the PIO bus */
 	bus_io_fn io;                                                  /* opaque is the struct devices */
+	uint64_t mmio_base;                                            /* virtio window, on cfg->mmio */
+	uint64_t mmio_len;                                             /* 0: not on the MMIO bus */
 };
 
 /* ---- COM1: the console ---- */
@@ -162,23 +165,49 @@ static void devices_post_io(void *opaque, uint64_t offset, uint8_t *data, uint32
 		memset(data, 0xff, (size_t)size * count);
 }
 
+/* ---- virtio-vsock: the agent channel ---- */
+
+/* A device set with no RAM (a state check) gets rings checked against nothing. */
+static const struct gmem devices_no_mem;
+
+static int devices_vsock_init(struct devices *d, const struct devices_cfg *cfg)
+{
+	return vsock_init(&d->vsock, cfg->mem ? cfg->mem : &devices_no_mem, LAYOUT_VSOCK_IRQ,
+			  cfg->irq_fn, cfg->irq_opaque);
+}
+
+static void devices_vsock_fini(struct devices *d) { vsock_fini(&d->vsock); }
+static int devices_vsock_save(struct devices *d, struct sbuf *out) { return vsock_save(&d->vsock, out); }
+static int devices_vsock_load(struct devices *d, struct sbuf_reader *in) { return vsock_load(&d->vsock, in); }
+
+static void devices_vsock_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t size,
+			     uint32_t count, bool is_write)
+{
+	struct devices *d = opaque;
+	vsock_mmio(&d->vsock, offset, data, size, count, is_write);
+}
+
 /*
  * The one order for init, registration, save and load. Why fixed: saved
  * records are matched to devices by position (names are only a check), so
  * reordering, inserting or renaming an entry makes older snapshots fail to
- * load; append new devices at the end and bump nothing else.
+ * load. Append new devices at the end and bump DEVICES_STATE_VERSION, so
+ * a snapshot without the new record is refused by version, with a message
+ * that says to rebuild it, rather than as a malformed record.
  */
 static const struct devices_entry devices_table[] = {
 	{ "com1", devices_com1_init, devices_com1_fini, devices_com1_save, devices_com1_load,
-	  UART_COM1_BASE, UART_NREGS, devices_com1_io },
+	  UART_COM1_BASE, UART_NREGS, devices_com1_io, 0, 0 },
 	{ "com2", devices_com2_init, devices_com2_fini, devices_com2_save, devices_com2_load,
-	  UART_COM2_BASE, UART_NREGS, devices_com2_io },
+	  UART_COM2_BASE, UART_NREGS, devices_com2_io, 0, 0 },
 	{ "i8042", devices_kbd_init, NULL, devices_kbd_save, devices_kbd_load,
-	  I8042_DATA_PORT, I8042_CMD_PORT - I8042_DATA_PORT + 1, devices_kbd_io },
+	  I8042_DATA_PORT, I8042_CMD_PORT - I8042_DATA_PORT + 1, devices_kbd_io, 0, 0 },
 	{ "pci", devices_pci_init, NULL, devices_pci_save, devices_pci_load,
-	  DEVICES_PCI_BASE, DEVICES_PCI_LEN, devices_pci_io },
+	  DEVICES_PCI_BASE, DEVICES_PCI_LEN, devices_pci_io, 0, 0 },
 	{ "post", NULL, NULL, devices_post_save, devices_post_load,
-	  DEVICES_POST_PORT, 1, devices_post_io },
+	  DEVICES_POST_PORT, 1, devices_post_io, 0, 0 },
+	{ "vsock", devices_vsock_init, devices_vsock_fini, devices_vsock_save, devices_vsock_load,
+	  0, 0, devices_vsock_io, LAYOUT_VSOCK_BASE, VIRTIO_MMIO_SIZE },
 };
 
 #define DEVICES_N (sizeof(devices_table) / sizeof(devices_table[0]))
@@ -205,7 +234,10 @@ int devices_init(struct devices *d, struct bus *pio, const struct devices_cfg *c
 			if (rc)
 				goto unwind;
 		}
-		rc = bus_register(pio, e->pio_base, e->pio_len, e->io, d, e->name);
+		if (e->pio_len)
+			rc = bus_register(pio, e->pio_base, e->pio_len, e->io, d, e->name);
+		else if (e->mmio_len && cfg->mmio)
+			rc = bus_register(cfg->mmio, e->mmio_base, e->mmio_len, e->io, d, e->name);
 		if (rc) {
 			if (e->fini)
 				e->fini(d);
@@ -217,7 +249,10 @@ int devices_init(struct devices *d, struct bus *pio, const struct devices_cfg *c
 unwind:
 	while (i-- > 0) {
 		const struct devices_entry *e = &devices_table[i];
-		bus_unregister(pio, e->pio_base);
+		if (e->pio_len)
+			bus_unregister(pio, e->pio_base);
+		else if (e->mmio_len && cfg->mmio)
+			bus_unregister(cfg->mmio, e->mmio_base);
 		if (e->fini)
 			e->fini(d);
 	}
@@ -349,4 +384,9 @@ int devices_load(struct devices *d, struct sbuf_reader *in)
 		}
 	}
 	return 0;
+}
+
+void devices_restored(struct devices *d)
+{
+	vsock_restored(&d->vsock);
 }

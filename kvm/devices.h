@@ -8,9 +8,11 @@
 #include "kvm/i8042.h"
 #include "kvm/sbuf.h"
 #include "kvm/uart.h"
+#include "kvm/vsock.h"
 
 /* Version of the DEVS section that devices_save writes. */
-#define DEVICES_STATE_VERSION 1u
+/* Version 2 added the virtio-vsock record (the agent channel); version 1 snapshots must be rebuilt. */
+#define DEVICES_STATE_VERSION 2u
 
 /* PCI configuration mechanism #1 with no devices: 0xcf8 latch, data reads all-ones. */
 struct pcistub {
@@ -23,6 +25,7 @@ struct devices {
 	struct uart com2;     /* agent channel */
 	struct i8042 kbd;
 	struct pcistub pci;
+	struct vsock vsock;   /* the agent channel (virtio-mmio at LAYOUT_VSOCK_BASE) */
 };
 
 struct devices_cfg {
@@ -35,10 +38,13 @@ struct devices_cfg {
 	size_t com2_rx_cap;          /* RX queue for whole host->guest frames */
 	i8042_reset_fn reset_fn;
 	void *reset_opaque;
+	struct bus *mmio;            /* where virtio windows go; NULL: not registered (state checks) */
+	const struct gmem *mem;      /* guest RAM the virtio rings live in; NULL: none */
 };
 
 /*
- * Initialise every device in table order and register it on the PIO bus.
+ * Initialise every device in table order and register it on the PIO bus
+ * (virtio devices on cfg->mmio).
  * On failure everything already done is undone. Returns 0 or -errno.
  */
 int devices_init(struct devices *d, struct bus *pio, const struct devices_cfg *cfg);
@@ -55,5 +61,11 @@ int devices_save(struct devices *d, struct sbuf *out);
  * a missing, extra, renamed or malformed record gives -EPROTO and a message.
  */
 int devices_load(struct devices *d, struct sbuf_reader *in);
+
+/*
+ * After devices_load, once guest RAM is live and the vCPU has resumed: what
+ * the devices owe a restored guest (vsock's reset event, its TX replay).
+ */
+void devices_restored(struct devices *d);
 
 #endif

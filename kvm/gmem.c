@@ -113,15 +113,16 @@ void gmem_fini(struct gmem *m)
  * [gpa, gpa + len) when it lies wholly inside RAM, else NULL. len == 0 is
  * valid for any gpa <= size.
  */
-void *gmem_ptr(const struct gmem *m, uint64_t gpa, uint64_t len)
+bool gmem_range_ok(const struct gmem *m, uint64_t gpa, uint64_t len)
 {
 	uint64_t end;
 
-	if (!m || !m->host)
-		return NULL;
-	if (__builtin_add_overflow(gpa, len, &end))
-		return NULL;
-	if (end > m->size)
+	return m && !__builtin_add_overflow(gpa, len, &end) && end <= m->size;
+}
+
+void *gmem_ptr(const struct gmem *m, uint64_t gpa, uint64_t len)
+{
+	if (!m || !m->host || !gmem_range_ok(m, gpa, len))
 		return NULL;
 	return m->host + gpa;
 }

@@ -3,7 +3,6 @@
 #define SNAPBOX_KVM_GMEM_H
 
 #include <stdbool.h>
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +41,13 @@ void gmem_fini(struct gmem *m);
  * Every other gpa access in snapbox goes through this function.
  */
 void *gmem_ptr(const struct gmem *m, uint64_t gpa, uint64_t len);
+
+/*
+ * The same bounds check as gmem_ptr without needing the mapping: true when
+ * [gpa, gpa + len) lies inside RAM of m->size bytes, with no overflow. For
+ * checking saved guest addresses before any RAM exists (m->host may be NULL).
+ */
+bool gmem_range_ok(const struct gmem *m, uint64_t gpa, uint64_t len);
 
 /* Copy into / out of guest RAM through gmem_ptr. Return 0 or -EFAULT. */
 int gmem_write(const struct gmem *m, uint64_t gpa, const void *src, uint64_t len);

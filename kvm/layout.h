@@ -20,6 +20,7 @@
  *   top of RAM  initrd (page aligned, below initrd_addr_max)
  *   0xc0000000  MMIO hole (no RAM above here; RAM is capped below it)
  *   0xd0000000  PIO window: port p at 0xd0000000 + p (64 KiB), see piowin.h
+ *   0xd0010000  virtio-mmio devices, LAYOUT_VIRTIO_STRIDE apart: vsock first (IRQ 5)
  *   0xfffbc000  KVM identity-map page (KVM_SET_IDENTITY_MAP_ADDR)
  *   0xfffbd000  KVM TSS, 3 pages (KVM_SET_TSS_ADDR)
  */
@@ -39,6 +40,10 @@
 #define LAYOUT_MMIO_HOLE      0xc0000000ULL
 #define LAYOUT_PIO_WINDOW     0xd0000000ULL
 #define LAYOUT_PIO_WINDOW_SIZE 0x10000ULL
+#define LAYOUT_VIRTIO_BASE    0xd0010000ULL
+#define LAYOUT_VIRTIO_STRIDE  0x1000ULL
+#define LAYOUT_VSOCK_BASE     LAYOUT_VIRTIO_BASE
+#define LAYOUT_VSOCK_IRQ      5
 #define LAYOUT_IDMAP_ADDR     0xfffbc000ULL
 #define LAYOUT_TSS_ADDR       0xfffbd000ULL
 

@@ -334,8 +334,9 @@ int virtio_mmio_load(struct virtio_mmio *t, struct sbuf_reader *in)
 	t->queue_sel = qsel;
 	t->config_gen = gen;
 	memcpy(t->q, q, sizeof(q));
-	/* The line was low in this fresh VM: a pending interrupt is raised again. */
-	t->irq_level = 0;
-	virtio_mmio_update_irq(t);
+	/* Why no KVM_IRQ_LINE here: the irqchip state restored with the VM
+	 * already holds the line as it was (high exactly when isr != 0), so the
+	 * model takes that level and the next change is a real edge. */
+	t->irq_level = isr != 0;
 	return 0;
 }

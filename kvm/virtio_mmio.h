@@ -144,8 +144,10 @@ void virtio_mmio_save(struct virtio_mmio *t, struct sbuf *out);
 /*
  * Load what virtio_mmio_save wrote, re-checking every queue against guest
  * RAM as the driver's QueueReady would. -EPROTO (logged) for anything
- * malformed, leaving the transport unchanged. Re-derives the interrupt
- * line. Lock held by the caller.
+ * malformed, leaving the transport unchanged. Touches no guest RAM (the
+ * rings are checked against mem->size only). The line's level is taken
+ * from InterruptStatus without reporting it: the restored irqchip holds it.
+ * Lock held by the caller.
  */
 int virtio_mmio_load(struct virtio_mmio *t, struct sbuf_reader *in);
 

@@ -3,6 +3,7 @@
 #include "kvm/log.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 /*
@@ -36,9 +37,9 @@ int virtq_enable(struct virtq *q, const struct gmem *m, const char *name)
 			(unsigned long long)q->used);
 		return -EINVAL;
 	}
-	if (!gmem_ptr(m, q->desc, (uint64_t)q->size * DESC_SIZE) ||
-	    !gmem_ptr(m, q->avail, avail_bytes(q->size)) ||
-	    !gmem_ptr(m, q->used, used_bytes(q->size))) {
+	if (!gmem_range_ok(m, q->desc, (uint64_t)q->size * DESC_SIZE) ||
+	    !gmem_range_ok(m, q->avail, avail_bytes(q->size)) ||
+	    !gmem_range_ok(m, q->used, used_bytes(q->size))) {
 		log_msg("snapbox: %s: ring outside guest RAM (desc 0x%llx avail 0x%llx used 0x%llx)\n",
 			name, (unsigned long long)q->desc, (unsigned long long)q->avail,
 			(unsigned long long)q->used);

@@ -517,6 +517,15 @@ int vsock_load(struct vsock *v, struct sbuf_reader *in)
 		goto out;
 	}
 	v->next_port = port;
+	v->reset_event_pending = pending;
+out:
+	pthread_mutex_unlock(&v->t.lock);
+	return rc;
+}
+
+void vsock_restored(struct vsock *v)
+{
+	pthread_mutex_lock(&v->t.lock);
 	/* Connections never survive a snapshot: the guest is told to drop its own. */
 	v->reset_event_pending = true;
 	/* Why in this order: the reset event first, so the guest drops its old
@@ -525,7 +534,5 @@ int vsock_load(struct vsock *v, struct sbuf_reader *in)
 	 * guest's event index is caught up. */
 	vsock_flush_event(v);
 	vsock_process_tx(v);
-out:
 	pthread_mutex_unlock(&v->t.lock);
-	return rc;
 }

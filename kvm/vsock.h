@@ -137,10 +137,16 @@ void vsock_mmio(void *opaque, uint64_t offset, uint8_t *data, uint32_t size,
 int vsock_save(struct vsock *v, struct sbuf *out);
 
 /*
- * Load what vsock_save wrote, then queue a TRANSPORT_RESET event so the
- * guest drops every connection it had, and deliver what the queues already
- * hold (the TX queue is replayed once). -EPROTO for anything malformed.
+ * Load what vsock_save wrote. Touches no guest RAM, so it also checks a
+ * snapshot before any VM exists. -EPROTO for anything malformed.
  */
 int vsock_load(struct vsock *v, struct sbuf_reader *in);
+
+/*
+ * After a load, once guest RAM is live: owe and deliver a TRANSPORT_RESET,
+ * so the guest drops every connection it had, then replay the TX queue once. Called after the vCPU resumes, so a restore takes no
+ * page fault before its first KVM_RUN.
+ */
+void vsock_restored(struct vsock *v);
 
 #endif

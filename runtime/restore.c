@@ -19,6 +19,20 @@
 #include "kvm/le.h"
 #include "runtime/proto_wire.h"
 
+/* The DEVS section; version 1 predates the vsock agent channel and gets its own message. */
+static int restore_devs_section(struct restore_snap *s)
+{
+	const struct vmstate_section *d = vmstate_find(&s->so.vs, VMSTATE_TAG_DEVS, 0);
+
+	if (d && d->version == 1 && DEVICES_STATE_VERSION == 2) {
+		log_msg("snapbox: this snapshot was made before the agent channel moved to "
+			"virtio-vsock (device state version 1); rebuild it with this snapbox "
+			"(snapbox snapshot ...)\n");
+		return -EPROTO;
+	}
+	return snapopen_section(&s->so, VMSTATE_TAG_DEVS, DEVICES_STATE_VERSION, &s->devs);
+}
+
 int restore_snap_open(struct restore_snap *s, const char *dir)
 {
 	struct sbuf_reader r;
@@ -50,7 +64,7 @@ int restore_snap_open(struct restore_snap *s, const char *dir)
 	if (!ret)
 		ret = vm_state_pit_decode(&r, &s->vmst);
 	if (!ret)
-		ret = snapopen_section(&s->so, VMSTATE_TAG_DEVS, DEVICES_STATE_VERSION, &s->devs);
+		ret = restore_devs_section(s);
 	/* The device records too, before any VM or template exists: a refused
 	 * snapshot costs no shell, and inspect --verify refuses the same. */
 	if (!ret)
@@ -64,7 +78,9 @@ int restore_snap_check_devices(const struct restore_snap *s)
 {
 	/* The same queue size as a restore's devices (sandbox_setup_devices):
 	 * the COM2 RX queue in the record is checked against it. */
-	struct devices_cfg cfg = { .com2_rx_cap = PROTO_MAX_PAYLOAD + PROTO_HDR_SIZE };
+	/* Rings are checked against the snapshot's RAM size; no RAM is mapped. */
+	const struct gmem ram = { .size = s->so.conf.mem_bytes };
+	struct devices_cfg cfg = { .com2_rx_cap = PROTO_MAX_PAYLOAD + PROTO_HDR_SIZE, .mem = &ram };
 	struct sbuf_reader devs = s->devs;
 	struct devices scratch;
 	struct bus pio;
@@ -277,6 +293,8 @@ int restore_refresh(struct snapbox *sb, unsigned timeout_ms)
 	void *r = NULL;
 	int ret;
 
+	/* What the devices owe the clone first (vsock's reset event), now that it runs. */
+	devices_restored(&sb->dev);
 	if (getrandom(msg + PROTO_REFRESH_HDR, RESTORE_REFRESH_ENTROPY, 0) != RESTORE_REFRESH_ENTROPY) {
 		ret = -errno;
 		log_msg("snapbox: getrandom for the guest's entropy: %s\n", strerror(-ret));

@@ -172,6 +172,7 @@ int sandbox_setup_devices(struct snapbox *sb)
 		.com2_tx = sandbox_agent_rx, .com2_opaque = sb,
 		.com2_rx_cap = PROTO_MAX_PAYLOAD + PROTO_HDR_SIZE,
 		.reset_fn = sandbox_reset, .reset_opaque = sb,
+		.mmio = &sb->mmio, .mem = &sb->mem,
 	};
 	int ret;
 
@@ -311,7 +312,7 @@ static int sandbox_build(struct snapbox *sb, const struct snapbox_config *cfg,
 	struct sandbox_boot b = {
 		.cfg = cfg, .cp = cp,
 		.mem = cfg->mem_bytes ? cfg->mem_bytes : SANDBOX_DEFAULT_MEM,
-		.cmdline = cfg->cmdline ? cfg->cmdline : SANDBOX_DEFAULT_CMDLINE,
+		.cmdline = sb->cmdline,
 	};
 	const struct vmshell_ops ops = {
 		.kvm_path = cfg->kvm_path,
@@ -419,7 +420,12 @@ int snapbox_boot(const struct snapbox_config *cfg, struct snapbox **out,
 	if (!sb)
 		return -ENOMEM;
 	sb->console_fd = cfg->console_fd;
-	sb->cmdline = strdup(cfg->cmdline ? cfg->cmdline : SANDBOX_DEFAULT_CMDLINE);
+	/* The guest finds its virtio devices on the command line, as with Firecracker. */
+	if (asprintf(&sb->cmdline, "%s virtio_mmio.device=%lluK@0x%llx:%u",
+		     cfg->cmdline ? cfg->cmdline : SANDBOX_DEFAULT_CMDLINE,
+		     (unsigned long long)(LAYOUT_VIRTIO_STRIDE >> 10),
+		     (unsigned long long)LAYOUT_VSOCK_BASE, LAYOUT_VSOCK_IRQ) < 0)
+		sb->cmdline = NULL;
 	sb->kernel_path = strdup(cfg->kernel);
 	if (!sb->cmdline || !sb->kernel_path) {
 		ret = -ENOMEM;

@@ -227,6 +227,9 @@ Test(virtq, save_load_round_trip)
 	struct sbuf_reader r;
 	sbuf_reader_init(&r, a.data, a.len);
 	cr_assert_eq(vsock_load(&d2.v, &r), 0);
+	cr_assert_eq(d2.irq_level, 0, "the line's level is the restored irqchip's, not re-raised");
+	cr_assert_eq(d2.v.t.q[VSOCK_Q_EVENT].next_used, 0, "load touches no guest RAM");
+	vsock_restored(&d2.v);
 	sbuf_init(&b);
 	/* the reset event was delivered at once: the event queue moved by one */
 	cr_assert_eq(d2.v.t.q[VSOCK_Q_EVENT].next_used, 1);

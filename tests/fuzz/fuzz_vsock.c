@@ -132,6 +132,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	sbuf_reader_init(&r, s.data, s.len);
 	if (vsock_load(&fz_dev2, &r))
 		abort();
+	vsock_restored(&fz_dev2);
 	sbuf_fini(&s);
 	/* A driver reset drops what the guest opened: the next input starts from an empty table. */
 	fz_w(&fz_dev, VIRTIO_MMIO_STATUS, 0);
