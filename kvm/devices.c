@@ -173,7 +173,8 @@ static const struct gmem devices_no_mem;
 static int devices_vsock_init(struct devices *d, const struct devices_cfg *cfg)
 {
 	return vsock_init(&d->vsock, cfg->mem ? cfg->mem : &devices_no_mem, LAYOUT_VSOCK_IRQ,
-			  cfg->irq_fn, cfg->irq_opaque);
+			  cfg->vsock_irq_fn ? cfg->vsock_irq_fn : cfg->irq_fn,
+			  cfg->vsock_irq_fn ? cfg->vsock_irq_opaque : cfg->irq_opaque);
 }
 
 static void devices_vsock_fini(struct devices *d) { vsock_fini(&d->vsock); }

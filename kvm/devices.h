@@ -39,6 +39,8 @@ struct devices_cfg {
 	i8042_reset_fn reset_fn;
 	void *reset_opaque;
 	struct bus *mmio;            /* where virtio windows go; NULL: not registered (state checks) */
+	virtio_irq_fn vsock_irq_fn;  /* vsock's edges (an irqfd); NULL: irq_fn */
+	void *vsock_irq_opaque;
 	const struct gmem *mem;      /* guest RAM the virtio rings live in; NULL: none */
 };
 

@@ -59,6 +59,7 @@ static const struct {
 	{ KVM_SET_PIT2, "KVM_SET_PIT2" },
 	{ KVM_IRQ_LINE, "KVM_IRQ_LINE" },
 	{ KVM_RUN, "KVM_RUN" },
+	{ KVM_IRQFD, "KVM_IRQFD" },
 };
 
 #define KVMCALL_N (sizeof(kvmcall_table) / sizeof(kvmcall_table[0]))

@@ -73,7 +73,7 @@ struct virtio_mmio_ops {
 	void (*driver_ok)(struct virtio_mmio *t);              /* the driver set DRIVER_OK */
 };
 
-/* Raise (1) or lower (0) the device's interrupt line. Called only on a change, lock held. */
+/* Raise (1) or lower (0) the device's interrupt line; an interrupt is a 1 then a 0 (an edge). Lock held. */
 typedef void (*virtio_irq_fn)(void *opaque, unsigned irq, int level);
 
 struct virtio_mmio {
@@ -98,9 +98,8 @@ struct virtio_mmio {
 	uint32_t config_gen;
 	struct virtq q[VIRTIO_MMIO_MAX_QUEUES];
 	/* Host-only. */
-	int irq_level;            /* last level reported */
 	uint64_t notifies;        /* QueueNotify writes, for counts */
-	uint64_t interrupts;      /* rising edges of the line, for counts */
+	uint64_t interrupts;      /* interrupts sent (edges), for counts */
 };
 
 /*
@@ -124,7 +123,7 @@ bool virtio_mmio_has(const struct virtio_mmio *t, unsigned bit);
 /* The driver finished set-up (DRIVER_OK) and the device has not failed. */
 bool virtio_mmio_live(const struct virtio_mmio *t);
 
-/* Set InterruptStatus bits and raise the line (lock held). */
+/* Set InterruptStatus bits and send an edge on the line (lock held). */
 void virtio_mmio_interrupt(struct virtio_mmio *t, uint32_t isr_bits);
 
 /*
@@ -145,9 +144,7 @@ void virtio_mmio_save(struct virtio_mmio *t, struct sbuf *out);
  * Load what virtio_mmio_save wrote, re-checking every queue against guest
  * RAM as the driver's QueueReady would. -EPROTO (logged) for anything
  * malformed, leaving the transport unchanged. Touches no guest RAM (the
- * rings are checked against mem->size only). The line's level is taken
- * from InterruptStatus without reporting it: the restored irqchip holds it.
- * Lock held by the caller.
+ * rings are checked against mem->size only). Lock held by the caller.
  */
 int virtio_mmio_load(struct virtio_mmio *t, struct sbuf_reader *in);
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "kvm/layout.h"
@@ -94,4 +95,23 @@ int vm_irq_line(struct vm *vm, unsigned irq, int level)
 	if (ret && bit)
 		atomic_fetch_xor(&vm->irq_levels, bit);
 	return ret;
+}
+
+int vm_irqfd(struct vm *vm, unsigned gsi)
+{
+	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	int ret;
+
+	if (efd < 0) {
+		ret = -errno;
+		log_msg("snapbox: eventfd for GSI %u: %s\n", gsi, strerror(-ret));
+		return ret;
+	}
+	struct kvm_irqfd irqfd = { .fd = (uint32_t)efd, .gsi = gsi };
+	ret = vm_ioctl(vm, KVM_IRQFD, (unsigned long)&irqfd, "KVM_IRQFD");
+	if (ret) {
+		close(efd);
+		return ret;
+	}
+	return efd;
 }

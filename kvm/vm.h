@@ -33,4 +33,12 @@ int vm_set_memory(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, voi
  */
 int vm_irq_line(struct vm *vm, unsigned irq, int level);
 
+/*
+ * An eventfd wired to GSI `gsi` by KVM_IRQFD: each write of a count sends
+ * one edge (raised and lowered inside KVM), with no ioctl and no exit on
+ * the writer's side. Returns the eventfd (the caller closes it after the
+ * VM) or -errno with a message.
+ */
+int vm_irqfd(struct vm *vm, unsigned gsi);
+
 #endif

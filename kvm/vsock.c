@@ -64,12 +64,14 @@ static struct vsock_conn *vsock_find(struct vsock *v, uint32_t lport, uint32_t p
 	return NULL;
 }
 
-void vsock_queue_rst(struct vsock *v, uint32_t lport, uint32_t pport)
+void vsock_queue_rst(struct vsock *v, uint32_t lport, uint32_t pport, bool lazy)
 {
-	v->rsts_sent++;
+	if (!lazy)
+		v->rsts_sent++;
 	if (v->rst_len == VSOCK_RST_QUEUE)
 		return; /* a guest flooding us with garbage loses some resets, never host memory */
-	v->rsts[(v->rst_head + v->rst_len++) % VSOCK_RST_QUEUE] = (struct vsock_rst){ lport, pport };
+	v->rsts[(v->rst_head + v->rst_len++) % VSOCK_RST_QUEUE] =
+		(struct vsock_rst){ lport, pport, lazy };
 }
 
 /* Bytes connection c may send now: pending, within the guest's credit and one packet. */
@@ -91,18 +93,21 @@ static uint32_t vsock_sendable(const struct vsock_conn *c)
  * Fill one RX buffer with the next packet owed, in this order: resets for
  * unknown tuples, then per connection its control packets before its data
  * (a REQUEST must precede the bytes that follow it). Returns false when
- * nothing is owed.
+ * nothing is owed. *lazy says the packet needs no interrupt of its own.
  */
-static bool vsock_next_packet(struct vsock *v, const struct virtq_elem *e, uint32_t *written)
+static bool vsock_next_packet(struct vsock *v, const struct virtq_elem *e, uint32_t *written,
+			      bool *lazy)
 {
 	uint8_t h[VSOCK_HDR_SIZE];
 
+	*lazy = false;
 	if (v->rst_len) {
 		struct vsock_rst r = v->rsts[v->rst_head];
 		v->rst_head = (v->rst_head + 1) % VSOCK_RST_QUEUE;
 		v->rst_len--;
 		vsock_hdr_encode(h, r.lport, r.pport, 0, VSOCK_OP_RST, 0, 0);
 		*written = virtq_elem_write(e, 0, h, sizeof(h));
+		*lazy = r.lazy;
 		return true;
 	}
 	for (uint32_t k = 0; k < VSOCK_MAX_CONNS; k++) {
@@ -149,7 +154,7 @@ void vsock_flush_rx(struct vsock *v)
 {
 	struct virtq *q = &v->t.q[VSOCK_Q_RX];
 	struct virtq_elem e;
-	bool pushed = false;
+	bool pushed = false, urgent = false;
 
 	if (!virtio_mmio_live(&v->t))
 		return;
@@ -166,7 +171,8 @@ void vsock_flush_rx(struct vsock *v)
 			break;
 		}
 		uint32_t written = 0;
-		if (e.in_len < VSOCK_HDR_SIZE || !vsock_next_packet(v, &e, &written)) {
+		bool lazy = false;
+		if (e.in_len < VSOCK_HDR_SIZE || !vsock_next_packet(v, &e, &written, &lazy)) {
 			/* Nothing owed (or a buffer too small for a header): leave it posted. */
 			virtq_unpop(q);
 			if (e.in_len < VSOCK_HDR_SIZE) {
@@ -179,8 +185,12 @@ void vsock_flush_rx(struct vsock *v)
 		virtq_push(q, v->t.mem, e.head, written);
 		v->pkts_tx++;
 		pushed = true;
+		urgent |= !lazy;
 	}
-	if (pushed && virtq_need_interrupt(q, v->t.mem))
+	/* Why resets from the host's own close raise nothing: the guest sent
+	 * its reply and needs nothing more, and a guest left asleep is also
+	 * one that a snapshot finds in the same place every time. */
+	if (pushed && urgent && virtq_need_interrupt(q, v->t.mem))
 		virtio_mmio_interrupt(&v->t, VIRTIO_ISR_USED);
 	pthread_cond_broadcast(&v->cond);
 }
@@ -196,7 +206,7 @@ static void vsock_guest_connect(struct vsock *v, const struct vsock_hdr *h)
 				c = &v->conns[i];
 	if (!c) {
 		v->refused++;
-		vsock_queue_rst(v, h->dst_port, h->src_port);
+		vsock_queue_rst(v, h->dst_port, h->src_port, false);
 		return;
 	}
 	c->gen++;
@@ -264,6 +274,7 @@ static void vsock_guest_packet(struct vsock *v, const struct virtq_elem *e)
 				vsock_listener_end(v);
 				vsock_conn_free(v, c, false);
 			} else {
+				c->refused = c->state == VSOCK_CONNECTING;
 				c->state = VSOCK_RESET;
 			}
 		}
@@ -276,10 +287,10 @@ static void vsock_guest_packet(struct vsock *v, const struct virtq_elem *e)
 				vsock_conn_free(v, c, true);
 			} else {
 				c->state = VSOCK_RESET;
-				vsock_queue_rst(v, h.dst_port, h.src_port);
+				vsock_queue_rst(v, h.dst_port, h.src_port, false);
 			}
 		} else {
-			vsock_queue_rst(v, h.dst_port, h.src_port);
+			vsock_queue_rst(v, h.dst_port, h.src_port, false);
 		}
 		return;
 	}
@@ -287,7 +298,7 @@ static void vsock_guest_packet(struct vsock *v, const struct virtq_elem *e)
 		if (h.op == VSOCK_OP_REQUEST)
 			vsock_guest_connect(v, &h);
 		else
-			vsock_queue_rst(v, h.dst_port, h.src_port);
+			vsock_queue_rst(v, h.dst_port, h.src_port, false);
 		return;
 	}
 	if (c->state == VSOCK_RESET)
@@ -329,7 +340,7 @@ reset:
 		vsock_conn_free(v, c, true);
 	} else {
 		c->state = VSOCK_RESET;
-		vsock_queue_rst(v, c->lport, c->pport);
+		vsock_queue_rst(v, c->lport, c->pport, false);
 	}
 }
 
@@ -360,37 +371,18 @@ static void vsock_process_tx(struct vsock *v)
 	vsock_flush_rx(v);
 }
 
-/* The event queue: a TRANSPORT_RESET when one is owed and the guest gave a buffer. */
-static void vsock_flush_event(struct vsock *v)
-{
-	struct virtq *q = &v->t.q[VSOCK_Q_EVENT];
-	struct virtq_elem e;
-	uint8_t ev[4];
-
-	if (!v->reset_event_pending || !virtio_mmio_live(&v->t))
-		return;
-	int rc = virtq_pop(q, v->t.mem, &e, v->t.name);
-	if (rc < 0)
-		virtio_mmio_fail(&v->t);
-	if (rc <= 0)
-		return;
-	le_put32(ev, VSOCK_EVENT_TRANSPORT_RESET);
-	virtq_push(q, v->t.mem, e.head, virtq_elem_write(&e, 0, ev, sizeof(ev)));
-	v->reset_event_pending = false;
-	if (virtq_need_interrupt(q, v->t.mem))
-		virtio_mmio_interrupt(&v->t, VIRTIO_ISR_USED);
-}
-
 static void vsock_notify(struct virtio_mmio *t, unsigned queue)
 {
 	struct vsock *v = (struct vsock *)t;
 
+	/* The event queue's buffers are kept, never used: a restore needs no
+	 * TRANSPORT_RESET, because a snapshot is only taken when the device is
+	 * quiet and every connection the guest still holds has its RST
+	 * waiting in its RX ring (docs/snapshot-sections.md). */
 	if (queue == VSOCK_Q_TX)
 		vsock_process_tx(v);
 	else if (queue == VSOCK_Q_RX)
 		vsock_flush_rx(v);
-	else
-		vsock_flush_event(v);
 }
 
 /* A driver reset drops every connection: host waiters see a reset. */
@@ -417,7 +409,6 @@ static void vsock_driver_ok(struct virtio_mmio *t)
 {
 	struct vsock *v = (struct vsock *)t;
 
-	vsock_flush_event(v);
 	vsock_process_tx(v);
 }
 
@@ -491,7 +482,6 @@ int vsock_save(struct vsock *v, struct sbuf *out)
 	sbuf_put_u8(out, VSOCK_STATE_VERSION);
 	virtio_mmio_save(&v->t, out);
 	sbuf_put_u32(out, v->next_port);
-	sbuf_put_u8(out, v->reset_event_pending ? 1 : 0);
 	pthread_mutex_unlock(&v->t.lock);
 	return out->err;
 }
@@ -510,14 +500,12 @@ int vsock_load(struct vsock *v, struct sbuf_reader *in)
 	if (rc)
 		goto out;
 	uint32_t port = sbuf_get_u32(in);
-	uint8_t pending = sbuf_get_u8(in);
-	if (in->err || pending > 1 || port < VSOCK_FIRST_LOCAL_PORT) {
+	if (in->err || port < VSOCK_FIRST_LOCAL_PORT) {
 		log_msg("snapbox: virtio-vsock state: truncated or malformed record\n");
 		rc = -EPROTO;
 		goto out;
 	}
 	v->next_port = port;
-	v->reset_event_pending = pending;
 out:
 	pthread_mutex_unlock(&v->t.lock);
 	return rc;
@@ -526,13 +514,8 @@ out:
 void vsock_restored(struct vsock *v)
 {
 	pthread_mutex_lock(&v->t.lock);
-	/* Connections never survive a snapshot: the guest is told to drop its own. */
-	v->reset_event_pending = true;
-	/* Why in this order: the reset event first, so the guest drops its old
-	 * connections before it reads any packet; then the TX queue is replayed
-	 * once, so a packet posted just before the snapshot is not lost and the
+	/* A packet posted just before the snapshot is not lost, and the
 	 * guest's event index is caught up. */
-	vsock_flush_event(v);
 	vsock_process_tx(v);
 	pthread_mutex_unlock(&v->t.lock);
 }

@@ -17,7 +17,7 @@
 /* Queues. */
 #define VSOCK_Q_RX          0u   /* host -> guest packets, buffers posted by the guest */
 #define VSOCK_Q_TX          1u   /* guest -> host packets */
-#define VSOCK_Q_EVENT       2u   /* TRANSPORT_RESET after a restore */
+#define VSOCK_Q_EVENT       2u   /* buffers kept, never used (see vsock_restored) */
 
 /* Packet ops (virtio 1.2 5.10.6). */
 #define VSOCK_OP_REQUEST        1u
@@ -64,7 +64,6 @@ struct vsock {
 	struct vsock_rst *rsts;       /* resets owed to tuples that have no connection (a ring) */
 	unsigned rst_head, rst_len;
 	unsigned rr;                  /* where the next data packet's search starts (fairness) */
-	bool reset_event_pending;     /* TRANSPORT_RESET to deliver on the event queue */
 	bool dead;                    /* the guest stopped: every wait ends */
 	/* Counts. */
 	uint64_t pkts_rx, pkts_tx;    /* packets to and from the guest */
@@ -106,7 +105,8 @@ int vsock_send(struct vsock *v, int h, const void *buf, size_t n);
 /*
  * Wait until connection h has bytes, end of stream or an error, or until
  * the CLOCK_MONOTONIC deadline_ns. Returns bytes copied (> 0), 0 at end of
- * stream, -ETIMEDOUT, -ECONNRESET (reset or refused by the guest),
+ * stream, -ETIMEDOUT, -ECONNREFUSED (the guest reset it before accepting:
+ * nothing was read, so it may be retried), -ECONNRESET (reset later),
  * -ESHUTDOWN (the guest stopped). Bytes buffered before a reset are
  * dropped, as TCP drops them. Reading returns credit to the guest.
  */
@@ -114,6 +114,9 @@ long vsock_recv(struct vsock *v, int h, void *buf, size_t n, uint64_t deadline_n
 
 /* Close connection h: the guest gets a reset, and the slot is freed. */
 void vsock_close(struct vsock *v, int h);
+
+/* The guest's driver finished set-up (DRIVER_OK) and the device has not failed. */
+bool vsock_live(struct vsock *v);
 
 /* The guest stopped: every blocked and later call fails with -ESHUTDOWN. */
 void vsock_mark_dead(struct vsock *v);
@@ -130,9 +133,8 @@ void vsock_mmio(void *opaque, uint64_t offset, uint8_t *data, uint32_t size,
 		uint32_t count, bool is_write);
 
 /*
- * Save the transport, the last host port and whether a reset event is
- * pending; connections are never saved (vsock_is_quiet first). Format in
- * docs/snapshot-format.md.
+ * Save the transport and the next host port; connections are never saved
+ * (vsock_is_quiet first). Format in docs/snapshot-sections.md.
  */
 int vsock_save(struct vsock *v, struct sbuf *out);
 
@@ -143,9 +145,12 @@ int vsock_save(struct vsock *v, struct sbuf *out);
 int vsock_load(struct vsock *v, struct sbuf_reader *in);
 
 /*
- * After a load, once guest RAM is live: owe and deliver a TRANSPORT_RESET,
- * so the guest drops every connection it had, then replay the TX queue once. Called after the vCPU resumes, so a restore takes no
- * page fault before its first KVM_RUN.
+ * After a load, once guest RAM is live: replay the TX queue once, so a
+ * packet posted just before the snapshot is not lost and the guest's event
+ * index is caught up. No TRANSPORT_RESET is sent: the snapshot was quiet,
+ * so every connection the guest still holds has its RST in its RX ring.
+ * Called after the vCPU resumes, so a restore takes no page fault before
+ * its first KVM_RUN.
  */
 void vsock_restored(struct vsock *v);
 

@@ -27,8 +27,13 @@ void vsock_conn_free(struct vsock *v, struct vsock_conn *c, bool rst)
 {
 	if (c->state == VSOCK_FREE)
 		return;
+	/* Lazy only when the host closes a connection with nothing left either
+	 * way: a guest that may still be sending (or waiting for credit) must
+	 * hear at once. */
+	bool lazy = !c->guest_initiated && c->state == VSOCK_ESTABLISHED && c->rx_len == 0 &&
+		    c->tx_off == c->tx_len;
 	if (rst)
-		vsock_queue_rst(v, c->lport, c->pport);
+		vsock_queue_rst(v, c->lport, c->pport, lazy);
 	uint8_t *rx = c->rx, *tx = c->tx;
 	size_t tx_cap = c->tx_cap;
 	uint32_t gen = c->gen;
@@ -96,7 +101,7 @@ static int vsock_conn_err(struct vsock *v, const struct vsock_conn *c)
 	if (v->dead || !virtio_mmio_live(&v->t))
 		return -ESHUTDOWN;
 	if (!c || c->state == VSOCK_RESET)
-		return -ECONNRESET;
+		return c && c->refused ? -ECONNREFUSED : -ECONNRESET;
 	return 0;
 }
 
@@ -196,6 +201,14 @@ void vsock_close(struct vsock *v, int h)
 		vsock_flush_rx(v);
 	}
 	pthread_mutex_unlock(&v->t.lock);
+}
+
+bool vsock_live(struct vsock *v)
+{
+	pthread_mutex_lock(&v->t.lock);
+	bool live = virtio_mmio_live(&v->t);
+	pthread_mutex_unlock(&v->t.lock);
+	return live;
 }
 
 void vsock_mark_dead(struct vsock *v)

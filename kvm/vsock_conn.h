@@ -25,6 +25,7 @@ struct vsock_conn {
 	uint32_t fwd_sent;       /* fwd_cnt the guest last heard */
 	bool peer_eof;           /* the guest will send no more */
 	bool peer_no_rcv;        /* the guest will receive no more */
+	bool refused;            /* reset before the guest's RESPONSE */
 	/* host -> guest */
 	uint8_t *tx;
 	size_t tx_off, tx_len, tx_cap; /* pending bytes are tx[tx_off, tx_len) */
@@ -35,6 +36,7 @@ struct vsock_conn {
 /* A reset owed to a tuple with no connection (malformed or unknown traffic). */
 struct vsock_rst {
 	uint32_t lport, pport;
+	bool lazy;               /* the host closed: no interrupt just for this */
 };
 
 #define VSOCK_RST_QUEUE 64u
@@ -45,7 +47,11 @@ void vsock_flush_rx(struct vsock *v);
 /* Free slot i (its buffers too); a reset for the guest is queued when `rst`. */
 void vsock_conn_free(struct vsock *v, struct vsock_conn *c, bool rst);
 
-/* Queue a reset for a tuple (bounded: dropped when the queue is full). */
-void vsock_queue_rst(struct vsock *v, uint32_t lport, uint32_t pport);
+/*
+ * Queue a reset for a tuple (bounded: dropped when the queue is full). A
+ * lazy one (the host closing its own connection) raises no interrupt of
+ * its own: the guest finds it when it next wakes.
+ */
+void vsock_queue_rst(struct vsock *v, uint32_t lport, uint32_t pport, bool lazy);
 
 #endif

@@ -108,6 +108,8 @@ void chan_mark_dead(struct chan *c)
 	c->dead = true;
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
+	if (c->vsock)
+		vsock_mark_dead(c->vsock);
 }
 
 int chan_wait_ready(struct chan *c, uint64_t deadline_ns)
@@ -157,6 +159,13 @@ int chan_request(struct chan *c, uint16_t type, const void *payload, uint32_t le
 
 	*reply = NULL;
 	*reply_len = 0;
+	if (c->vsock && vsock_live(c->vsock)) {
+		pthread_mutex_lock(&c->lock);
+		bool dead = c->dead;
+		pthread_mutex_unlock(&c->lock);
+		return dead ? -ESHUTDOWN :
+		       chan_request_vsock(c, type, payload, len, reply, reply_len, deadline_ns);
+	}
 	/* One request at a time on the channel (it tracks one reply id): a
 	 * caller on another thread waits its turn, within its own deadline. */
 	chan_abstime(&ts, deadline_ns);
@@ -213,7 +222,7 @@ bool chan_is_idle(struct chan *c)
 	pthread_mutex_lock(&c->lock);
 	idle = !c->parser.in_payload && c->parser.hdr_have == 0 && c->wait_id == 0;
 	pthread_mutex_unlock(&c->lock);
-	return idle;
+	return idle && (!c->vsock || vsock_is_quiet(c->vsock));
 }
 
 void chan_get_stats(struct chan *c, uint64_t *frames, uint64_t *skipped, uint64_t *oversize)

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "kvm/uart.h"
+#include "kvm/vsock.h"
 #include "runtime/proto.h"
 #include "snapbox.h"
 
@@ -18,6 +19,7 @@ struct chan {
 	pthread_cond_t cond;          /* CLOCK_MONOTONIC */
 	struct proto_parser parser;   /* fed under lock */
 	struct uart *uart;            /* host -> guest bytes go into its RX queue */
+	struct vsock *vsock;          /* when the guest's driver is up: one connection per request */
 	bool ready;
 	bool dead;                    /* the guest stopped; every wait ends */
 	uint32_t next_id;
@@ -37,6 +39,12 @@ struct chan {
 int chan_init(struct chan *c, struct uart *uart);
 void chan_fini(struct chan *c);
 
+/*
+ * Take the guest's frames on vsock too: unsolicited ones on the event port,
+ * and every request over its own connection once the guest's driver is up.
+ */
+void chan_attach_vsock(struct chan *c, struct vsock *v);
+
 /* Bytes the guest sent on COM2 (the UART's tx_fn). Runs on the vCPU thread. */
 void chan_rx(void *opaque, const uint8_t *buf, size_t n);
 
@@ -50,19 +58,25 @@ void chan_mark_dead(struct chan *c);
 int chan_wait_ready(struct chan *c, uint64_t deadline_ns);
 
 /*
- * One request/reply exchange; see snapbox_request for the contract. Callers
- * on several threads are served one after another (req_lock); each gives up
- * with -ETIMEDOUT at its own deadline, waiting time included.
+ * One request/reply exchange; see snapbox_request for the contract. On
+ * vsock each request has its own connection, so callers on several threads
+ * are served at once; on COM2 they are served one after another (req_lock).
+ * Each gives up with -ETIMEDOUT at its own deadline, waiting time included.
  */
 int chan_request(struct chan *c, uint16_t type, const void *payload, uint32_t len,
 		 void **reply, uint32_t *reply_len, uint64_t deadline_ns);
 
 /*
- * True when no frame is half-parsed and no request is outstanding: the
- * channel's state is then entirely in the guest and the UART queues, and a
+ * True when no frame is half-parsed, no request is outstanding and vsock
+ * is quiet (no connection, nothing owed, nothing unread in its TX queue):
+ * the channel's state is then entirely in the guest and the device, and a
  * snapshot loses nothing. Call with the vCPU paused.
  */
 bool chan_is_idle(struct chan *c);
+
+/* chan_request's vsock path (chan_vsock.c); same contract. */
+int chan_request_vsock(struct chan *c, uint16_t type, const void *payload, uint32_t len,
+		       void **reply, uint32_t *reply_len, uint64_t deadline_ns);
 
 /* The parser's counters: whole frames, bytes skipped resynchronising, oversize frames. */
 void chan_get_stats(struct chan *c, uint64_t *frames, uint64_t *skipped, uint64_t *oversize);

@@ -22,6 +22,18 @@ struct proto_hdr {
 
 _Static_assert(sizeof(struct proto_hdr) == PROTO_HDR_SIZE, "proto_hdr is 16 bytes");
 
+/*
+ * On virtio-vsock (the default channel): the guest listens on
+ * PROTO_VSOCK_AGENT_PORT and the host opens one connection per request,
+ * which carries the request frame and its reply frame. The guest opens one
+ * connection to the host's PROTO_VSOCK_EVENT_PORT at boot for its
+ * unsolicited frames (BOOT_TIME, LOG, READY). Both guests keep at least
+ * 64 KiB of receive buffer per connection, so the request's bytes may
+ * follow its REQUEST before the guest's RESPONSE arrives.
+ */
+#define PROTO_VSOCK_AGENT_PORT   1024u
+#define PROTO_VSOCK_EVENT_PORT   1025u
+
 /* flags */
 #define PROTO_F_RESP       0x0001   /* a reply; id matches the request */
 #define PROTO_F_ERR        0x0002   /* a failed request; payload is a text reason */

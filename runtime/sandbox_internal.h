@@ -32,6 +32,7 @@ struct snapbox {
 	bool refresh_pending;            /* restored, not yet refreshed (restore_refresh) */
 	unsigned refresh_timeout_ms;     /* its deadline: the restore's ping_timeout_ms (0: scaled default) */
 	int console_fd;
+	int vsock_irqfd;                 /* KVM_IRQFD on the vsock's GSI (valid when have_irqfd) */
 	/* what the VM was built from, recorded in a snapshot's CONF section */
 	uint64_t kernel_hash[2];         /* xxh3-128 low, high */
 	uint64_t initrd_hash[2];
@@ -41,7 +42,7 @@ struct snapbox {
 	uint64_t wait_t0;                /* start of boot_wait */
 	_Atomic uint64_t first_byte_ns;
 	/* how far construction got, for one unwind path */
-	bool have_sys, have_vm, have_mem, have_pio, have_mmio, have_chan, have_dev, have_vcpu;
+	bool have_sys, have_vm, have_mem, have_pio, have_mmio, have_chan, have_dev, have_vcpu, have_irqfd;
 };
 
 /* Teardown shared by cold boot, restore and destroy: frees whatever was built. */

@@ -223,6 +223,9 @@ static int snapshot_vmstate(struct snapshot_ctx *c, struct snapdir *d)
 	return ret;
 }
 
+/* How long a snapshot lets a busy agent channel drain before it refuses. */
+#define SNAPSHOT_DRAIN_MS 1000u
+
 int snapbox_snapshot(struct snapbox *sb, const char *dir, const struct snapbox_snapshot_opts *opts,
 		     struct snapbox_snapshot_profile *prof)
 {
@@ -249,20 +252,34 @@ int snapbox_snapshot(struct snapbox *sb, const char *dir, const struct snapbox_s
 	vmstate_writer_init(&c.w);
 	vcpu_state_init(&c.vst);
 	t0 = c.t = mono_now_ns();
-	ret = vcpu_pause(&sb->vcpu, 2000);
+	/* Drain: a channel caught mid-frame or mid-connection (a guest closing its
+	 * boot connection, a reset on its way) is let run a little and paused
+	 * again, for up to SNAPSHOT_DRAIN_MS scaled; only then is it refused. */
+	uint64_t drain_end = t0 + (uint64_t)snapbox_scaled_ms(SNAPSHOT_DRAIN_MS) * 1000000u;
+	for (;;) {
+		ret = vcpu_pause(&sb->vcpu, 2000);
+		if (ret) {
+			log_msg("snapbox: snapshot: cannot pause the guest: %s\n",
+				ret == -ESRCH ? snapbox_stop_reason(sb) : strerror(-ret));
+			ret = ret == -ESRCH ? -ESHUTDOWN : ret;
+			pl.pause = mono_lap(&c.t);
+			goto out;
+		}
+		/* After the pause nothing can start arriving; a half-parsed frame or an
+		 * open connection now would be lost on restore. */
+		if (chan_is_idle(&sb->chan))
+			break;
+		if (mono_now_ns() >= drain_end) {
+			log_msg("snapbox: snapshot: the agent channel stayed busy (a frame or a "
+				"connection in flight) for %u ms\n", snapbox_scaled_ms(SNAPSHOT_DRAIN_MS));
+			ret = -EBUSY;
+			pl.pause = mono_lap(&c.t);
+			goto out_resume;
+		}
+		vcpu_resume(&sb->vcpu);
+		usleep(500);
+	}
 	pl.pause = mono_lap(&c.t);
-	if (ret) {
-		log_msg("snapbox: snapshot: cannot pause the guest: %s\n",
-			ret == -ESRCH ? snapbox_stop_reason(sb) : strerror(-ret));
-		ret = ret == -ESRCH ? -ESHUTDOWN : ret;
-		goto out;
-	}
-	/* After the pause no frame can start arriving; one half-parsed now would be lost on restore. */
-	if (!chan_is_idle(&sb->chan)) {
-		log_msg("snapbox: snapshot: the agent channel is in the middle of a frame\n");
-		ret = -EBUSY;
-		goto out_resume;
-	}
 	ret = snapdir_begin(&d, dir, o->no_sync);
 	if (ret)
 		goto out_resume;

@@ -115,7 +115,8 @@ Test(kvm_faults, garbage_and_huge_frames_are_skipped)
 	struct snapbox *sb;
 
 	TESTS_REQUIRE_KVM();
-	sb = tests_boot_probe(NULL, NULL, NULL);
+	/* COM2 attacks: the probe's UART test mode. */
+	sb = tests_boot_probe("console=ttyS0 probe.channel=uart", NULL, NULL);
 	cr_assert_eq(fault(sb, PROTO_FAULT_GARBAGE, 5000, NULL, tests_ms(5000)), 0);
 	snapbox_channel_stats(sb, &frames, &skipped, &oversize);
 	cr_assert_geq(skipped, 5000);
@@ -229,7 +230,7 @@ Test(kvm_faults, a_pause_that_times_out_leaves_the_guest_running)
 	uint64_t a, b;
 
 	TESTS_REQUIRE_KVM();
-	sb = tests_boot_probe(NULL, NULL, NULL);
+	sb = tests_boot_probe("console=ttyS0 probe.channel=uart", NULL, NULL);
 	/* The guest sends frames for ever; each byte reaches the channel on the
 	 * vCPU thread. Holding the channel's lock stops that thread inside its
 	 * COM2 handler, outside KVM_RUN, where no kick can make it park: the

@@ -73,18 +73,22 @@ struct hostile_case {
 	unsigned timeout_ms;
 	int want;            /* what the FAULT request itself returns */
 	bool survives;       /* the hostile guest still answers PING afterwards */
+	bool uart;           /* a COM2 attack: the guest runs in the probe's UART test mode */
 };
 
+/* The probe's named test mode that keeps its frames on COM2 (the host's UART channel). */
+#define HOSTILE_UART_CMDLINE "console=ttyS0 probe.channel=uart"
+
 static const struct hostile_case hostile_cases[] = {
-	{ "port I/O flood, 1,000,000 exits", PROTO_FAULT_PORT_FLOOD, 1000000, 120000, 0, true },
-	{ "64 KiB of garbage on COM2", PROTO_FAULT_GARBAGE, 65536, 10000, 0, true },
-	{ "header claiming len 0xffffffff", PROTO_FAULT_HUGE_FRAME, 0, 10000, 0, true },
-	{ "1000 unsolicited frames (2 MiB)", PROTO_FAULT_FRAME_FLOOD, 1000, 60000, 0, true },
-	{ "endless frames", PROTO_FAULT_FRAME_FLOOD, 0, 2000, -ETIMEDOUT, false },
-	{ "unmapped MMIO read+write", PROTO_FAULT_WILD_MMIO, 0xe0000000u, 10000, 0, true },
-	{ "triple fault", PROTO_FAULT_TRIPLE, 0, 10000, -ESHUTDOWN, false },
-	{ "HLT with interrupts off", PROTO_FAULT_HLT_CLI, 0, 500, -ETIMEDOUT, false },
-	{ "spin past the deadline", PROTO_FAULT_SPIN_FOREVER, 0, 500, -ETIMEDOUT, false },
+	{ "port I/O flood, 1,000,000 exits", PROTO_FAULT_PORT_FLOOD, 1000000, 120000, 0, true, false },
+	{ "64 KiB of garbage on COM2", PROTO_FAULT_GARBAGE, 65536, 10000, 0, true, true },
+	{ "header claiming len 0xffffffff", PROTO_FAULT_HUGE_FRAME, 0, 10000, 0, true, true },
+	{ "1000 unsolicited frames (2 MiB)", PROTO_FAULT_FRAME_FLOOD, 1000, 60000, 0, true, true },
+	{ "endless frames", PROTO_FAULT_FRAME_FLOOD, 0, 2000, -ETIMEDOUT, false, true },
+	{ "unmapped MMIO read+write", PROTO_FAULT_WILD_MMIO, 0xe0000000u, 10000, 0, true, false },
+	{ "triple fault", PROTO_FAULT_TRIPLE, 0, 10000, -ESHUTDOWN, false, false },
+	{ "HLT with interrupts off", PROTO_FAULT_HLT_CLI, 0, 500, -ETIMEDOUT, false, false },
+	{ "spin past the deadline", PROTO_FAULT_SPIN_FOREVER, 0, 500, -ETIMEDOUT, false, false },
 };
 
 Test(kvm_hostile, each_case_is_contained_and_the_neighbour_keeps_serving, .timeout = 600)
@@ -113,7 +117,7 @@ Test(kvm_hostile, each_case_is_contained_and_the_neighbour_keeps_serving, .timeo
 			fprintf(stderr, "hostile | round %d: %s ...\n", round + 1, c->name);
 			before = hostile_rss_kib();
 			t0 = hostile_now();
-			bad = tests_boot_probe(NULL, NULL, NULL);
+			bad = tests_boot_probe(c->uart ? HOSTILE_UART_CMDLINE : NULL, NULL, NULL);
 			/* A case that must succeed gets the scaled deadline; one that must
 			 * time out keeps its own, short one. */
 			ret = hostile_fault(bad, c->kind, round && flood ? c->arg / 10 : c->arg,
@@ -150,7 +154,7 @@ Test(kvm_hostile, endless_frames_keep_host_memory_bounded_while_they_flow)
 	int k;
 
 	TESTS_REQUIRE_KVM();
-	bad = tests_boot_probe(NULL, NULL, NULL);
+	bad = tests_boot_probe(HOSTILE_UART_CMDLINE, NULL, NULL);
 	before = hostile_rss_kib();
 	cr_assert_eq(hostile_fault(bad, PROTO_FAULT_FRAME_FLOOD, 0, 500), -ETIMEDOUT);
 	/* The flood goes on while we sample: it is parsed and dropped, never queued. */

@@ -225,6 +225,24 @@ WRAPPER probe_io_wait
 2:	iretq
 1:	ret
 
+/*
+ * void probe_io_wait_mem(const volatile uint16_t *a, uint16_t va,
+ *                        const volatile uint16_t *b, uint16_t vb):
+ * with interrupts still off, sleep (sti; hlt) unless *a != va or *b != vb,
+ * so a virtqueue's used index that moved after the caller looked is never
+ * slept through. Ring-0 cost: 5 instructions, plus 2 when it sleeps.
+ */
+WRAPPER probe_io_wait_mem
+	RING0 1f
+	cmpw %si, (%rdi)
+	jne 2f
+	cmpw %cx, (%rdx)
+	jne 2f
+	sti
+	hlt
+2:	iretq
+1:	ret
+
 /* void probe_io_wrmsr(uint32_t msr, uint64_t v) */
 WRAPPER probe_io_wrmsr
 	mov %edi, %ecx

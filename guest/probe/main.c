@@ -263,7 +263,9 @@ void probe_main(uint64_t proto, uint64_t info, uint64_t tsc0)
 	parse_boot(proto, info);
 	probe_clock_init();
 	t[1] = probe_rdtsc();              /* mounts_done: tables loaded, boot info read */
-	probe_com2_init();
+	/* The agent channel: virtio-vsock when the VMM offers it, else COM2. */
+	if (probe_vsock_init() != 0)
+		probe_com2_init();
 	t[2] = probe_rdtsc();              /* uart_access_done */
 	probe_pic_init();
 	t[3] = probe_rdtsc();              /* init_ok: PIC up (the IDT is static) */
@@ -275,7 +277,7 @@ void probe_main(uint64_t proto, uint64_t info, uint64_t tsc0)
 	t[5] = probe_rdtsc();              /* command_loop */
 	send_boot_time(probe_stage_names[5], t[5]);
 	probe_tx_frame(PROTO_T_READY, 0, 0, ready, sizeof(ready) - 1);
-	probe_tx_flush();
+	probe_tx_flush_boot();
 	if (!probe_boot.quiet)
 		banner();
 

@@ -88,6 +88,9 @@ void probe_io_outsb(uint16_t port, const void *buf, size_t n);
 void probe_io_insb(uint16_t port, void *buf, size_t n);
 /* Read port; when (value & mask) == 0 sleep until an IRQ. Returns the value. */
 uint8_t probe_io_wait(uint16_t port, uint8_t mask);
+/* Sleep until an IRQ unless *a != va or *b != vb (checked with interrupts off). */
+void probe_io_wait_mem(const volatile uint16_t *a, uint16_t va,
+		       const volatile uint16_t *b, uint16_t vb);
 void probe_io_wrmsr(uint32_t msr, uint64_t v);
 __attribute__((noreturn)) void probe_io_hlt_cli(void);
 __attribute__((noreturn)) void probe_io_triple_fault(void);
@@ -136,13 +139,28 @@ void probe_console_write(const char *s, size_t n);
 void probe_tx_frame(uint16_t type, uint16_t flags, uint32_t id, const void *payload, uint32_t len);
 /* Append raw bytes (not a frame) to the transmit buffer. */
 void probe_tx_raw(const void *p, size_t n);
-/* Send everything buffered with one rep outsb (one ring-0 visit). */
+/* Send everything buffered with one rep outsb (one ring-0 visit), or one vsock kick. */
 void probe_tx_flush(void);
+/* The same, ending the boot frames' connection (vsock) in the same kick. */
+void probe_tx_flush_boot(void);
 /*
  * Block until a valid frame arrives; returns its header and a pointer to
  * its payload (valid until the next call).
  */
 const uint8_t *probe_rx_frame(struct proto_hdr *h);
+
+/*
+ * ---- vsock.c: the agent channel on virtio-vsock ----
+ * When the command line names a virtio-mmio vsock device (snapbox always
+ * does), probe_vsock_init brings it up and serial.c's frame calls go
+ * through it; COM2 is then unused. Without one (QEMU's PVH boot for the
+ * peer benchmark), COM2 carries the frames as before.
+ */
+extern int probe_vsock_on;
+int probe_vsock_init(void);
+/* Send on the current connection; end: shut it down in the same kick. */
+void probe_vsock_send(const uint8_t *p, size_t n, int end);
+const uint8_t *probe_vsock_rx_frame(struct proto_hdr *h);
 
 /* ---- clock.c ---- */
 void probe_clock_init(void);

@@ -1,4 +1,4 @@
-/* serial.c - COM2 framing (one rep outsb per flush, two rep insb per frame), COM1 console, PIC setup. */
+/* serial.c - the frame calls (on vsock when it is up, else COM2: one rep outsb per flush, two rep insb per frame), COM1 console, PIC setup. */
 
 #include "guest/probe/probe.h"
 
@@ -23,7 +23,7 @@
 #define PIC_ICW1    0x11   /* edge, cascade, ICW4 follows */
 #define PIC_ICW3_M  0x04   /* slave on IRQ2 */
 #define PIC_ICW4    0x03   /* 8086 mode, auto-EOI: no EOI port write per IRQ */
-#define PIC_MASK_M  0xf7   /* only IRQ3 (COM2) */
+#define PIC_MASK_M  0xd7   /* only IRQ3 (COM2) and IRQ5 (virtio-vsock) */
 
 /*
  * Fast mode (default for the Linux boot path, i.e. snapbox): every port
@@ -120,11 +120,24 @@ void probe_console_write(const char *s, size_t n)
 	uart_write(COM1, s, n);
 }
 
+static void tx_flush(int end)
+{
+	if (probe_vsock_on)
+		probe_vsock_send(probe_txbuf, probe_txlen, end);
+	else if (probe_txlen)
+		uart_write(COM2, probe_txbuf, probe_txlen);
+	probe_txlen = 0;
+}
+
 void probe_tx_flush(void)
 {
 	if (probe_txlen)
-		uart_write(COM2, probe_txbuf, probe_txlen);
-	probe_txlen = 0;
+		tx_flush(0);
+}
+
+void probe_tx_flush_boot(void)
+{
+	tx_flush(1);
 }
 
 void probe_tx_raw(const void *p, size_t n)
@@ -205,6 +218,8 @@ const uint8_t *probe_rx_frame(struct proto_hdr *h)
 	uint8_t win[PROTO_HDR_SIZE];
 	int slow = probe_boot.uart_slow;
 
+	if (probe_vsock_on)
+		return probe_vsock_rx_frame(h);
 	for (;;) {
 		if (slow) {
 			rx_bytes_slow(win, sizeof(win));

@@ -1,0 +1,454 @@
+/* vsock.c - the probe's freestanding virtio-mmio vsock driver: a listener on the agent port, boot frames on the event port, one frame stream per connection. */
+
+#include "guest/probe/probe.h"
+
+/* virtio-mmio v2 registers and values (virtio 1.x 4.2.2), the few the probe uses. */
+#define VM_MAGIC        0x000
+#define VM_VERSION      0x004
+#define VM_DEVICE_ID    0x008
+#define VM_DRV_FEAT     0x020
+#define VM_DRV_FEAT_SEL 0x024
+#define VM_QUEUE_SEL    0x030
+#define VM_QUEUE_NUM    0x038
+#define VM_QUEUE_READY  0x044
+#define VM_QUEUE_NOTIFY 0x050
+#define VM_STATUS       0x070
+#define VM_DESC_LO      0x080
+#define VM_AVAIL_LO     0x090
+#define VM_USED_LO      0x0a0
+#define ST_ACK 1u
+#define ST_DRIVER 2u
+#define ST_DRIVER_OK 4u
+#define ST_FEATURES_OK 8u
+#define F_EVENT_IDX (1u << 29)
+#define F_VERSION_1_HI 1u      /* bit 32, in the high word */
+#define DESC_F_NEXT 1u
+#define DESC_F_WRITE 2u
+
+/* virtio-vsock (virtio 1.2 5.10). */
+#define HOST_CID 2u
+#define GUEST_CID 3u
+#define HDR 44u
+#define OP_REQUEST 1u
+#define OP_RESPONSE 2u
+#define OP_RST 3u
+#define OP_SHUTDOWN 4u
+#define OP_RW 5u
+#define OP_CREDIT_UPDATE 6u
+#define OP_CREDIT_REQUEST 7u
+#define Q_RX 0u
+#define Q_TX 1u
+#define Q_EVENT 2u
+
+#define QSIZE   8u
+#define PKT_MAX (64u << 10)              /* payload of one packet, as the host's cap */
+#define RXBUF   (HDR + PKT_MAX)
+#define NCONN   8u
+#define CONNBUF (PROTO_HDR_SIZE + PROTO_PROBE_MAX_PAYLOAD) /* one whole frame; our buf_alloc */
+#define MY_PORT_EVENT 1025u              /* the probe's end of its event connection */
+
+struct vq_desc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags, next;
+};
+
+struct vq {
+	struct vq_desc desc[QSIZE] __attribute__((aligned(16)));
+	struct { uint16_t flags, idx, ring[QSIZE], used_event; } avail __attribute__((aligned(4)));
+	struct { uint16_t flags, idx; struct { uint32_t id, len; } ring[QSIZE]; uint16_t avail_event; }
+		used __attribute__((aligned(4)));
+	uint16_t next_avail;     /* the driver's avail.idx */
+	uint16_t kicked;         /* avail.idx at the last kick */
+	uint16_t used_seen;      /* used entries consumed */
+};
+
+struct conn {
+	int used;
+	uint32_t port;           /* ours: PROTO_VSOCK_AGENT_PORT, or MY_PORT_EVENT */
+	uint32_t peer;           /* the host's */
+	uint32_t fwd_cnt, fwd_told, tx_cnt, peer_alloc, peer_fwd;
+	uint32_t have;           /* bytes of buf */
+	uint8_t buf[CONNBUF];
+};
+
+static struct vq vq[3] __attribute__((aligned(4096)));
+static uint8_t rxbuf[QSIZE][RXBUF] __attribute__((aligned(64)));
+static uint8_t txbuf[QSIZE][RXBUF] __attribute__((aligned(64)));
+static uint32_t evbuf[QSIZE];
+static struct conn conns[NCONN];
+static struct conn *cur;         /* the connection a reply goes to */
+static volatile uint32_t *regs;
+int probe_vsock_on;
+
+static uint32_t rd(uint32_t off) { return regs[off / 4]; }
+static void wr(uint32_t off, uint32_t v) { regs[off / 4] = v; }
+static void mb(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+static uint64_t gpa(const void *p) { return (uint64_t)(uintptr_t)p; }
+
+/* "4K@0xd0010000:5": the device window the VMM put on the command line. */
+static uint64_t parse_device(void)
+{
+	const char *v;
+	size_t n, i = 0;
+
+	if (!probe_cmdline_get(probe_boot.cmdline, "virtio_mmio.device", &v, &n))
+		return 0;
+	while (i < n && v[i] != '@')
+		i++;
+	if (i + 1 >= n)
+		return 0;
+	size_t j = i + 1;
+	while (j < n && v[j] != ':')
+		j++;
+	uint64_t base = probe_parse_u64(v + i + 1, j - i - 1);
+	/* Below 4 GiB (our identity map), page aligned, outside RAM. */
+	if (!base || (base & 0xfff) || base >= (1ull << 32) || probe_ram_range_ok(base, 1))
+		return 0;
+	return base;
+}
+
+/* Kick q when the device asked for it (EVENT_IDX avail_event). */
+static void vq_kick(unsigned qi)
+{
+	struct vq *q = &vq[qi];
+	uint16_t old = q->kicked, now = q->next_avail;
+
+	if (old == now)
+		return;
+	q->kicked = now;
+	mb();
+	uint16_t ev = *(volatile uint16_t *)&q->used.avail_event;
+	if ((uint16_t)(now - ev - 1) < (uint16_t)(now - old))
+		wr(VM_QUEUE_NOTIFY, qi);
+}
+
+static void vq_post(unsigned qi, uint16_t d)
+{
+	struct vq *q = &vq[qi];
+
+	q->avail.ring[q->next_avail % QSIZE] = d;
+	q->next_avail++;
+	__atomic_store_n(&q->avail.idx, q->next_avail, __ATOMIC_RELEASE);
+}
+
+static int setup_queue(unsigned qi)
+{
+	struct vq *q = &vq[qi];
+
+	wr(VM_QUEUE_SEL, qi);
+	wr(VM_QUEUE_NUM, QSIZE);
+	wr(VM_DESC_LO, (uint32_t)gpa(q->desc));
+	wr(VM_DESC_LO + 4, 0);
+	wr(VM_AVAIL_LO, (uint32_t)gpa(&q->avail));
+	wr(VM_AVAIL_LO + 4, 0);
+	wr(VM_USED_LO, (uint32_t)gpa(&q->used));
+	wr(VM_USED_LO + 4, 0);
+	wr(VM_QUEUE_READY, 1);
+	return rd(VM_QUEUE_READY) == 1 ? 0 : -1;
+}
+
+/* ---- packets out ---- */
+
+static void put_hdr(uint8_t *b, uint32_t src, uint32_t dst, uint32_t len, uint16_t op,
+		    uint32_t flags, uint32_t fwd)
+{
+	le_put64(b, GUEST_CID);
+	le_put64(b + 8, HOST_CID);
+	le_put32(b + 16, src);
+	le_put32(b + 20, dst);
+	le_put32(b + 24, len);
+	le_put16(b + 28, 1);     /* STREAM */
+	le_put16(b + 30, op);
+	le_put32(b + 32, flags);
+	le_put32(b + 36, CONNBUF);
+	le_put32(b + 40, fwd);
+}
+
+/* A free TX slot: the device returns them when it processes a kick (at once, on our VMM). */
+static unsigned tx_slot(void)
+{
+	struct vq *q = &vq[Q_TX];
+
+	for (;;) {
+		uint16_t inflight = (uint16_t)(q->next_avail - __atomic_load_n(&q->used.idx, __ATOMIC_ACQUIRE));
+		if (inflight < QSIZE)
+			return q->next_avail % QSIZE;
+		q->kicked = (uint16_t)(q->next_avail - 1); /* force the kick */
+		wr(VM_QUEUE_NOTIFY, Q_TX);
+		__asm__ volatile("pause");
+	}
+}
+
+static void tx_packet(uint32_t src, uint32_t dst, uint16_t op, uint32_t flags, uint32_t fwd,
+		      const void *data, uint32_t len)
+{
+	unsigned s = tx_slot();
+	struct vq *q = &vq[Q_TX];
+
+	put_hdr(txbuf[s], src, dst, len, op, flags, fwd);
+	if (len)
+		memcpy(txbuf[s] + HDR, data, len);
+	q->desc[s] = (struct vq_desc){ gpa(txbuf[s]), HDR + len, 0, 0 };
+	vq_post(Q_TX, (uint16_t)s);
+}
+
+static void conn_ctl(struct conn *c, uint16_t op)
+{
+	tx_packet(c->port, c->peer, op, 0, c->fwd_cnt, 0, 0);
+	c->fwd_told = c->fwd_cnt;
+}
+
+/* ---- packets in ---- */
+
+static struct conn *find(uint32_t port, uint32_t peer)
+{
+	for (unsigned i = 0; i < NCONN; i++)
+		if (conns[i].used && conns[i].port == port && conns[i].peer == peer)
+			return &conns[i];
+	return 0;
+}
+
+static void drop(struct conn *c)
+{
+	c->used = 0;
+	if (cur == c)
+		cur = 0;
+}
+
+static void on_packet(const uint8_t *b, uint32_t got)
+{
+	if (got < HDR)
+		return;
+	uint32_t src = le_get32(b + 16), dst = le_get32(b + 20), len = le_get32(b + 24);
+	uint16_t op = le_get16(b + 30);
+	struct conn *c = find(dst, src);
+
+	if (le_get64(b) != HOST_CID || len > got - HDR)
+		return;
+	if (c) {
+		c->peer_alloc = le_get32(b + 36);
+		c->peer_fwd = le_get32(b + 40);
+	}
+	switch (op) {
+	case OP_REQUEST:
+		if (c || dst != PROTO_VSOCK_AGENT_PORT)
+			break;
+		for (unsigned i = 0; i < NCONN && !c; i++)
+			if (!conns[i].used)
+				c = &conns[i];
+		if (!c)
+			break;
+		*c = (struct conn){ .used = 1, .port = dst, .peer = src,
+				    .peer_alloc = le_get32(b + 36), .peer_fwd = le_get32(b + 40) };
+		conn_ctl(c, OP_RESPONSE);
+		return;
+	case OP_RESPONSE:
+	case OP_CREDIT_UPDATE:
+		if (c)
+			return;
+		break;
+	case OP_RW:
+		/* The host keeps within our credit; a stream that breaks it, or a frame header, is reset. */
+		if (!c || len > CONNBUF - c->have)
+			break;
+		memcpy(c->buf + c->have, b + HDR, len);
+		c->have += len;
+		return;
+	case OP_CREDIT_REQUEST:
+		if (c) {
+			conn_ctl(c, OP_CREDIT_UPDATE);
+			return;
+		}
+		break;
+	case OP_SHUTDOWN:
+		if (c) {
+			conn_ctl(c, OP_RST);
+			drop(c);
+			return;
+		}
+		break;
+	case OP_RST:
+		if (c)
+			drop(c);
+		return;
+	}
+	/* Anything else (an unknown tuple or op, a broken stream): reset it. */
+	tx_packet(dst, src, OP_RST, 0, 0, 0, 0);
+	if (c)
+		drop(c);
+}
+
+/* Take what the device returned on RX and the event queue; returns the packets seen. */
+static unsigned poll_rx(void)
+{
+	struct vq *q = &vq[Q_RX];
+	unsigned n = 0;
+
+	while (q->used_seen != __atomic_load_n(&q->used.idx, __ATOMIC_ACQUIRE)) {
+		unsigned k = q->used_seen++ % QSIZE;
+		uint32_t id = q->used.ring[k].id, len = q->used.ring[k].len;
+		if (id < QSIZE) {
+			on_packet(rxbuf[id], len > RXBUF ? RXBUF : len);
+			q->desc[id] = (struct vq_desc){ gpa(rxbuf[id]), RXBUF, DESC_F_WRITE, 0 };
+			vq_post(Q_RX, (uint16_t)id);
+		}
+		n++;
+	}
+	struct vq *e = &vq[Q_EVENT];
+	while (e->used_seen != __atomic_load_n(&e->used.idx, __ATOMIC_ACQUIRE)) {
+		unsigned k = e->used_seen++ % QSIZE;
+		uint32_t id = e->used.ring[k].id;
+		/* TRANSPORT_RESET (the only event): every connection is gone. */
+		if (id < QSIZE && evbuf[id] == 0)
+			for (unsigned i = 0; i < NCONN; i++)
+				drop(&conns[i]);
+		if (id < QSIZE)
+			vq_post(Q_EVENT, (uint16_t)id);
+		n++;
+	}
+	if (n) {
+		vq_kick(Q_RX);
+		vq_kick(Q_EVENT);
+		vq_kick(Q_TX);
+	}
+	return n;
+}
+
+/* Sleep until the device returns something (probe.poll: spin). */
+static void wait_rx(void)
+{
+	struct vq *r = &vq[Q_RX], *e = &vq[Q_EVENT];
+
+	if (probe_boot.poll) {
+		__asm__ volatile("pause");
+		return;
+	}
+	/* Interrupt on the next used entry of either queue, then check once more with IF=0. */
+	r->avail.used_event = r->used_seen;
+	e->avail.used_event = e->used_seen;
+	mb();
+	probe_io_wait_mem(&r->used.idx, r->used_seen, &e->used.idx, e->used_seen);
+}
+
+/* ---- the probe's channel interface (serial.c delegates here) ---- */
+
+int probe_vsock_init(void)
+{
+	uint64_t base = parse_device();
+
+	/* probe.channel=uart: the named test mode that keeps frames on COM2, for
+	 * the tests of a hostile guest's UART (the host's COM2 path). */
+	const char *v;
+	size_t n;
+	if (!base || (probe_cmdline_get(probe_boot.cmdline, "probe.channel", &v, &n) && n == 4 &&
+		      !memcmp(v, "uart", 4)))
+		return -1;
+	regs = probe_gpa_ptr(base);
+	if (rd(VM_MAGIC) != 0x74726976u || rd(VM_VERSION) != 2 || rd(VM_DEVICE_ID) != 19)
+		return -1;
+	wr(VM_STATUS, 0);
+	wr(VM_STATUS, ST_ACK | ST_DRIVER);
+	wr(VM_DRV_FEAT_SEL, 0);
+	wr(VM_DRV_FEAT, F_EVENT_IDX);
+	wr(VM_DRV_FEAT_SEL, 1);
+	wr(VM_DRV_FEAT, F_VERSION_1_HI);
+	wr(VM_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK);
+	if (!(rd(VM_STATUS) & ST_FEATURES_OK))
+		return -1;
+	for (unsigned qi = 0; qi < 3; qi++)
+		if (setup_queue(qi))
+			return -1;
+	/* No TX completions wanted: slots are reclaimed by looking. */
+	vq[Q_TX].avail.used_event = 0x8000;
+	for (unsigned i = 0; i < QSIZE; i++) {
+		vq[Q_RX].desc[i] = (struct vq_desc){ gpa(rxbuf[i]), RXBUF, DESC_F_WRITE, 0 };
+		vq_post(Q_RX, (uint16_t)i);
+		vq[Q_EVENT].desc[i] = (struct vq_desc){ gpa(&evbuf[i]), 4, DESC_F_WRITE, 0 };
+		vq_post(Q_EVENT, (uint16_t)i);
+	}
+	wr(VM_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
+	/* The buffers were there before DRIVER_OK: nothing to kick. */
+	vq[Q_RX].kicked = vq[Q_RX].next_avail;
+	vq[Q_EVENT].kicked = vq[Q_EVENT].next_avail;
+	/* The event connection: what is sent before the first request goes there. */
+	conns[0] = (struct conn){ .used = 1, .port = MY_PORT_EVENT, .peer = PROTO_VSOCK_EVENT_PORT,
+				  .peer_alloc = 65536 };
+	cur = &conns[0];
+	tx_packet(MY_PORT_EVENT, PROTO_VSOCK_EVENT_PORT, OP_REQUEST, 0, 0, 0, 0);
+	probe_vsock_on = 1;
+	return 0;
+}
+
+/*
+ * Send n bytes on the current connection as RW packets within the host's
+ * credit, then kick once. With `end`, the connection is shut down in the
+ * same kick (the boot connection: READY and the close arrive together, so
+ * a snapshot right after READY never finds it open).
+ */
+void probe_vsock_send(const uint8_t *p, size_t n, int end)
+{
+	while (n && cur) {
+		uint32_t credit = cur->peer_alloc - (cur->tx_cnt - cur->peer_fwd);
+		if (credit == 0) {
+			vq_kick(Q_TX);
+			if (!poll_rx())
+				wait_rx();
+			continue;
+		}
+		uint32_t k = n < PKT_MAX ? (uint32_t)n : PKT_MAX;
+		if (k > credit)
+			k = credit;
+		tx_packet(cur->port, cur->peer, OP_RW, 0, cur->fwd_cnt, p, k);
+		cur->fwd_told = cur->fwd_cnt;
+		cur->tx_cnt += k;
+		p += k;
+		n -= k;
+	}
+	if (end && cur) {
+		tx_packet(cur->port, cur->peer, OP_SHUTDOWN, 3, cur->fwd_cnt, 0, 0);
+		drop(cur);
+	}
+	vq_kick(Q_TX);
+}
+
+/*
+ * Block until some connection holds a whole frame; it becomes the current
+ * one (replies go to it). A header with bad magic or an oversize length
+ * resets that connection: on vsock nothing is lost, so nothing is resynced.
+ */
+const uint8_t *probe_vsock_rx_frame(struct proto_hdr *h)
+{
+	static uint8_t frame[PROTO_PROBE_MAX_PAYLOAD];
+
+	for (;;) {
+		for (unsigned i = 0; i < NCONN; i++) {
+			struct conn *c = &conns[i];
+			if (!c->used || c->port != PROTO_VSOCK_AGENT_PORT || c->have < PROTO_HDR_SIZE)
+				continue;
+			memcpy(h, c->buf, sizeof(*h));
+			if (h->magic != PROTO_MAGIC || h->len > PROTO_PROBE_MAX_PAYLOAD) {
+				tx_packet(c->port, c->peer, OP_RST, 0, 0, 0, 0);
+				vq_kick(Q_TX);
+				drop(c);
+				continue;
+			}
+			uint32_t total = PROTO_HDR_SIZE + h->len;
+			if (c->have < total)
+				continue;
+			memcpy(frame, c->buf + PROTO_HDR_SIZE, h->len);
+			memmove(c->buf, c->buf + total, c->have - total);
+			c->have -= total;
+			c->fwd_cnt += total;
+			cur = c;
+			/* Tell the host about freed space only when it may be waiting for it. */
+			if (c->fwd_cnt - c->fwd_told >= CONNBUF / 2) {
+				conn_ctl(c, OP_CREDIT_UPDATE);
+				vq_kick(Q_TX);
+			}
+			return frame;
+		}
+		if (!poll_rx())
+			wait_rx();
+	}
+}
