@@ -218,6 +218,7 @@ static void vsock_guest_connect(struct vsock *v, const struct vsock_hdr *h)
 	c->peer_buf_alloc = h->buf_alloc;
 	c->peer_fwd_cnt = h->fwd_cnt;
 	v->nconns++;
+	v->guest_spoke = true;
 }
 
 /* Payload of an RW packet for connection c; false when it breaks the credit it was given. */
@@ -482,6 +483,7 @@ int vsock_save(struct vsock *v, struct sbuf *out)
 	sbuf_put_u8(out, VSOCK_STATE_VERSION);
 	virtio_mmio_save(&v->t, out);
 	sbuf_put_u32(out, v->next_port);
+	sbuf_put_u8(out, v->guest_spoke ? 1 : 0);
 	pthread_mutex_unlock(&v->t.lock);
 	return out->err;
 }
@@ -500,12 +502,14 @@ int vsock_load(struct vsock *v, struct sbuf_reader *in)
 	if (rc)
 		goto out;
 	uint32_t port = sbuf_get_u32(in);
-	if (in->err || port < VSOCK_FIRST_LOCAL_PORT) {
+	uint8_t spoke = sbuf_get_u8(in);
+	if (in->err || port < VSOCK_FIRST_LOCAL_PORT || spoke > 1) {
 		log_msg("snapbox: virtio-vsock state: truncated or malformed record\n");
 		rc = -EPROTO;
 		goto out;
 	}
 	v->next_port = port;
+	v->guest_spoke = spoke;
 out:
 	pthread_mutex_unlock(&v->t.lock);
 	return rc;

@@ -65,6 +65,7 @@ struct vsock {
 	unsigned rst_head, rst_len;
 	unsigned rr;                  /* where the next data packet's search starts (fairness) */
 	bool dead;                    /* the guest stopped: every wait ends */
+	bool guest_spoke;             /* the guest once connected to the listening port (saved) */
 	/* Counts. */
 	uint64_t pkts_rx, pkts_tx;    /* packets to and from the guest */
 	uint64_t bytes_rx, bytes_tx;  /* payload bytes to and from the guest */
@@ -115,16 +116,21 @@ long vsock_recv(struct vsock *v, int h, void *buf, size_t n, uint64_t deadline_n
 /* Close connection h: the guest gets a reset, and the slot is freed. */
 void vsock_close(struct vsock *v, int h);
 
-/* The guest's driver finished set-up (DRIVER_OK) and the device has not failed. */
+/*
+ * The guest speaks vsock: its driver finished set-up (DRIVER_OK), the
+ * device has not failed, and the guest once connected to the host's
+ * listening port (a kernel with the driver but an agent on another channel
+ * never does).
+ */
 bool vsock_live(struct vsock *v);
 
 /* The guest stopped: every blocked and later call fails with -ESHUTDOWN. */
 void vsock_mark_dead(struct vsock *v);
 
 /*
- * True when no packet is in flight: no connection open, nothing queued
- * for the guest, and no TX chain the device has not consumed. A snapshot
- * taken then loses nothing.
+ * True when the host holds nothing of the guest's: no connection open and
+ * no reset owed. A snapshot taken then loses nothing: what the guest
+ * posted on TX and did not kick is in guest RAM and is replayed on restore.
  */
 bool vsock_is_quiet(struct vsock *v);
 
@@ -133,8 +139,9 @@ void vsock_mmio(void *opaque, uint64_t offset, uint8_t *data, uint32_t size,
 		uint32_t count, bool is_write);
 
 /*
- * Save the transport and the next host port; connections are never saved
- * (vsock_is_quiet first). Format in docs/snapshot-sections.md.
+ * Save the transport, the next host port and whether the guest spoke;
+ * connections are never saved (vsock_is_quiet first). Format in
+ * docs/snapshot-sections.md.
  */
 int vsock_save(struct vsock *v, struct sbuf *out);
 

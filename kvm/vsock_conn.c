@@ -206,7 +206,7 @@ void vsock_close(struct vsock *v, int h)
 bool vsock_live(struct vsock *v)
 {
 	pthread_mutex_lock(&v->t.lock);
-	bool live = virtio_mmio_live(&v->t);
+	bool live = virtio_mmio_live(&v->t) && v->guest_spoke;
 	pthread_mutex_unlock(&v->t.lock);
 	return live;
 }
@@ -222,8 +222,7 @@ void vsock_mark_dead(struct vsock *v)
 bool vsock_is_quiet(struct vsock *v)
 {
 	pthread_mutex_lock(&v->t.lock);
-	bool quiet = v->nconns == 0 && v->rst_len == 0 &&
-		     virtq_pending(&v->t.q[VSOCK_Q_TX], v->t.mem) == 0;
+	bool quiet = v->nconns == 0 && v->rst_len == 0;
 	pthread_mutex_unlock(&v->t.lock);
 	return quiet;
 }

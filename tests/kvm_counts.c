@@ -8,6 +8,8 @@
 
 #include "tests/common_kvm.h"
 #include "tests/common_snap.h"
+#include "runtime/proto_wire.h"
+#include "runtime/sandbox_internal.h"
 
 /*
  * The pooled cow restore's KVM ioctls on the request's thread, as the
@@ -120,4 +122,40 @@ Test(kvm_counts, one_shot_restores_count_their_shell_and_memory, .fini = tc_tear
 	cr_assert_gt(p.counts.chunks_touched, 0, "eager decodes the non-zero chunks");
 	cr_assert_gt(p.counts.bytes_decompressed + p.counts.bytes_copied, 0);
 	snapbox_destroy(sb);
+}
+
+/* vCPU exits to userspace per request on a booted probe. */
+static double tc_exits_per(struct snapbox *sb, uint16_t type, uint32_t len, int n)
+{
+	static uint8_t buf[PROTO_PROBE_MAX_PAYLOAD];
+	uint64_t e0 = atomic_load(&sb->vcpu.exits);
+
+	for (int i = 0; i < n; i++) {
+		void *r = NULL;
+		uint32_t rl = 0;
+		cr_assert_eq(snapbox_request(sb, type, buf, len, &r, &rl, tests_ms(5000)), 0);
+		cr_assert_eq(rl, type == PROTO_T_ECHO ? len : 0);
+		free(r);
+	}
+	return (double)(atomic_load(&sb->vcpu.exits) - e0) / n;
+}
+
+Test(kvm_counts, exits_per_request_on_vsock_and_on_com2)
+{
+	TESTS_REQUIRE_KVM();
+	struct snapbox *v = tests_boot_probe(NULL, NULL, NULL);
+	struct snapbox *u = tests_boot_probe("console=ttyS0 probe.channel=uart", NULL, NULL);
+	double vp = tc_exits_per(v, PROTO_T_PING, 0, 50), up = tc_exits_per(u, PROTO_T_PING, 0, 50);
+	double ve = tc_exits_per(v, PROTO_T_ECHO, 65536, 20), ue = tc_exits_per(u, PROTO_T_ECHO, 65536, 20);
+	fprintf(stderr, "counts | exits per PING: vsock %.2f, COM2 %.2f; per 64 KiB ECHO: vsock %.2f, COM2 %.2f\n",
+		vp, up, ve, ue);
+	/* docs/benchmarks.md, Costs: a PING on vsock is one exit (the kick of its
+	 * reply, which carries the RESPONSE too); its interrupt and the guest's
+	 * reading cost none. A 64 KiB ECHO fits in a few kicks, where COM2 took
+	 * an exit for every byte of the reply. */
+	cr_assert_eq(vp, 1.0, "a PING on vsock took %.2f exits", vp);
+	cr_assert_leq(ve, 4.0, "a 64 KiB ECHO on vsock took %.2f exits", ve);
+	cr_assert_gt(ue, 1000.0);
+	snapbox_destroy(v);
+	snapbox_destroy(u);
 }

@@ -282,7 +282,7 @@ Test(virtq, a_tx_packet_posted_before_the_snapshot_is_replayed_on_restore)
 	le_put16(h + 30, VSOCK_OP_REQUEST);
 	vdrv_set_desc(&d, VSOCK_Q_TX, 0, vdrv_buf(VSOCK_Q_TX, 0), 44, 0, 0);
 	vdrv_publish(&d, VSOCK_Q_TX, 0, 1);
-	cr_assert_not(vsock_is_quiet(&d.v), "an unread TX packet is not quiet");
+	cr_assert(vsock_is_quiet(&d.v), "an unkicked TX packet lives in guest RAM: still quiet");
 	sbuf_init(&a);
 	cr_assert_eq(vsock_save(&d.v, &a), 0);
 

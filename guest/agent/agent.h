@@ -28,7 +28,7 @@ struct agent_user {
 };
 
 struct agent {
-	int fd;                  /* the channel: /dev/ttyS1 (raw) or an inherited socket/pty */
+	int fd;                  /* the channel: a vsock connection, /dev/ttyS1 (raw) or an inherited socket/pty */
 	int sigfd;               /* signalfd for SIGCHLD */
 	bool init_mode;          /* PID 1: mount, never exit; otherwise a test process */
 	unsigned stall_ms;
@@ -94,6 +94,16 @@ int agent_user_switch(const struct agent_user *u);
  * logged and skipped: a guest without one of them still answers.
  */
 void agent_sysinit(void);
+
+/*
+ * virtio-vsock (guest/agent/vsock.c): a listening socket on
+ * PROTO_VSOCK_AGENT_PORT, a connection to the host's PROTO_VSOCK_EVENT_PORT
+ * (each a descriptor or -errno), and a forked handler's loop over one
+ * request connection (a->fd) until the host closes it.
+ */
+int agent_vsock_listen(void);
+int agent_vsock_connect_host(void);
+void agent_vsock_serve(struct agent *a);
 
 /* Log one line to stderr (the console when PID 1). */
 void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

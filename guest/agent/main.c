@@ -1,4 +1,4 @@
-/* main.c - the guest agent's start-up (mounts, raw serial channel, BOOT_TIME stages, READY) and its command loop. */
+/* main.c - the guest agent's start-up (mounts, channel, BOOT_TIME stages, READY) and its command loops: vsock (a handler per connection) or a serial stream. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <time.h>
@@ -25,6 +26,7 @@ struct agent_opts {
 	const char *dev;       /* --dev PATH or SNAPBOX_AGENT_DEV; default /dev/ttyS1 */
 	int fd;                /* --fd N: an inherited channel (socketpair, pty); -1: open dev */
 	bool test;
+	bool dev_given;        /* --dev or SNAPBOX_AGENT_DEV: that device, not vsock */
 	unsigned stall_ms;     /* --stall-ms N */
 };
 
@@ -61,6 +63,7 @@ static void agent_parse_args(int argc, char **argv, struct agent_opts *o)
 	int i;
 
 	o->dev = env && *env ? env : AGENT_DEFAULT_DEV;
+	o->dev_given = env && *env;
 	o->fd = -1;
 	env = getenv("SNAPBOX_AGENT_TEST");
 	o->test = env && !strcmp(env, "1");
@@ -69,7 +72,7 @@ static void agent_parse_args(int argc, char **argv, struct agent_opts *o)
 		if (!strcmp(argv[i], "--test"))
 			o->test = true;
 		else if (!strcmp(argv[i], "--dev") && i + 1 < argc)
-			o->dev = argv[++i];
+			o->dev = argv[++i], o->dev_given = true;
 		else if (!strcmp(argv[i], "--fd") && i + 1 < argc)
 			o->fd = (int)agent_parse_uint(argv[++i], (unsigned)-1);
 		else if (!strcmp(argv[i], "--stall-ms") && i + 1 < argc)
@@ -236,6 +239,58 @@ static void __attribute__((noreturn)) agent_loop(struct agent *a)
 	}
 }
 
+/*
+ * The default channel, virtio-vsock: the boot frames go on their own
+ * connection to the host, then every request connection gets a forked
+ * handler, so a long exec never holds up a PING or another request. PID 1
+ * only accepts and reaps. Returns only when vsock is unusable (no device or
+ * no listener on the host), so the caller can fall back to COM2.
+ */
+static void agent_vsock_main(struct agent *a)
+{
+	int lfd = agent_vsock_listen();
+	if (lfd < 0)
+		return;
+	/* Listening before READY: the host's first request may follow it at once. */
+	a->fd = agent_vsock_connect_host();
+	if (a->fd < 0) {
+		agent_log("vsock: cannot reach the host (%s); using %s", strerror(-a->fd),
+			  AGENT_DEFAULT_DEV);
+		close(lfd);
+		a->fd = -1;
+		return;
+	}
+	a->stage_ns[2] = agent_now_ns();
+	agent_setup_signals(a);
+	a->stage_ns[3] = agent_now_ns();
+	agent_boot_frames(a);
+	close(a->fd);   /* SHUTDOWN goes out; the host ends the stream and resets it */
+	a->fd = -1;
+	for (;;) {
+		struct pollfd p[2] = { { .fd = lfd, .events = POLLIN },
+				       { .fd = a->sigfd, .events = POLLIN } };
+		if (poll(p, 2, -1) <= 0)
+			continue;
+		if (p[1].revents)
+			agent_on_sigchld(a);
+		if (!p[0].revents)
+			continue;
+		int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0)
+			continue;
+		pid_t pid = fork();
+		if (pid == 0) {
+			close(lfd);
+			a->fd = c;
+			agent_vsock_serve(a);
+			_exit(0);
+		}
+		if (pid < 0)
+			agent_log("fork for a request: %s", strerror(errno));
+		close(c);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static struct agent a;
@@ -252,14 +307,18 @@ int main(int argc, char **argv)
 		agent_fix_stdio();
 	}
 	a.stage_ns[1] = agent_now_ns();
-	agent_open_channel(&a, &o);
-	a.stage_ns[2] = agent_now_ns();
-	agent_setup_signals(&a);
 	while (proto_parser_init(&a.parser, PROTO_MAX_PAYLOAD, agent_on_frame, &a) != 0) {
 		if (!a.init_mode)
 			agent_fatal(&a, "out of memory for the frame buffer");
 		sleep(1);
 	}
+	/* PID 1 without an inherited channel: vsock, unless the guest has none. */
+	if (a.init_mode && o.fd < 0 && !o.dev_given)
+		agent_vsock_main(&a);
+	agent_open_channel(&a, &o);
+	a.stage_ns[2] = agent_now_ns();
+	if (a.sigfd < 0)
+		agent_setup_signals(&a);
 	a.stage_ns[3] = agent_now_ns();
 	agent_boot_frames(&a);
 	agent_loop(&a);

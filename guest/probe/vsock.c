@@ -307,10 +307,12 @@ static unsigned poll_rx(void)
 			vq_post(Q_EVENT, (uint16_t)id);
 		n++;
 	}
+	/* TX is not kicked here: a RESPONSE queued for a request whose frame
+	 * came with it leaves with the reply, in one kick (wait_rx kicks what
+	 * is left before sleeping). */
 	if (n) {
 		vq_kick(Q_RX);
 		vq_kick(Q_EVENT);
-		vq_kick(Q_TX);
 	}
 	return n;
 }
@@ -320,6 +322,7 @@ static void wait_rx(void)
 {
 	struct vq *r = &vq[Q_RX], *e = &vq[Q_EVENT];
 
+	vq_kick(Q_TX);
 	if (probe_boot.poll) {
 		__asm__ volatile("pause");
 		return;
