@@ -156,8 +156,10 @@ void vsock_flush_rx(struct vsock *v)
 	struct virtq_elem e;
 	bool pushed = false, urgent = false;
 
-	if (!virtio_mmio_live(&v->t))
+	if (!virtio_mmio_live(&v->t)) {
+		pthread_cond_broadcast(&v->cond); /* a failed device ends every wait */
 		return;
+	}
 	for (;;) {
 		int rc = virtq_pop(q, v->t.mem, &e, v->t.name);
 		if (rc < 0) {

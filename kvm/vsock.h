@@ -89,8 +89,9 @@ void vsock_listen(struct vsock *v, uint32_t port, vsock_listen_fn fn, void *opaq
 
 /*
  * Open a connection to the guest's `port`. Returns a connection handle
- * (>= 0), -ESHUTDOWN when the guest stopped or its driver is not up,
- * -EAGAIN when VSOCK_MAX_CONNS are open. The REQUEST goes out at once;
+ * (>= 0), -ESHUTDOWN when the guest stopped, -EIO when it broke its queues
+ * (the device needs a reset), -ENOTCONN when its driver is not up, -EAGAIN
+ * when VSOCK_MAX_CONNS are open. The REQUEST goes out at once;
  * vsock_send may queue bytes before the guest answers.
  */
 int vsock_connect(struct vsock *v, uint32_t port);
@@ -99,7 +100,7 @@ int vsock_connect(struct vsock *v, uint32_t port);
  * Queue n bytes for the guest on connection h; they go out as guest
  * buffers and credit allow. Returns 0, -EMSGSIZE beyond VSOCK_TX_MAX
  * queued, -ECONNRESET when the connection was reset, -EPIPE after the guest
- * shut its receive side, -ESHUTDOWN when the guest stopped.
+ * shut its receive side, or vsock_connect's device errors.
  */
 int vsock_send(struct vsock *v, int h, const void *buf, size_t n);
 
@@ -108,7 +109,7 @@ int vsock_send(struct vsock *v, int h, const void *buf, size_t n);
  * the CLOCK_MONOTONIC deadline_ns. Returns bytes copied (> 0), 0 at end of
  * stream, -ETIMEDOUT, -ECONNREFUSED (the guest reset it before accepting:
  * nothing was read, so it may be retried), -ECONNRESET (reset later),
- * -ESHUTDOWN (the guest stopped). Bytes buffered before a reset are
+ * or vsock_connect's device errors. Bytes buffered before a reset are
  * dropped, as TCP drops them. Reading returns credit to the guest.
  */
 long vsock_recv(struct vsock *v, int h, void *buf, size_t n, uint64_t deadline_ns);
@@ -117,10 +118,10 @@ long vsock_recv(struct vsock *v, int h, void *buf, size_t n, uint64_t deadline_n
 void vsock_close(struct vsock *v, int h);
 
 /*
- * The guest speaks vsock: its driver finished set-up (DRIVER_OK), the
- * device has not failed, and the guest once connected to the host's
- * listening port (a kernel with the driver but an agent on another channel
- * never does).
+ * The guest speaks vsock: it once connected to the host's listening port
+ * (a kernel with the driver but an agent on another channel never does).
+ * Its requests then go on vsock whatever happens to the device, so a guest
+ * that breaks it gets errors, not a silent fall-back.
  */
 bool vsock_live(struct vsock *v);
 

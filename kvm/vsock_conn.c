@@ -46,6 +46,20 @@ void vsock_conn_free(struct vsock *v, struct vsock_conn *c, bool rst)
 	v->nconns--;
 }
 
+/*
+ * Why the device cannot carry traffic: -ESHUTDOWN (the guest stopped), -EIO
+ * (the guest broke its queues: NEEDS_RESET), -ENOTCONN (its driver is not
+ * up, or reset the device); 0 when it can. Lock held.
+ */
+static int vsock_dev_err(struct vsock *v)
+{
+	if (v->dead)
+		return -ESHUTDOWN;
+	if (v->t.status & VIRTIO_STATUS_NEEDS_RESET)
+		return -EIO;
+	return virtio_mmio_live(&v->t) ? 0 : -ENOTCONN;
+}
+
 void vsock_listen(struct vsock *v, uint32_t port, vsock_listen_fn fn, void *opaque)
 {
 	pthread_mutex_lock(&v->t.lock);
@@ -60,10 +74,9 @@ int vsock_connect(struct vsock *v, uint32_t port)
 	int rc;
 
 	pthread_mutex_lock(&v->t.lock);
-	if (v->dead || !virtio_mmio_live(&v->t)) {
-		rc = -ESHUTDOWN;
+	rc = vsock_dev_err(v);
+	if (rc)
 		goto out;
-	}
 	struct vsock_conn *c = NULL;
 	uint32_t slot;
 	for (slot = 0; slot < VSOCK_MAX_CONNS; slot++)
@@ -98,8 +111,10 @@ out:
 /* Why a connection cannot carry more, as a negative errno; 0 when it can. Lock held. */
 static int vsock_conn_err(struct vsock *v, const struct vsock_conn *c)
 {
-	if (v->dead || !virtio_mmio_live(&v->t))
-		return -ESHUTDOWN;
+	int err = vsock_dev_err(v);
+
+	if (err)
+		return err;
 	if (!c || c->state == VSOCK_RESET)
 		return c && c->refused ? -ECONNREFUSED : -ECONNRESET;
 	return 0;
@@ -206,7 +221,7 @@ void vsock_close(struct vsock *v, int h)
 bool vsock_live(struct vsock *v)
 {
 	pthread_mutex_lock(&v->t.lock);
-	bool live = virtio_mmio_live(&v->t) && v->guest_spoke;
+	bool live = v->guest_spoke;
 	pthread_mutex_unlock(&v->t.lock);
 	return live;
 }

@@ -42,6 +42,9 @@ static int chan_vsock_read(struct chan *c, int h, void *buf, size_t n, uint64_t 
 				r ? "reset" : "closed");
 			return -EPROTO;
 		}
+		if (r == -EIO)
+			log_msg("snapbox: the guest broke its virtio-vsock queues; the device is stopped "
+				"(destroy this sandbox)\n");
 		if (r < 0)
 			return (int)r;
 		got += (size_t)r;

@@ -204,6 +204,14 @@ struct proto_ticks_resp {
 #define PROTO_FAULT_HUGE_FRAME 7   /* send a header claiming len = 0xffffffff, then reply */
 #define PROTO_FAULT_SPIN_FOREVER 8 /* loop in ring 3 forever, never reply */
 #define PROTO_FAULT_FRAME_FLOOD 9  /* arg = frames (0: forever): 4 KiB LOG frames and stale replies; reply = arg */
+/* virtio-vsock attacks (the probe on vsock); docs/hardening.md says what each must do. */
+#define PROTO_FAULT_VQ_LOOP    10  /* a TX descriptor that chains to itself, kicked; no reply */
+#define PROTO_FAULT_VQ_WILD    11  /* arg = gpa: a TX buffer there (outside RAM, wrapping), kicked; no reply */
+#define PROTO_FAULT_VQ_AVAIL_JUMP 12 /* TX avail.idx moved by more than the queue size, kicked; no reply */
+#define PROTO_FAULT_NOTIFY_STORM 13 /* arg = QueueNotify writes to queues 0..7, then reply = arg */
+#define PROTO_FAULT_VSOCK_BAD  14  /* packets with a bad op, type, length and tuple, then reply = 0 */
+#define PROTO_FAULT_CREDIT_OVERRUN 15 /* arg bytes on this connection past the host's credit; no reply */
+#define PROTO_FAULT_RX_STARVE  16  /* reply, then never give the host another RX buffer */
 
 struct proto_fault_req {
 	uint32_t kind;

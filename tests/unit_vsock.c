@@ -266,6 +266,7 @@ Test(vsock, driver_reset_resets_host_connections)
 	int h = vsock_connect(&d.v, 1024);
 	vdrv_write(&d, VIRTIO_MMIO_STATUS, 0);
 	char c;
-	cr_assert_eq(vsock_recv(&d.v, h, &c, 1, soon(1000)), -ESHUTDOWN);
+	cr_assert_eq(vsock_recv(&d.v, h, &c, 1, soon(1000)), -ENOTCONN);
 	cr_assert_eq(d.v.t.status, 0);
+	cr_assert_eq(vsock_connect(&d.v, 1024), -ENOTCONN);
 }

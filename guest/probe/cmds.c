@@ -152,6 +152,13 @@ static void cmd_fault(const struct proto_hdr *h, const uint8_t *payload)
 		return;
 	}
 	memcpy(&req, payload, sizeof(req));
+	if (req.kind >= PROTO_FAULT_VQ_LOOP) {
+		if (!probe_vsock_on)
+			reply_err(h, "not on vsock");
+		else if (!probe_vsock_fault(req.kind, req.arg))
+			reply_u64(h, req.kind == PROTO_FAULT_NOTIFY_STORM ? req.arg : 0);
+		return;
+	}
 	switch (req.kind) {
 	case PROTO_FAULT_TRIPLE:
 		/* empty IDT, then ud2 in ring 0: #UD -> #DF -> shutdown */

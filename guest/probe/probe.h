@@ -161,6 +161,8 @@ int probe_vsock_init(void);
 /* Send on the current connection; end: shut it down in the same kick. */
 void probe_vsock_send(const uint8_t *p, size_t n, int end);
 const uint8_t *probe_vsock_rx_frame(struct proto_hdr *h);
+/* A PROTO_FAULT_VQ_* (and friends) attack on the channel; 1 when no reply must follow. */
+int probe_vsock_fault(uint32_t kind, uint64_t arg);
 
 /* ---- clock.c ---- */
 void probe_clock_init(void);

@@ -78,6 +78,7 @@ static uint8_t txbuf[QSIZE][RXBUF] __attribute__((aligned(64)));
 static uint32_t evbuf[QSIZE];
 static struct conn conns[NCONN];
 static struct conn *cur;         /* the connection a reply goes to */
+static int starve;               /* PROTO_FAULT_RX_STARVE: RX buffers are kept, not given back */
 static volatile uint32_t *regs;
 int probe_vsock_on;
 
@@ -291,7 +292,8 @@ static unsigned poll_rx(void)
 		if (id < QSIZE) {
 			on_packet(rxbuf[id], len > RXBUF ? RXBUF : len);
 			q->desc[id] = (struct vq_desc){ gpa(rxbuf[id]), RXBUF, DESC_F_WRITE, 0 };
-			vq_post(Q_RX, (uint16_t)id);
+			if (!starve)
+				vq_post(Q_RX, (uint16_t)id);
 		}
 		n++;
 	}
@@ -454,4 +456,75 @@ const uint8_t *probe_vsock_rx_frame(struct proto_hdr *h)
 		if (!poll_rx())
 			wait_rx();
 	}
+}
+
+/* ---- deliberate faults on the channel itself (PROTO_FAULT_VQ_* and friends) ---- */
+
+/* Publish TX descriptor d as the next chain and kick, whatever it holds. */
+static void fault_kick(unsigned d)
+{
+	vq_post(Q_TX, (uint16_t)d);
+	vq[Q_TX].kicked = (uint16_t)(vq[Q_TX].next_avail - 1);
+	wr(VM_QUEUE_NOTIFY, Q_TX);
+}
+
+/* Returns 1 when the fault was one of the channel's (it replied or must not reply). */
+int probe_vsock_fault(uint32_t kind, uint64_t arg)
+{
+	struct vq *q = &vq[Q_TX];
+	unsigned s;
+
+	if (!probe_vsock_on)
+		return 0;
+	switch (kind) {
+	case PROTO_FAULT_VQ_LOOP:
+		s = tx_slot();
+		q->desc[s] = (struct vq_desc){ gpa(txbuf[s]), HDR, DESC_F_NEXT, (uint16_t)s };
+		fault_kick(s);
+		return 1;
+	case PROTO_FAULT_VQ_WILD:
+		s = tx_slot();
+		q->desc[s] = (struct vq_desc){ arg, HDR + 64, 0, 0 };
+		fault_kick(s);
+		return 1;
+	case PROTO_FAULT_VQ_AVAIL_JUMP:
+		q->next_avail = (uint16_t)(q->next_avail + QSIZE + 1);
+		__atomic_store_n(&q->avail.idx, q->next_avail, __ATOMIC_RELEASE);
+		wr(VM_QUEUE_NOTIFY, Q_TX);
+		return 1;
+	case PROTO_FAULT_NOTIFY_STORM:
+		for (uint64_t i = 0; i < arg; i++)
+			wr(VM_QUEUE_NOTIFY, (uint32_t)(i % 8));
+		return 0;   /* the caller replies */
+	case PROTO_FAULT_VSOCK_BAD: {
+		uint8_t b[HDR + 16];
+		memset(b, 0, sizeof(b));
+		tx_packet(7000, 7001, 99, 0, 0, 0, 0);              /* unknown op */
+		tx_packet(7000, 7001, OP_RW, 0, 0, b, 16);          /* RW on no connection */
+		s = tx_slot();                                      /* a length past its buffer */
+		put_hdr(txbuf[s], 7002, 7003, 60000, OP_RW, 0, 0);
+		q->desc[s] = (struct vq_desc){ gpa(txbuf[s]), HDR + 8, 0, 0 };
+		vq_post(Q_TX, (uint16_t)s);
+		s = tx_slot();                                      /* a datagram type */
+		put_hdr(txbuf[s], 7004, 7005, 0, OP_REQUEST, 0, 0);
+		le_put16(txbuf[s] + 28, 3);
+		q->desc[s] = (struct vq_desc){ gpa(txbuf[s]), HDR, 0, 0 };
+		vq_post(Q_TX, (uint16_t)s);
+		vq_kick(Q_TX);
+		return 0;
+	}
+	case PROTO_FAULT_CREDIT_OVERRUN: {
+		static uint8_t junk[PKT_MAX];
+		for (uint64_t sent = 0; cur && sent < arg; sent += PKT_MAX) {
+			tx_packet(cur->port, cur->peer, OP_RW, 0, cur->fwd_cnt, junk, PKT_MAX);
+			cur->tx_cnt += PKT_MAX;
+		}
+		vq_kick(Q_TX);
+		return 1;
+	}
+	case PROTO_FAULT_RX_STARVE:
+		starve = 1;
+		return 0;
+	}
+	return 0;
 }
