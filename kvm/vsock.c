@@ -241,10 +241,23 @@ static bool vsock_take_data(struct vsock *v, struct vsock_conn *c, const struct 
 	} else {
 		if (len > VSOCK_BUF_ALLOC - c->rx_len)
 			return false;
-		uint32_t tail = (c->rx_head + c->rx_len) % VSOCK_BUF_ALLOC;
-		uint32_t first = VSOCK_BUF_ALLOC - tail < len ? VSOCK_BUF_ALLOC - tail : len;
-		virtq_elem_read(e, VSOCK_HDR_SIZE, c->rx + tail, first);
-		virtq_elem_read(e, VSOCK_HDR_SIZE + first, c->rx, len - first);
+		/* Compact, then grow: most replies are small, so most connections
+		 * never hold more than a few KiB of heap. */
+		if (c->rx_head + c->rx_len + len > c->rx_cap) {
+			memmove(c->rx, c->rx + c->rx_head, c->rx_len);
+			c->rx_head = 0;
+		}
+		if (c->rx_len + len > c->rx_cap) {
+			uint32_t cap = c->rx_cap ? c->rx_cap : 4096;
+			while (cap < c->rx_len + len)
+				cap *= 2;
+			uint8_t *p = realloc(c->rx, cap);
+			if (!p)
+				return false; /* out of host memory: the connection is reset */
+			c->rx = p;
+			c->rx_cap = cap;
+		}
+		virtq_elem_read(e, VSOCK_HDR_SIZE, c->rx + c->rx_head + c->rx_len, len);
 		c->rx_len += len;
 	}
 	v->bytes_rx += len;

@@ -36,11 +36,12 @@ void vsock_conn_free(struct vsock *v, struct vsock_conn *c, bool rst)
 		vsock_queue_rst(v, c->lport, c->pport, lazy);
 	uint8_t *rx = c->rx, *tx = c->tx;
 	size_t tx_cap = c->tx_cap;
-	uint32_t gen = c->gen;
+	uint32_t gen = c->gen, rx_cap = c->rx_cap;
 	memset(c, 0, sizeof(*c));
 	c->gen = gen;
 	/* The buffers stay with the slot for its next connection (bounded: one per slot). */
 	c->rx = rx;
+	c->rx_cap = rx_cap;
 	c->tx = tx;
 	c->tx_cap = tx_cap;
 	v->nconns--;
@@ -86,10 +87,6 @@ int vsock_connect(struct vsock *v, uint32_t port)
 		}
 	if (!c) {
 		rc = -EAGAIN;
-		goto out;
-	}
-	if (!c->rx && !(c->rx = malloc(VSOCK_BUF_ALLOC))) {
-		rc = -ENOMEM;
 		goto out;
 	}
 	c->gen++;
@@ -175,10 +172,8 @@ long vsock_recv(struct vsock *v, int h, void *buf, size_t n, uint64_t deadline_n
 		/* A reset ends the stream at once: what it had buffered is not handed over. */
 		if (c && c->rx_len && c->state != VSOCK_RESET) {
 			uint32_t k = n < c->rx_len ? (uint32_t)n : c->rx_len;
-			uint32_t first = VSOCK_BUF_ALLOC - c->rx_head < k ? VSOCK_BUF_ALLOC - c->rx_head : k;
-			memcpy(buf, c->rx + c->rx_head, first);
-			memcpy((uint8_t *)buf + first, c->rx, k - first);
-			c->rx_head = (c->rx_head + k) % VSOCK_BUF_ALLOC;
+			memcpy(buf, c->rx + c->rx_head, k);
+			c->rx_head = c->rx_len == k ? 0 : c->rx_head + k;
 			c->rx_len -= k;
 			c->fwd_cnt += k;
 			/* Tell the guest once a quarter of the buffer is free again unannounced. */

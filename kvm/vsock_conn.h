@@ -18,9 +18,10 @@ struct vsock_conn {
 	uint32_t lport, pport;   /* host port, guest port */
 	/* Control packets owed to the guest, sent before any data. */
 	bool need_request, need_response, need_credit;
-	/* guest -> host: a ring of VSOCK_BUF_ALLOC bytes (host-initiated only). */
+	/* guest -> host (host-initiated only): pending bytes are rx[rx_head, rx_head + rx_len),
+	 * in a buffer grown as data comes, to at most VSOCK_BUF_ALLOC (the credit offered). */
 	uint8_t *rx;
-	uint32_t rx_head, rx_len;
+	uint32_t rx_head, rx_len, rx_cap;
 	uint32_t fwd_cnt;        /* bytes the host consumed */
 	uint32_t fwd_sent;       /* fwd_cnt the guest last heard */
 	bool peer_eof;           /* the guest will send no more */
