@@ -243,7 +243,7 @@ static bool vsock_take_data(struct vsock *v, struct vsock_conn *c, const struct 
 			return false;
 		/* Compact, then grow: most replies are small, so most connections
 		 * never hold more than a few KiB of heap. */
-		if (c->rx_head + c->rx_len + len > c->rx_cap) {
+		if (c->rx && c->rx_head + c->rx_len + len > c->rx_cap) {
 			memmove(c->rx, c->rx + c->rx_head, c->rx_len);
 			c->rx_head = 0;
 		}
@@ -257,8 +257,10 @@ static bool vsock_take_data(struct vsock *v, struct vsock_conn *c, const struct 
 			c->rx = p;
 			c->rx_cap = cap;
 		}
-		virtq_elem_read(e, VSOCK_HDR_SIZE, c->rx + c->rx_head + c->rx_len, len);
-		c->rx_len += len;
+		if (len) {
+			virtq_elem_read(e, VSOCK_HDR_SIZE, c->rx + c->rx_head + c->rx_len, len);
+			c->rx_len += len;
+		}
 	}
 	v->bytes_rx += len;
 	/* Credit back once a quarter of the buffer was consumed unannounced. */
