@@ -40,9 +40,22 @@
 #define Q_TX 1u
 #define Q_EVENT 2u
 
-#define QSIZE   8u
+/*
+ * Sizes, chosen for a restored clone: every page the probe or the host
+ * writes for the first time in a clone costs a copy-on-write fault (tens of
+ * microseconds on KVM-PVM), so a request must touch few pages. RX buffers
+ * are 2 KiB, packed (a REQUEST and a small frame share one page; the host
+ * cuts bigger data to fit). Small TX packets go to 512-byte slots packed in
+ * the same way; only big ones take one of 8 big slots. The rings of RX and
+ * TX share a page.
+ */
+#define QSIZE   64u
 #define PKT_MAX (64u << 10)              /* payload of one packet, as the host's cap */
-#define RXBUF   (HDR + PKT_MAX)
+#define RXBUF   2048u
+#define TXSMALL 512u
+#define TXBIG   (HDR + PKT_MAX)
+#define TXMAX   8u                       /* TX packets in flight; big slot = index % TXMAX */
+#define NEVENT  8u
 #define NCONN   8u
 #define CONNBUF (PROTO_HDR_SIZE + PROTO_PROBE_MAX_PAYLOAD) /* one whole frame; our buf_alloc */
 #define MY_PORT_EVENT 1025u              /* the probe's end of its event connection */
@@ -65,6 +78,7 @@ struct vq {
 
 struct conn {
 	int used;
+	uint32_t gen;            /* bumped on every use of the slot */
 	uint32_t port;           /* ours: PROTO_VSOCK_AGENT_PORT, or MY_PORT_EVENT */
 	uint32_t peer;           /* the host's */
 	uint32_t fwd_cnt, fwd_told, tx_cnt, peer_alloc, peer_fwd;
@@ -73,9 +87,10 @@ struct conn {
 };
 
 static struct vq vq[3] __attribute__((aligned(4096)));
-static uint8_t rxbuf[QSIZE][RXBUF] __attribute__((aligned(64)));
-static uint8_t txbuf[QSIZE][RXBUF] __attribute__((aligned(64)));
-static uint32_t evbuf[QSIZE];
+static uint8_t rxbuf[QSIZE][RXBUF] __attribute__((aligned(4096)));
+static uint8_t txsmall[QSIZE][TXSMALL] __attribute__((aligned(4096)));
+static uint8_t txbig[TXMAX][TXBIG] __attribute__((aligned(64)));
+static uint32_t evbuf[NEVENT];
 static struct conn conns[NCONN];
 static struct conn *cur;         /* the connection a reply goes to */
 static int starve;               /* PROTO_FAULT_RX_STARVE: RX buffers are kept, not given back */
@@ -173,7 +188,7 @@ static unsigned tx_slot(void)
 
 	for (;;) {
 		uint16_t inflight = (uint16_t)(q->next_avail - __atomic_load_n(&q->used.idx, __ATOMIC_ACQUIRE));
-		if (inflight < QSIZE)
+		if (inflight < TXMAX)
 			return q->next_avail % QSIZE;
 		q->kicked = (uint16_t)(q->next_avail - 1); /* force the kick */
 		wr(VM_QUEUE_NOTIFY, Q_TX);
@@ -181,16 +196,23 @@ static unsigned tx_slot(void)
 	}
 }
 
+/* The buffer of TX descriptor s for a packet of `total` bytes (in flight ones never share). */
+static uint8_t *tx_mem(unsigned s, uint32_t total)
+{
+	return total <= TXSMALL ? txsmall[s] : txbig[s % TXMAX];
+}
+
 static void tx_packet(uint32_t src, uint32_t dst, uint16_t op, uint32_t flags, uint32_t fwd,
 		      const void *data, uint32_t len)
 {
 	unsigned s = tx_slot();
 	struct vq *q = &vq[Q_TX];
+	uint8_t *b = tx_mem(s, HDR + len);
 
-	put_hdr(txbuf[s], src, dst, len, op, flags, fwd);
+	put_hdr(b, src, dst, len, op, flags, fwd);
 	if (len)
-		memcpy(txbuf[s] + HDR, data, len);
-	q->desc[s] = (struct vq_desc){ gpa(txbuf[s]), HDR + len, 0, 0 };
+		memcpy(b + HDR, data, len);
+	q->desc[s] = (struct vq_desc){ gpa(b), HDR + len, 0, 0 };
 	vq_post(Q_TX, (uint16_t)s);
 }
 
@@ -208,6 +230,22 @@ static struct conn *find(uint32_t port, uint32_t peer)
 		if (conns[i].used && conns[i].port == port && conns[i].peer == peer)
 			return &conns[i];
 	return 0;
+}
+
+/*
+ * Take slot c for a connection. Field by field: assigning a whole struct
+ * would also zero its 64 KiB buffer, sixteen pages written for nothing.
+ */
+static void conn_open(struct conn *c, uint32_t port, uint32_t peer, uint32_t alloc, uint32_t fwd)
+{
+	c->used = 1;
+	c->gen++;
+	c->port = port;
+	c->peer = peer;
+	c->fwd_cnt = c->fwd_told = c->tx_cnt = 0;
+	c->peer_alloc = alloc;
+	c->peer_fwd = fwd;
+	c->have = 0;
 }
 
 static void drop(struct conn *c)
@@ -240,8 +278,7 @@ static void on_packet(const uint8_t *b, uint32_t got)
 				c = &conns[i];
 		if (!c)
 			break;
-		*c = (struct conn){ .used = 1, .port = dst, .peer = src,
-				    .peer_alloc = le_get32(b + 36), .peer_fwd = le_get32(b + 40) };
+		conn_open(c, dst, src, le_get32(b + 36), le_get32(b + 40));
 		conn_ctl(c, OP_RESPONSE);
 		return;
 	case OP_RESPONSE:
@@ -302,10 +339,10 @@ static unsigned poll_rx(void)
 		unsigned k = e->used_seen++ % QSIZE;
 		uint32_t id = e->used.ring[k].id;
 		/* TRANSPORT_RESET (the only event): every connection is gone. */
-		if (id < QSIZE && evbuf[id] == 0)
+		if (id < NEVENT && evbuf[id] == 0)
 			for (unsigned i = 0; i < NCONN; i++)
 				drop(&conns[i]);
-		if (id < QSIZE)
+		if (id < NEVENT)
 			vq_post(Q_EVENT, (uint16_t)id);
 		n++;
 	}
@@ -369,6 +406,8 @@ int probe_vsock_init(void)
 	for (unsigned i = 0; i < QSIZE; i++) {
 		vq[Q_RX].desc[i] = (struct vq_desc){ gpa(rxbuf[i]), RXBUF, DESC_F_WRITE, 0 };
 		vq_post(Q_RX, (uint16_t)i);
+	}
+	for (unsigned i = 0; i < NEVENT; i++) {
 		vq[Q_EVENT].desc[i] = (struct vq_desc){ gpa(&evbuf[i]), 4, DESC_F_WRITE, 0 };
 		vq_post(Q_EVENT, (uint16_t)i);
 	}
@@ -377,8 +416,7 @@ int probe_vsock_init(void)
 	vq[Q_RX].kicked = vq[Q_RX].next_avail;
 	vq[Q_EVENT].kicked = vq[Q_EVENT].next_avail;
 	/* The event connection: what is sent before the first request goes there. */
-	conns[0] = (struct conn){ .used = 1, .port = MY_PORT_EVENT, .peer = PROTO_VSOCK_EVENT_PORT,
-				  .peer_alloc = 65536 };
+	conn_open(&conns[0], MY_PORT_EVENT, PROTO_VSOCK_EVENT_PORT, 65536, 0);
 	cur = &conns[0];
 	tx_packet(MY_PORT_EVENT, PROTO_VSOCK_EVENT_PORT, OP_REQUEST, 0, 0, 0, 0);
 	probe_vsock_on = 1;
@@ -417,15 +455,36 @@ void probe_vsock_send(const uint8_t *p, size_t n, int end)
 	vq_kick(Q_TX);
 }
 
+/* The frame handed out last, consumed at the next call (its payload is read in place until then). */
+static struct conn *last;
+static uint32_t last_gen, last_total;
+
+static void consume_last(void)
+{
+	struct conn *c = last;
+
+	last = 0;
+	if (!c || !c->used || c->gen != last_gen)
+		return;   /* reset meanwhile (and maybe reused): nothing of it is left */
+	memmove(c->buf, c->buf + last_total, c->have - last_total);
+	c->have -= last_total;
+	c->fwd_cnt += last_total;
+	/* Tell the host about freed space only when it may be waiting for it. */
+	if (c->fwd_cnt - c->fwd_told >= CONNBUF / 2) {
+		conn_ctl(c, OP_CREDIT_UPDATE);
+		vq_kick(Q_TX);
+	}
+}
+
 /*
  * Block until some connection holds a whole frame; it becomes the current
- * one (replies go to it). A header with bad magic or an oversize length
- * resets that connection: on vsock nothing is lost, so nothing is resynced.
+ * one (replies go to it) and its payload is returned in place, valid until
+ * the next call. A header with bad magic or an oversize length resets that
+ * connection: on vsock nothing is lost, so nothing is resynced.
  */
 const uint8_t *probe_vsock_rx_frame(struct proto_hdr *h)
 {
-	static uint8_t frame[PROTO_PROBE_MAX_PAYLOAD];
-
+	consume_last();
 	for (;;) {
 		for (unsigned i = 0; i < NCONN; i++) {
 			struct conn *c = &conns[i];
@@ -441,17 +500,10 @@ const uint8_t *probe_vsock_rx_frame(struct proto_hdr *h)
 			uint32_t total = PROTO_HDR_SIZE + h->len;
 			if (c->have < total)
 				continue;
-			memcpy(frame, c->buf + PROTO_HDR_SIZE, h->len);
-			memmove(c->buf, c->buf + total, c->have - total);
-			c->have -= total;
-			c->fwd_cnt += total;
-			cur = c;
-			/* Tell the host about freed space only when it may be waiting for it. */
-			if (c->fwd_cnt - c->fwd_told >= CONNBUF / 2) {
-				conn_ctl(c, OP_CREDIT_UPDATE);
-				vq_kick(Q_TX);
-			}
-			return frame;
+			cur = last = c;
+			last_gen = c->gen;
+			last_total = total;
+			return c->buf + PROTO_HDR_SIZE;
 		}
 		if (!poll_rx())
 			wait_rx();
@@ -479,7 +531,7 @@ int probe_vsock_fault(uint32_t kind, uint64_t arg)
 	switch (kind) {
 	case PROTO_FAULT_VQ_LOOP:
 		s = tx_slot();
-		q->desc[s] = (struct vq_desc){ gpa(txbuf[s]), HDR, DESC_F_NEXT, (uint16_t)s };
+		q->desc[s] = (struct vq_desc){ gpa(txsmall[s]), HDR, DESC_F_NEXT, (uint16_t)s };
 		fault_kick(s);
 		return 1;
 	case PROTO_FAULT_VQ_WILD:
@@ -502,13 +554,13 @@ int probe_vsock_fault(uint32_t kind, uint64_t arg)
 		tx_packet(7000, 7001, 99, 0, 0, 0, 0);              /* unknown op */
 		tx_packet(7000, 7001, OP_RW, 0, 0, b, 16);          /* RW on no connection */
 		s = tx_slot();                                      /* a length past its buffer */
-		put_hdr(txbuf[s], 7002, 7003, 60000, OP_RW, 0, 0);
-		q->desc[s] = (struct vq_desc){ gpa(txbuf[s]), HDR + 8, 0, 0 };
+		put_hdr(txsmall[s], 7002, 7003, 60000, OP_RW, 0, 0);
+		q->desc[s] = (struct vq_desc){ gpa(txsmall[s]), HDR + 8, 0, 0 };
 		vq_post(Q_TX, (uint16_t)s);
 		s = tx_slot();                                      /* a datagram type */
-		put_hdr(txbuf[s], 7004, 7005, 0, OP_REQUEST, 0, 0);
-		le_put16(txbuf[s] + 28, 3);
-		q->desc[s] = (struct vq_desc){ gpa(txbuf[s]), HDR, 0, 0 };
+		put_hdr(txsmall[s], 7004, 7005, 0, OP_REQUEST, 0, 0);
+		le_put16(txsmall[s] + 28, 3);
+		q->desc[s] = (struct vq_desc){ gpa(txsmall[s]), HDR, 0, 0 };
 		vq_post(Q_TX, (uint16_t)s);
 		vq_kick(Q_TX);
 		return 0;
