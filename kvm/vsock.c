@@ -150,6 +150,27 @@ static bool vsock_next_packet(struct vsock *v, const struct virtq_elem *e, uint3
 	return false;
 }
 
+/*
+ * The next chain of q into e. When none is left, ask the driver to kick on
+ * its next one and look once more (closing the race with a chain posted
+ * meanwhile). False when the queue is empty, or broken: the device is then
+ * failed.
+ */
+static bool vsock_pop(struct vsock *v, struct virtq *q, struct virtq_elem *e)
+{
+	for (;;) {
+		int rc = virtq_pop(q, v->t.mem, e, v->t.name);
+		if (rc > 0)
+			return true;
+		if (rc < 0) {
+			virtio_mmio_fail(&v->t);
+			return false;
+		}
+		if (!virtq_enable_notify(q, v->t.mem))
+			return false;
+	}
+}
+
 void vsock_flush_rx(struct vsock *v)
 {
 	struct virtq *q = &v->t.q[VSOCK_Q_RX];
@@ -160,18 +181,7 @@ void vsock_flush_rx(struct vsock *v)
 		pthread_cond_broadcast(&v->cond); /* a failed device ends every wait */
 		return;
 	}
-	for (;;) {
-		int rc = virtq_pop(q, v->t.mem, &e, v->t.name);
-		if (rc < 0) {
-			virtio_mmio_fail(&v->t);
-			break;
-		}
-		if (rc == 0) {
-			/* Out of buffers: ask for a kick when more come, and look once more. */
-			if (virtq_enable_notify(q, v->t.mem))
-				continue;
-			break;
-		}
+	while (vsock_pop(v, q, &e)) {
 		uint32_t written = 0;
 		bool lazy = false;
 		if (e.in_len < VSOCK_HDR_SIZE || !vsock_next_packet(v, &e, &written, &lazy)) {
@@ -369,17 +379,7 @@ static void vsock_process_tx(struct vsock *v)
 	struct virtq_elem e;
 	bool pushed = false;
 
-	for (;;) {
-		int rc = virtq_pop(q, v->t.mem, &e, v->t.name);
-		if (rc < 0) {
-			virtio_mmio_fail(&v->t);
-			break;
-		}
-		if (rc == 0) {
-			if (virtq_enable_notify(q, v->t.mem))
-				continue;
-			break;
-		}
+	while (vsock_pop(v, q, &e)) {
 		vsock_guest_packet(v, &e);
 		virtq_push(q, v->t.mem, e.head, 0);
 		pushed = true;
