@@ -133,8 +133,9 @@ Test(linux_channel, exits_per_exec, .timeout = 1800)
 	cr_assert_eq(n, 1048576);
 	fprintf(stderr, "linux_channel: vCPU exits to userspace: exec of true %llu, 1 MiB of stdout %llu\n",
 		(unsigned long long)et, (unsigned long long)eb);
-	/* docs/benchmarks.md: from 732 and about 1.25 million on COM2. */
-	cr_assert_lt(et, 732);
-	cr_assert_lt(eb, 10000);
+	/* docs/benchmarks.md: from 732 and about 1.25 million on COM2; the
+	 * issue's bounds, measured 12 and 21 in the lab (kvm-amd). */
+	cr_assert_leq(et, 12, "an exec of true took %llu exits", (unsigned long long)et);
+	cr_assert_leq(eb, 300, "1 MiB of stdout took %llu exits", (unsigned long long)eb);
 	snapbox_destroy(sb);
 }
