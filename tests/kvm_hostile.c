@@ -139,7 +139,7 @@ Test(kvm_hostile, each_case_is_contained_and_the_neighbour_keeps_serving, .timeo
 			 * it answers until they are used up, then nothing gets in. */
 			if (c->kind == PROTO_FAULT_RX_STARVE)
 				for (int k = 0; k < 64; k++)
-					if (snapbox_ping(bad, 200) != 0)
+					if (snapbox_ping(bad, tests_ms(2000)) != 0)
 						break;
 			if (c->survives)
 				cr_assert_eq(snapbox_ping(bad, tests_ms(5000)), 0, "%s: guest lost", c->name);

@@ -90,7 +90,8 @@ Test(linux_channel, a_long_exec_does_not_hold_up_ping_or_files, .timeout = 1800)
 	cr_assert_eq(pthread_create(&th, NULL, lc_sleep, &s), 0);
 	/* Give the exec time to start in the guest (its own connection), then
 	 * ask for other things while it sleeps: on COM2 each waited its turn. */
-	struct timespec ts = { 2, 0 };
+	unsigned settle = tests_ms(2000);
+	struct timespec ts = { settle / 1000, (long)(settle % 1000) * 1000000 };
 	nanosleep(&ts, NULL);
 	for (int i = 0; i < 5; i++)
 		cr_assert_eq(snapbox_ping(sb, LC_TIMEOUT_MS), 0);

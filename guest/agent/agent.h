@@ -97,13 +97,11 @@ void agent_sysinit(void);
 
 /*
  * virtio-vsock (guest/agent/vsock.c): a listening socket on
- * PROTO_VSOCK_AGENT_PORT, a connection to the host's PROTO_VSOCK_EVENT_PORT
- * (each a descriptor or -errno), and a forked handler's loop over one
- * request connection (a->fd) until the host closes it.
+ * PROTO_VSOCK_AGENT_PORT and a connection to the host's
+ * PROTO_VSOCK_EVENT_PORT, each a descriptor or -errno.
  */
 int agent_vsock_listen(void);
 int agent_vsock_connect_host(void);
-void agent_vsock_serve(struct agent *a);
 
 /* Log one line to stderr (the console when PID 1). */
 void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

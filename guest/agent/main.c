@@ -203,7 +203,12 @@ static void agent_boot_frames(struct agent *a)
 	agent_send(a, PROTO_T_READY, 0, 0, &v, 1);
 }
 
-static void __attribute__((noreturn)) agent_loop(struct agent *a)
+/*
+ * Serve the frames of a->fd until its read ends (EOF or an error), reaping
+ * children as they exit. The host sends whole frames, so one that stops
+ * arriving for stall_ms is garbage and is dropped.
+ */
+static void agent_serve(struct agent *a)
 {
 	static uint8_t buf[65536];
 
@@ -215,7 +220,6 @@ static void __attribute__((noreturn)) agent_loop(struct agent *a)
 		ssize_t n;
 
 		if (r == 0 && busy) {
-			/* The host sends whole frames at once: a stalled one is garbage. */
 			proto_parser_reset(&a->parser);
 			a->stalled_frames++;
 			continue;
@@ -233,6 +237,15 @@ static void __attribute__((noreturn)) agent_loop(struct agent *a)
 		}
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
+		return;
+	}
+}
+
+/* The serial stream (COM2, or an inherited channel in test mode). */
+static void __attribute__((noreturn)) agent_loop(struct agent *a)
+{
+	for (;;) {
+		agent_serve(a);
 		if (!a->init_mode)
 			exit(0);   /* the test closed its end */
 		usleep(100000); /* a tty with CLOCAL should never end; do not spin if it does */
@@ -282,7 +295,7 @@ static void agent_vsock_main(struct agent *a)
 		if (pid == 0) {
 			close(lfd);
 			a->fd = c;
-			agent_vsock_serve(a);
+			agent_serve(a);   /* until the host closes the connection */
 			_exit(0);
 		}
 		if (pid < 0)

@@ -1,7 +1,6 @@
-/* vsock.c - the agent's channel on virtio-vsock: the boot frames on one connection to the host, then a forked handler per request connection. */
+/* vsock.c - the agent's virtio-vsock sockets: its listener for request connections and its connection to the host for the boot frames. */
 #include <errno.h>
 #include <linux/vm_sockets.h>
-#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -49,32 +48,4 @@ int agent_vsock_connect_host(void)
 		return -err;
 	}
 	return s;
-}
-
-/*
- * In a forked handler: serve the frames of one connection until the host
- * closes it. The host sends a request whole, so a frame that stops
- * arriving for stall_ms is garbage and is dropped.
- */
-void agent_vsock_serve(struct agent *a)
-{
-	static uint8_t buf[65536];
-
-	for (;;) {
-		struct pollfd p = { .fd = a->fd, .events = POLLIN };
-		int busy = proto_parser_busy(&a->parser);
-		int r = poll(&p, 1, busy ? (int)a->stall_ms : -1);
-
-		if (r == 0) {
-			proto_parser_reset(&a->parser);
-			continue;
-		}
-		if (r < 0 && errno == EINTR)
-			continue;
-		ssize_t n = read(a->fd, buf, sizeof(buf));
-		if (n > 0)
-			proto_parser_feed(&a->parser, buf, (size_t)n);
-		else if (n == 0 || (errno != EINTR && errno != EAGAIN))
-			return;
-	}
 }
