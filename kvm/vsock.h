@@ -123,7 +123,7 @@ void vsock_close(struct vsock *v, int h);
  * Its requests then go on vsock whatever happens to the device, so a guest
  * that breaks it gets errors, not a silent fall-back.
  */
-bool vsock_live(struct vsock *v);
+bool vsock_guest_spoke(struct vsock *v);
 
 /* The guest stopped: every blocked and later call fails with -ESHUTDOWN. */
 void vsock_mark_dead(struct vsock *v);

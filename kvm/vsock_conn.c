@@ -213,7 +213,7 @@ void vsock_close(struct vsock *v, int h)
 	pthread_mutex_unlock(&v->t.lock);
 }
 
-bool vsock_live(struct vsock *v)
+bool vsock_guest_spoke(struct vsock *v)
 {
 	pthread_mutex_lock(&v->t.lock);
 	bool live = v->guest_spoke;

@@ -159,7 +159,7 @@ int chan_request(struct chan *c, uint16_t type, const void *payload, uint32_t le
 
 	*reply = NULL;
 	*reply_len = 0;
-	if (c->vsock && vsock_live(c->vsock)) {
+	if (c->vsock && vsock_guest_spoke(c->vsock)) {
 		pthread_mutex_lock(&c->lock);
 		bool dead = c->dead;
 		pthread_mutex_unlock(&c->lock);
