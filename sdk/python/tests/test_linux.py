@@ -184,8 +184,11 @@ def test_exec_round_trip_counts(linux):
             r = sb.exec(cmd)
             c = r.counts
             assert c["wire_out"] > 16 and c["wire_in"] >= 16 + 32 + len(r.stdout)
-            # On vsock the guest's exits are its kicks and its interrupt status
-            # reads (MMIO), a handful per exec whatever the output's size.
-            assert 0 < c["exits"] < 300 and c["exits"] >= c["io_exits"]
+            # On vsock the channel's exits are the guest's kicks and its interrupt
+            # status reads (MMIO), a handful per exec whatever the output's size.
+            # Port I/O is the kernel's console, which prints when it likes (under
+            # load, a clocksource warning is a few hundred exits): not counted here.
+            assert c["exits"] >= c["io_exits"]
+            assert 0 < c["exits"] - c["io_exits"] < 300, c
             print(f"COUNTS exec {label}: wire_out {c['wire_out']} wire_in {c['wire_in']} "
                   f"exits {c['exits']} io_exits {c['io_exits']}")
