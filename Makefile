@@ -9,7 +9,7 @@ CFLAGS  := -std=gnu11 -Wall -Wextra -Werror -O2 -g -MMD -MP -I. -Iinclude -D_GNU
 LDFLAGS := $(SAN)
 LIBS    := -lelf -llz4 -lxxhash -lseccomp -lpthread
 
-LIB_SRCS   := $(sort $(wildcard kvm/*.c snapshot/*.c runtime/*.c))
+LIB_SRCS   := $(sort $(wildcard proto/*.c kvm/*.c snapshot/*.c runtime/*.c))
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB        := $(BUILD)/libsnapbox.a
 CLI        := $(BUILD)/snapbox
@@ -30,11 +30,12 @@ BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 PROBE      := $(BUILD)/guest/probe.elf
 PROBE_SRCS := $(sort $(wildcard guest/probe/*.c guest/probe/*.S))
 PROBE_OBJS := $(patsubst guest/probe/%,$(BUILD)/guest/probe/%.o,$(PROBE_SRCS))
-# The guest agent (PID 1 of the Linux guest) links the host's frame parser too.
+# The guest agent (PID 1 of the Linux guest) links the frame parser of proto/,
+# the home of what host and guests share (wire format, boot contract).
 AGENT      := $(BUILD)/guest/agent
 AGENT_SRCS := $(sort $(wildcard guest/agent/*.c))
 AGENT_OBJS := $(patsubst guest/agent/%,$(BUILD)/guest/agent-obj/%.o,$(AGENT_SRCS)) \
-	$(BUILD)/guest/agent-obj/proto.c.o
+	$(BUILD)/guest/agent-obj/frame.c.o
 MKINITRAMFS := $(BUILD)/mkinitramfs
 INITRAMFS  := $(BUILD)/guest/initramfs.cpio.gz
 BUSYBOX    ?= /bin/busybox
@@ -105,7 +106,7 @@ $(BUILD)/guest/agent-obj/%.c.o: guest/agent/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(AGENT_CFLAGS) -c $< -o $@
 
-$(BUILD)/guest/agent-obj/proto.c.o: runtime/proto.c
+$(BUILD)/guest/agent-obj/frame.c.o: proto/frame.c
 	@mkdir -p $(dir $@)
 	$(CC) $(AGENT_CFLAGS) -c $< -o $@
 
@@ -297,7 +298,7 @@ FUZZ_LIB_SRCS := kvm/bootparams.c kvm/bus.c kvm/devices.c kvm/gmem.c kvm/i8042.c
 	kvm/loader_bzimage.c kvm/loader_elf.c kvm/sbuf.c kvm/uart.c kvm/vcpu_state.c \
 	kvm/vcpu_state_codec.c kvm/vcpu_state_live.c kvm/vm_state.c kvm/kvmcall.c kvm/virtq.c kvm/virtio_mmio.c \
 	kvm/vsock.c kvm/vsock_conn.c runtime/counts.c runtime/profile.c \
-	runtime/proto.c runtime/snapconf.c \
+	proto/frame.c runtime/snapconf.c \
 	snapshot/memfile.c snapshot/vmstate.c
 # -close_fd_mask=2 silences the library's one-line rejections; libFuzzer and the
 # sanitizers still report on the original stderr.

@@ -7,7 +7,7 @@
 
 #include "bench/bench_stats.h"
 #include "kvm/mono.h"
-#include "runtime/proto_wire.h"
+#include "proto/wire.h"
 #include "snapbox.h"
 
 /* One ECHO: the round trip in ns (request out, reply in and checked). */

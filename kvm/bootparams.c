@@ -1,5 +1,5 @@
 /* bootparams.c - the zero page (setup header, cmdline, initrd, e820) and the boot GDT, IDT and identity page tables. */
-#include "kvm/bootparams.h"
+#include "proto/bootparams.h"
 #include "kvm/log.h"
 
 #include <errno.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "kvm/gmem.h"
-#include "kvm/layout.h"
+#include "proto/layout.h"
 #include "kvm/loader.h"
 
 /* Every offset from Documentation/arch/x86/boot.rst, checked at compile time. */

@@ -1,6 +1,6 @@
 /* devices.c - the device table: init, PIO registration, save and load in one fixed order. */
 #include "kvm/devices.h"
-#include "kvm/layout.h"
+#include "proto/layout.h"
 #include "kvm/log.h"
 
 #include <errno.h>

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "kvm/layout.h"
+#include "proto/layout.h"
 
 #define GMEM_ALIGN (2ULL << 20) /* transparent huge page size on x86-64 */
 

@@ -6,9 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kvm/bootparams.h"
+#include "proto/bootparams.h"
 #include "kvm/gmem.h"
-#include "kvm/layout.h"
+#include "proto/layout.h"
 
 /* initrd_addr_max assumed for ELF kernels, which carry no setup header. */
 #define LOADER_ELF_INITRD_ADDR_MAX 0x7fffffffu

@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "kvm/bootparams.h"
+#include "proto/bootparams.h"
 #include "kvm/gmem.h"
-#include "kvm/layout.h"
+#include "proto/layout.h"
 #include "kvm/loader.h"
 
 #define LOADER_BZ_MIN_LEN      0x270   /* the whole 2.15 setup header, rounded up */

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "kvm/gmem.h"
-#include "kvm/layout.h"
+#include "proto/layout.h"
 #include "kvm/loader.h"
 
 /*

@@ -1,7 +1,7 @@
 /* piowin.c - forwards MMIO accesses in the PIO window to the PIO bus. */
 #include "kvm/piowin.h"
 
-#include "kvm/layout.h"
+#include "proto/layout.h"
 
 static void piowin_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t size,
 		      uint32_t count, bool is_write)

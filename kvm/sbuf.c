@@ -1,5 +1,5 @@
 /* sbuf.c - little-endian serialisation buffers: a growable writer and a bounds-checked reader. */
-#include "kvm/le.h"
+#include "proto/le.h"
 #include "kvm/sbuf.h"
 
 #include <errno.h>

@@ -11,7 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "kvm/layout.h"
+#include "proto/layout.h"
 #include "kvm/loader.h"
 
 #define MSR_IA32_TSC            0x00000010

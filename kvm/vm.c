@@ -10,7 +10,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "kvm/layout.h"
+#include "proto/layout.h"
 
 int vm_init(struct vm *vm, struct kvmsys *sys)
 {

@@ -1,7 +1,7 @@
 /* vsock.c - virtio-vsock's packet side: the guest's TX packets parsed and checked, RX packets built from what the host owes, and the device's state. */
 #include "kvm/vsock.h"
 #include "kvm/vsock_conn.h"
-#include "kvm/le.h"
+#include "proto/le.h"
 #include "kvm/log.h"
 
 #include <errno.h>

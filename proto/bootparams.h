@@ -1,6 +1,6 @@
 /* bootparams.h - the Linux x86 boot protocol's zero page and setup header, byte for byte. */
-#ifndef SNAPBOX_KVM_BOOTPARAMS_H
-#define SNAPBOX_KVM_BOOTPARAMS_H
+#ifndef SNAPBOX_PROTO_BOOTPARAMS_H
+#define SNAPBOX_PROTO_BOOTPARAMS_H
 
 #include <stddef.h>
 #include <stdint.h>

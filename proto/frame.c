@@ -1,6 +1,6 @@
-/* proto.c - incremental frame parser and encoder for the COM2 agent channel. */
-#include "kvm/le.h"
-#include "runtime/proto.h"
+/* frame.c - the incremental frame parser and the encoder of the agent channel (host and Linux agent). */
+#include "proto/le.h"
+#include "proto/frame.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -1,11 +1,11 @@
-/* proto.h - host side of the frame protocol: an incremental, hostile-input-safe parser and a frame encoder. */
-#ifndef SNAPBOX_RUNTIME_PROTO_H
-#define SNAPBOX_RUNTIME_PROTO_H
+/* frame.h - the frame protocol for host and agent: an incremental, hostile-input-safe parser and a frame encoder. */
+#ifndef SNAPBOX_PROTO_FRAME_H
+#define SNAPBOX_PROTO_FRAME_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "runtime/proto_wire.h"
+#include "proto/wire.h"
 
 /* Called for every complete, well-formed frame; payload is valid only during the call. */
 typedef void (*proto_frame_fn)(void *opaque, const struct proto_hdr *hdr,

@@ -1,6 +1,6 @@
 /* layout.h - the guest-physical memory map every loader and device agrees on. */
-#ifndef SNAPBOX_KVM_LAYOUT_H
-#define SNAPBOX_KVM_LAYOUT_H
+#ifndef SNAPBOX_PROTO_LAYOUT_H
+#define SNAPBOX_PROTO_LAYOUT_H
 
 /*
  * Guest-physical layout (documented in docs/architecture.md, keep in sync):

@@ -1,6 +1,6 @@
 /* le.h - the one little-endian codec of the tree: fixed-width loads and stores on byte arrays (freestanding-safe, for the guests too). */
-#ifndef SNAPBOX_KVM_LE_H
-#define SNAPBOX_KVM_LE_H
+#ifndef SNAPBOX_PROTO_LE_H
+#define SNAPBOX_PROTO_LE_H
 
 #include <stdint.h>
 

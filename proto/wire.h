@@ -1,8 +1,8 @@
-/* proto_wire.h - the agent/probe frame format shared by host and guests (docs/agent-protocol.md). */
+/* wire.h - the agent/probe frame format shared by host and guests (docs/agent-protocol.md). */
 #ifndef SNAPBOX_PROTO_WIRE_H
 #define SNAPBOX_PROTO_WIRE_H
 
-#include "kvm/le.h"
+#include "proto/le.h"
 #include <stdint.h>
 
 /*

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/proto.h"
+#include "proto/frame.h"
 #include "runtime/sandbox_internal.h"
 
 _Static_assert(SNAPBOX_FILE_MAX == PROTO_FILE_MAX, "public file cap matches the protocol");

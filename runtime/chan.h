@@ -10,7 +10,7 @@
 
 #include "kvm/uart.h"
 #include "kvm/vsock.h"
-#include "runtime/proto.h"
+#include "proto/frame.h"
 #include "snapbox.h"
 
 struct chan {

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "kvm/layout.h"
+#include "proto/layout.h"
 
 struct compat_reg {
 	uint32_t function, index;

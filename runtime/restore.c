@@ -16,8 +16,8 @@
 #include "runtime/counts.h"
 #include "runtime/template.h"
 #include "runtime/vmshell.h"
-#include "kvm/le.h"
-#include "runtime/proto_wire.h"
+#include "proto/le.h"
+#include "proto/wire.h"
 
 /* The DEVS section; version 1 predates the vsock agent channel and gets its own message. */
 static int restore_devs_section(struct restore_snap *s)

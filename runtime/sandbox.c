@@ -16,7 +16,7 @@
 #include "kvm/kvmsys.h"
 #include "kvm/loader.h"
 #include "kvm/piowin.h"
-#include "kvm/layout.h"
+#include "proto/layout.h"
 #include "kvm/vcpu.h"
 #include "kvm/vm.h"
 #include "runtime/chan.h"

@@ -1,5 +1,5 @@
 /* memfile.c - memory file reader: validate header and index, decode one chunk or all of them in parallel; shared zero helpers. */
-#include "kvm/le.h"
+#include "proto/le.h"
 #include "snapshot/memfile.h"
 #include "kvm/log.h"
 

@@ -1,5 +1,5 @@
 /* vmstate.c - vmstate file writer (sections collected in memory, END appended) and validating reader. */
-#include "kvm/le.h"
+#include "proto/le.h"
 #include "snapshot/vmstate.h"
 #include "kvm/log.h"
 

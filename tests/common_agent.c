@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "kvm/uart.h"
-#include "runtime/proto.h"
+#include "proto/frame.h"
 
 const char *tagent_path(void)
 {

@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "runtime/proto_wire.h"
+#include "proto/wire.h"
 #include "snapbox.h"
 #include "tests/common_kvm.h"
 

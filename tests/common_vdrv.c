@@ -1,6 +1,6 @@
 /* common_vdrv.c - a fake virtio-vsock driver for unit tests: what Linux's virtio_mmio and vsock drivers do, in a few calls. */
 #include "tests/common_vdrv.h"
-#include "kvm/le.h"
+#include "proto/le.h"
 
 #include <criterion/criterion.h>
 #include <string.h>

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/proto_wire.h"
+#include "proto/wire.h"
 #include "tests/common_kvm.h"
 
 Test(kvm_agent, probe_refuses_agent_requests_cleanly)

@@ -8,7 +8,7 @@
 
 #include "tests/common_kvm.h"
 #include "tests/common_snap.h"
-#include "runtime/proto_wire.h"
+#include "proto/wire.h"
 #include "runtime/sandbox_internal.h"
 
 /*

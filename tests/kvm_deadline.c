@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "kvm/vcpu.h"
-#include "runtime/proto_wire.h"
+#include "proto/wire.h"
 #include "runtime/sandbox_internal.h"
 #include "tests/common_cli.h"
 #include "tests/common_kvm.h"

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "runtime/proto_wire.h"
+#include "proto/wire.h"
 #include "runtime/sandbox_internal.h"
 #include "tests/common_kvm.h"
 

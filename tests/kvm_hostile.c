@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "runtime/proto_wire.h"
+#include "proto/wire.h"
 #include "tests/common_kvm.h"
 
 /* Host memory a whole run of the cases may add (the guests' RAM is 256 MiB each and freed);

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "kvm/vcpu_state.h"
-#include "runtime/proto_wire.h"
+#include "proto/wire.h"
 #include "snapshot/vmstate.h"
 #include "tests/common_kvm.h"
 #include "tests/common_snap.h"

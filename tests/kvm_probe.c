@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/proto_wire.h"
+#include "proto/wire.h"
 #include "runtime/sandbox_internal.h"
 #include "tests/common_kvm.h"
 

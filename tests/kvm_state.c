@@ -10,7 +10,7 @@
 #include "kvm/gmem.h"
 #include "kvm/vcpu_state.h"
 #include "kvm/vm_state.h"
-#include "runtime/proto_wire.h"
+#include "proto/wire.h"
 #include "runtime/sandbox_internal.h"
 #include "tests/common_kvm.h"
 

@@ -9,9 +9,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kvm/le.h"
+#include "proto/le.h"
 #include "runtime/agent.h"
-#include "runtime/proto_wire.h"
+#include "proto/wire.h"
 #include "tests/common_agent.h"
 
 static struct tagent T;

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "runtime/agent.h"
-#include "runtime/proto.h"
+#include "proto/frame.h"
 #include "tests/common_agent.h"
 
 static struct tagent T;

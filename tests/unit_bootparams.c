@@ -5,9 +5,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "kvm/bootparams.h"
+#include "proto/bootparams.h"
 #include "kvm/gmem.h"
-#include "kvm/layout.h"
+#include "proto/layout.h"
 #include "kvm/loader.h"
 
 #define BPT_MEM (64ULL << 20)

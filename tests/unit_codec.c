@@ -1,10 +1,10 @@
-/* unit_codec.c - the tree's one little-endian codec (kvm/le.h), one JSON string writer and one lap timer. */
+/* unit_codec.c - the tree's one little-endian codec (proto/le.h), one JSON string writer and one lap timer. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "kvm/le.h"
+#include "proto/le.h"
 #include "kvm/mono.h"
 #include "snapbox.h"
 

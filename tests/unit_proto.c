@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "runtime/chan.h"
-#include "runtime/proto.h"
+#include "proto/frame.h"
 
 struct got {
 	int n;

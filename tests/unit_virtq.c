@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "kvm/le.h"
+#include "proto/le.h"
 #include "tests/common_vdrv.h"
 
 static struct vdrv d;

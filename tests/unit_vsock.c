@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "kvm/le.h"
+#include "proto/le.h"
 #include "kvm/mono.h"
 #include "tests/common_vdrv.h"
 

@@ -8,7 +8,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#include "runtime/proto.h"
+#include "proto/frame.h"
 
 #define AGENT_DEFAULT_DEV   "/dev/ttyS1"
 #define AGENT_DEFAULT_PATH  "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include "guest/agent/agent.h"
-#include "kvm/le.h"
-#include "runtime/proto_wire.h"
+#include "proto/le.h"
+#include "proto/wire.h"
 
 /*
  * Credit the host's bytes as entropy and force a reseed. Why credit, and why

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "guest/agent/agent.h"
-#include "runtime/proto_wire.h"
+#include "proto/wire.h"
 
 /* Connections the kernel may hold for us before accept(): the host's table is 64. */
 #define AGENT_VSOCK_BACKLOG 64

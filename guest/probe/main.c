@@ -1,8 +1,8 @@
 /* main.c - the probe's ring-3 start: boot info (zero page or PVH), device setup, BOOT_TIME/READY, command loop. */
 
 #include "guest/probe/probe.h"
-#include "kvm/bootparams.h"
-#include "kvm/layout.h"
+#include "proto/bootparams.h"
+#include "proto/layout.h"
 
 /* Xen's hvm_start_info (xen/include/public/arch-x86/hvm/start_info.h). */
 #define HVM_START_MAGIC 0x336ec578u

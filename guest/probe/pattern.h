@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-#include "runtime/proto_wire.h"
+#include "proto/wire.h"
 
 #define PROBE_PATTERN_PAGE      4096u
 #define PROBE_PATTERN_ZERO      0

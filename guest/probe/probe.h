@@ -42,7 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "runtime/proto_wire.h"
+#include "proto/wire.h"
 
 #define PROBE_E820_MAX     128
 #define PROBE_CMDLINE_MAX  4096

@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kvm/bootparams.h"
+#include "proto/bootparams.h"
 #include "kvm/gmem.h"
-#include "kvm/layout.h"
+#include "proto/layout.h"
 #include "kvm/loader.h"
 
 #define FZ_MEM        (16u << 20)

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kvm/le.h"
+#include "proto/le.h"
 #include "kvm/vsock.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
