@@ -122,7 +122,8 @@ int bench_result_print(FILE *out, const struct bench_result *r)
 	if (r->fill_mib || strcmp(r->bench, "cold"))
 		fprintf(out, ", fill %u%% (%u MiB)", r->fill_pct, r->fill_mib);
 	if (r->mode)
-		fprintf(out, ", %s%s restore", r->pooled ? "pooled " : "", r->mode);
+		fprintf(out, ", %s%s restore", r->pooled ? (r->warm ? "pooled (warm) " : "pooled (shells only) ") : "",
+			r->mode);
 	if (r->sync)
 		fputs(", fsync", out);
 	fprintf(out, ", %ld runs after %ld warm-up\n", r->iterations, r->warmup);
@@ -195,8 +196,8 @@ static void bench_json_head(FILE *out, const struct bench_result *r)
 		"\"fill_pct\": %u, \"fill_mib\": %u, \"mode\": ", r->iterations, r->warmup,
 		(unsigned long long)r->mem_bytes, r->fill_pct, r->fill_mib);
 	snapbox_json_string(out, r->mode);
-	fprintf(out, ", \"pooled\": %s, \"sync\": %s, \"kernel\": ", r->pooled ? "true" : "false",
-		r->sync ? "true" : "false");
+	fprintf(out, ", \"pooled\": %s, \"warm\": %s, \"sync\": %s, \"kernel\": ",
+		r->pooled ? "true" : "false", r->warm ? "true" : "false", r->sync ? "true" : "false");
 	snapbox_json_string(out, r->kernel);
 	fputs(", \"initrd\": ", out);
 	snapbox_json_string(out, r->initrd);

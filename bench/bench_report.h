@@ -54,6 +54,7 @@ struct bench_result {
 	uint32_t fill_mib;
 	const char *mode;                    /* restore: "eager", "cow" or "lazy"; else NULL */
 	bool pooled;                         /* restore */
+	bool warm;                           /* pooled on warm clones */
 	bool sync;                           /* snapshot: fsync every snapshot */
 	const char *kernel, *initrd, *cmdline;   /* initrd, cmdline: NULL when not given */
 	time_t started;

@@ -220,7 +220,8 @@ int bench_restore_loop(const char *dir, const struct bench_restore_how *how, lon
 	struct snapbox_restore_opts ro = { .mode = how->mode, .resume = true, .ping = true,
 					   .console_fd = -1, .cache_dir = how->cache_dir,
 					   .ping_timeout_ms = how->ping_timeout_ms };
-	struct snapbox_pool_opts po = { .size = 2, .mode = how->mode, .cache_dir = how->cache_dir };
+	struct snapbox_pool_opts po = { .size = 2, .mode = how->mode, .cache_dir = how->cache_dir,
+					.no_warm = how->no_warm };
 	struct snapbox_pool *pool = NULL;
 	int ret = 0;
 

@@ -86,6 +86,7 @@ int bench_make_snapshot(const struct bench_guest *g, char *dir, size_t cap,
 struct bench_restore_how {
 	enum snapbox_restore_mode mode;
 	bool pooled;                 /* from a shell pool of 2, refilled in the background */
+	bool no_warm;                /* pooled: shells only (snapbox_pool_opts.no_warm) */
 	const char *cache_dir;       /* cow templates; NULL: the library's default */
 	unsigned ping_timeout_ms;    /* each restore's REFRESH and PING; 0: the library's default */
 };

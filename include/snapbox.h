@@ -378,6 +378,9 @@ struct snapbox_restore_profile {
 	uint64_t total_with_resume;
 	uint64_t restore_to_ready;   /* restore start until the guest answered PING (0: not asked) */
 	bool pooled;                 /* the VM shell came ready from a pool (a pool hit) */
+	bool warm;                   /* ... and warm: the pool had also restored its state, resumed it
+				      * and put it through one REFRESH and PING (so state phases are 0);
+				      * this request paid its own REFRESH and PING only */
 	struct snapbox_counts counts;  /* of the whole restore, PING included */
 };
 
@@ -439,6 +442,14 @@ struct snapbox_pool_opts {
 	unsigned threads;              /* decompression threads; 0: online CPUs */
 	const char *cache_dir;         /* cow templates; default /dev/shm/snapbox-<euid> (0700) */
 	bool no_refill;                /* no background thread: shells are made only on a miss */
+	bool no_warm;                  /* shells only: the snapshot's state is restored at the request.
+					* By default the refill thread also restores each shell's
+					* state, resumes the guest and puts it through one REFRESH
+					* and PING, so the pages a request touches are mapped (in
+					* this process and in KVM's MMU) before it comes; the
+					* request then sends the clone's own REFRESH (fresh entropy
+					* and clock) and PING. The shell pool_create builds inline is
+					* never warm (creating a pool runs no guest). */
 };
 
 struct snapbox_pool_stats {

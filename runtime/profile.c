@@ -273,7 +273,7 @@ void snapbox_json_snapshot_profile(FILE *f, const struct snapbox_snapshot_profil
 void snapbox_print_restore_profile(FILE *f, const struct snapbox_restore_profile *p)
 {
 	profile_lines(f, "restore-profile", p, profile_restore_fields, NFIELDS(profile_restore_fields));
-	fprintf(f, "[restore-profile] pooled %31s\n", p->pooled ? "yes" : "no");
+	fprintf(f, "[restore-profile] pooled %31s\n", p->pooled ? (p->warm ? "yes, warm" : "yes") : "no");
 	counts_print(f, "restore-counts", &p->counts);
 }
 
@@ -284,7 +284,8 @@ void snapbox_json_restore_profile(FILE *f, const struct snapbox_restore_profile 
 	fputc('{', f);
 	profile_json_fields(f, p, profile_restore_fields, NFIELDS(profile_restore_fields), "_ns",
 			    &first);
-	fprintf(f, ",\"pooled\":%s,\"counts\":", p->pooled ? "true" : "false");
+	fprintf(f, ",\"pooled\":%s,\"warm\":%s,\"counts\":", p->pooled ? "true" : "false",
+		p->warm ? "true" : "false");
 	counts_json(f, &p->counts);
 	fputc('}', f);
 }

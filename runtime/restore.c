@@ -352,7 +352,8 @@ int restore_resume(struct snapbox *sb, const struct snapbox_restore_opts *o, uin
 	int ret;
 
 	sb->console_fd = o->console_fd;
-	ret = restore_wake(sb);   /* the shell's parked thread (restore_shell) */
+	/* A warm pool shell runs already; else the shell's parked thread (restore_shell). */
+	ret = vcpu_get_state(&sb->vcpu) == VCPU_RUNNING && sb->warm ? 0 : restore_wake(sb);
 	if (ret)
 		return ret;
 	p->resume_kvm_run = atomic_load(&sb->vcpu.first_run_ns) > t ?

@@ -30,6 +30,7 @@ struct snapbox {
 	struct lazy *lazy;               /* lazy restores: the userfaultfd handler, else NULL */
 	bool lazy_reported;              /* its checksum failure was logged */
 	bool refresh_pending;            /* restored, not yet refreshed (restore_refresh) */
+	bool warm;                       /* a warm pool shell: restored, resumed, REFRESH still owed */
 	unsigned refresh_timeout_ms;     /* its deadline: the restore's ping_timeout_ms (0: scaled default) */
 	int console_fd;
 	int vsock_irqfd;                 /* KVM_IRQFD on the vsock's GSI (valid when have_irqfd) */

@@ -198,7 +198,7 @@ static json_object *tb_check_doc(const char *bench, long iterations, const char 
 	tb_check_host(tb_get(root, "host", json_type_object));
 
 	opts = tb_get(root, "options", json_type_object);
-	tb_exact_keys(opts, "iterations\0warmup\0mem_bytes\0fill_pct\0fill_mib\0mode\0pooled\0sync\0"
+	tb_exact_keys(opts, "iterations\0warmup\0mem_bytes\0fill_pct\0fill_mib\0mode\0pooled\0warm\0sync\0"
 		      "kernel\0initrd\0cmdline\0");
 	cr_assert_eq(json_object_get_int64(tb_get(opts, "iterations", json_type_int)), iterations);
 	tb_get(opts, "warmup", json_type_int);
@@ -207,6 +207,9 @@ static json_object *tb_check_doc(const char *bench, long iterations, const char 
 	tb_get(opts, "fill_mib", json_type_int);
 	cr_assert_eq(tb_maybe(opts, "mode", json_type_string) != NULL, !strcmp(bench, "restore"));
 	tb_get(opts, "pooled", json_type_boolean);
+	/* Warm only when pooled, and by default then (--no-warm turns it off). */
+	if (json_object_get_boolean(tb_get(opts, "warm", json_type_boolean)))
+		cr_assert(json_object_get_boolean(tb_get(opts, "pooled", json_type_boolean)));
 	tb_get(opts, "sync", json_type_boolean);
 	tb_get(opts, "kernel", json_type_string);
 	tb_maybe(opts, "initrd", json_type_string);

@@ -33,7 +33,7 @@ Test(cli_bench, help_names_the_benchmarks_and_options)
 {
 	cr_assert_eq(snapbox(NULL, "bench --help"), 0);
 	for (const char *w = "cold\0snapshot\0restore\0--iterations\0--warmup\0--mem\0--fill\0"
-			     "--mode\0--pooled\0--kernel\0--initrd\0--json\0schema\0"; *w; w += strlen(w) + 1)
+			     "--mode\0--pooled\0--no-warm\0--kernel\0--initrd\0--json\0schema\0"; *w; w += strlen(w) + 1)
 		cr_assert(strstr(out, w), "'%s' missing from:\n%s", w, out);
 	cr_assert_eq(snapbox(NULL, "--help"), 0);
 	cr_assert(strstr(out, "  bench "), "%s", out);
@@ -79,6 +79,7 @@ Test(cli_bench, bad_arguments_exit_2_with_a_reason)
 		{ "bench restore --mode fast", "--mode" },
 		{ "bench cold --mode cow", "restore only" },
 		{ "bench snapshot --pooled", "restore only" },
+		{ "bench restore --no-warm", "--pooled only" },
 		{ "bench restore --sync", "snapshot only" },
 		{ "bench cold --fill 10", "--fill applies to snapshot and restore" },
 		{ "bench cold --initrd /x", "--initrd needs --kernel" },

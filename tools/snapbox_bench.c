@@ -32,7 +32,10 @@ static const char bench_usage[] =
 	"                    probe's fillable memory (guest memory less 8 MiB) with its\n"
 	"                    realistic page mix (default 25 with the probe, 0 with --kernel)\n"
 	"  --mode MODE       restore: eager, cow (default) or lazy\n"
-	"  --pooled          restore: from a shell pool, built before each request\n"
+	"  --pooled          restore: from a shell pool, built before each request; its\n"
+	"                    shells are warm clones (state restored, resumed, one REFRESH\n"
+	"                    and PING), so a request pays its own REFRESH and PING\n"
+	"  --no-warm         with --pooled: shells only, the state restored at the request\n"
 	"  --clones N        restore: keep N cow clones alive instead, and report this\n"
 	"                    process's PSS and RSS before the first and after each, and the\n"
 	"                    marginal PSS per clone (host memory per clone)\n"
@@ -61,12 +64,12 @@ struct bench_opts {
 	long fill_pct;               /* -1: the default */
 	enum snapbox_restore_mode mode;
 	const char *mode_name;       /* NULL: not given */
-	bool pooled, sync, json;
+	bool pooled, no_warm, sync, json;
 	unsigned clones;             /* restore --clones N; 0: the latency loop */
 	const char *exec;            /* --clones: a shell command each clone runs */
 };
 
-enum { BO_ITER = 256, BO_WARMUP, BO_MEM, BO_FILL, BO_MODE, BO_POOLED, BO_SYNC, BO_KERNEL,
+enum { BO_ITER = 256, BO_WARMUP, BO_MEM, BO_FILL, BO_MODE, BO_POOLED, BO_NO_WARM, BO_SYNC, BO_KERNEL,
        BO_INITRD, BO_CMDLINE, BO_TIMEOUT, BO_JSON, BO_CLONES, BO_EXEC };
 
 static int bench_bad(const char *what, const char *arg)
@@ -94,6 +97,8 @@ static int bench_check_scope(const struct bench_opts *o)
 		bad = "--mode applies to restore only";
 	else if (strcmp(o->op, "restore") && o->pooled)
 		bad = "--pooled applies to restore only";
+	else if (o->no_warm && !o->pooled)
+		bad = "--no-warm applies to --pooled only";
 	else if (o->clones && (strcmp(o->op, "restore") || o->pooled || (o->mode_name && o->mode != SNAPBOX_RESTORE_COW)))
 		bad = "--clones applies to cow restores only (not --pooled)";
 	else if (o->exec && !o->clones)
@@ -119,6 +124,7 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 		{ "fill", required_argument, NULL, BO_FILL },
 		{ "mode", required_argument, NULL, BO_MODE },
 		{ "pooled", no_argument, NULL, BO_POOLED },
+		{ "no-warm", no_argument, NULL, BO_NO_WARM },
 		{ "clones", required_argument, NULL, BO_CLONES },
 		{ "exec", required_argument, NULL, BO_EXEC },
 		{ "sync", no_argument, NULL, BO_SYNC },
@@ -166,6 +172,7 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 				return bench_bad("--mode (eager, cow or lazy)", optarg);
 			break;
 		case BO_POOLED: o->pooled = true; break;
+		case BO_NO_WARM: o->no_warm = true; break;
 		case BO_EXEC: o->exec = optarg; break;
 		case BO_CLONES: {
 			char *end;
@@ -301,7 +308,7 @@ static int bench_restore(const struct bench_opts *o, const char *label, struct b
 	struct snapbox_restore_profile *s = calloc((size_t)o->iterations, sizeof(*s));
 	/* cow templates where the library keeps them by default, but private to this run */
 	char cache[64] = "/dev/shm/snapbox-bench-XXXXXX", dir[64];
-	struct bench_restore_how how = { .mode = o->mode, .pooled = o->pooled,
+	struct bench_restore_how how = { .mode = o->mode, .pooled = o->pooled, .no_warm = o->no_warm,
 					 .ping_timeout_ms = o->g.restore_timeout_ms };
 	struct snapbox_snapshot_profile sp;
 	int ret;
@@ -358,6 +365,7 @@ int snapbox_cmd_bench(int argc, char **argv)
 	r.fill_mib = o.g.fill_mib;
 	r.mode = strcmp(o.op, "restore") ? NULL : cli_mode_name(o.mode);
 	r.pooled = o.pooled;
+	r.warm = o.pooled && !o.no_warm;
 	r.sync = o.sync;
 	r.kernel = o.g.cfg.kernel;
 	r.initrd = o.g.cfg.initrd;

@@ -389,6 +389,11 @@ class Sandbox:
         """True when the restore found a ready shell in the template's pool."""
         return bool(self.restore_profile.get("pooled"))
 
+    @property
+    def warm(self) -> bool:
+        """True when the pool's shell was warm: restored and resumed before the request."""
+        return bool(self.restore_profile.get("warm"))
+
     def exec(self, argv: Sequence[str], **opts: Any) -> ExecResult:
         """Run argv (env, cwd, user, stdin, timeout_ms, stdout_cap, stderr_cap as keywords)."""
         return ExecResult._from(self.client.request("POST", f"/v1/sandboxes/{_q(self.id)}/exec",

@@ -185,6 +185,8 @@ def test_one_shot_run_is_pooled_and_leaves_nothing(probe):
     wait_pool(probe, "probe", 2)
     r = probe.run("probe", ping=True)
     assert r.ping_ns > 0 and r.restore_profile["pooled"] is True
+    # A refill's shell (the newest) is warm: restored and resumed ahead.
+    assert r.restore_profile["warm"] is True
     assert r.timings["total_ns"] >= r.timings["restore_ns"]
     assert probe.sandboxes() == [] and probe.health()["sandboxes"] == 0
 
