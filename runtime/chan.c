@@ -147,6 +147,25 @@ static int chan_send(struct chan *c, const uint8_t *frame, size_t n, uint64_t de
 	}
 }
 
+void chan_on_queued(struct chan *c, void (*fn)(void *), void *arg)
+{
+	pthread_mutex_lock(&c->lock);
+	c->queued_fn = fn;
+	c->queued_arg = arg;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void chan_run_queued(struct chan *c)
+{
+	pthread_mutex_lock(&c->lock);
+	void (*fn)(void *) = c->queued_fn;
+	void *arg = c->queued_arg;
+	c->queued_fn = NULL;
+	pthread_mutex_unlock(&c->lock);
+	if (fn)
+		fn(arg);
+}
+
 int chan_request(struct chan *c, uint16_t type, const void *payload, uint32_t len,
 		 void **reply, uint32_t *reply_len, uint64_t deadline_ns)
 {
@@ -192,6 +211,7 @@ int chan_request(struct chan *c, uint16_t type, const void *payload, uint32_t le
 	pthread_mutex_unlock(&c->lock);
 
 	flen = proto_encode(frame, cap, type, 0, id, payload, len);
+	chan_run_queued(c);   /* the UART's FIFO is drained by a running guest only */
 	ret = flen < 0 ? (int)flen : chan_send(c, frame, (size_t)flen, deadline_ns);
 	free(frame);
 

@@ -33,6 +33,8 @@ struct chan {
 	uint64_t bad_boot_time;       /* malformed BOOT_TIME frames, ignored */
 	uint64_t dropped;             /* replies nobody waited for, unknown unsolicited frames */
 	uint64_t ready_ns;            /* CLOCK_MONOTONIC when READY arrived */
+	void (*queued_fn)(void *);    /* chan_on_queued's one-shot hook, under lock */
+	void *queued_arg;
 };
 
 /* Set up the channel over a UART (RX side). Returns 0 or -ENOMEM. */
@@ -65,6 +67,18 @@ int chan_wait_ready(struct chan *c, uint64_t deadline_ns);
  */
 int chan_request(struct chan *c, uint16_t type, const void *payload, uint32_t len,
 		 void **reply, uint32_t *reply_len, uint64_t deadline_ns);
+
+/*
+ * Run fn(arg) once, when the next request has been queued for the guest on
+ * vsock and before its reply is awaited (on COM2, whose queue is the UART's
+ * small FIFO, before it is sent). A restore uses it to wake a parked vCPU
+ * only once its REFRESH is waiting for it: the guest then finds the
+ * interrupt pending on entry instead of being woken from a halt.
+ */
+void chan_on_queued(struct chan *c, void (*fn)(void *), void *arg);
+
+/* The hook set by chan_on_queued, taken (cleared) and run; nothing if none. */
+void chan_run_queued(struct chan *c);
 
 /*
  * True when no frame is half-parsed, no request is outstanding and vsock

@@ -97,6 +97,7 @@ int chan_request_vsock(struct chan *c, uint16_t type, const void *payload, uint3
 			return conn;
 		}
 		ret = vsock_send(c->vsock, conn, frame, (size_t)flen);
+		chan_run_queued(c);
 		if (!ret)
 			ret = chan_vsock_read(c, conn, hb, sizeof(hb), deadline_ns);
 		if (ret != -ECONNREFUSED)

@@ -35,8 +35,10 @@ struct snapbox_pool {
  * guest and put it through one REFRESH and PING, exactly what a request
  * does, so the pages a request touches are already mapped in this process
  * and in KVM's MMU (on KVM-PVM each first touch of a page costs the clone an
- * exit of about 25 us; a request on a cold shell took 23 of them). The guest
- * then idles. It is no one's yet: refresh_pending is set again, so the
+ * exit of about 25 us; a request on a cold shell took 23 of them). Then the
+ * vCPU is parked (paused): a pooled clone uses no CPU, its guest's timers do
+ * not run, and the request wakes it only once its REFRESH is queued
+ * (restore_resume). It is no one's yet: refresh_pending is set again, so the
  * request sends the clone's own REFRESH (fresh entropy and clock) before
  * anything else. Returns 0 or -errno; the shell is then unusable.
  */
@@ -51,6 +53,8 @@ static int pool_warm(struct snapbox_pool *p, struct snapbox *sb)
 	if (!ret) {
 		sb->warm = true;
 		ret = restore_resume(sb, &o, mono_now_ns(), &ignore);
+		if (!ret)
+			ret = vcpu_pause(&sb->vcpu, snapbox_scaled_ms(5000));
 	}
 	sb->refresh_pending = true;
 	return ret;
@@ -249,15 +253,11 @@ int snapbox_pool_restore(struct snapbox_pool *pool, const struct snapbox_restore
 		if (ret)
 			goto err;
 	}
+	/* A warm shell is parked with its state in; without resume it stays
+	 * parked until snapbox_resume, which sends its REFRESH. */
 	pl.warm = sb->warm;
-	if (sb->warm && !o->resume)   /* the caller wants it paused; snapbox_resume sends REFRESH */
-		ret = vcpu_pause(&sb->vcpu, o->ping_timeout_ms ? o->ping_timeout_ms :
-				 snapbox_scaled_ms(5000));
-	else if (!sb->warm)
-		ret = restore_state(sb, &pool->snap, pool->opts.mode, !o->no_verify, pool->threads,
-				    &pl);
-	else
-		ret = 0;
+	ret = sb->warm ? 0 : restore_state(sb, &pool->snap, pool->opts.mode, !o->no_verify,
+					   pool->threads, &pl);
 	sb->refresh_timeout_ms = o->ping_timeout_ms;   /* for a later snapbox_resume too */
 	pl.total_without_resume = mono_now_ns() - t0;
 	pl.counts.minflt_before_run = counts_minflt_since(&cm);
