@@ -101,6 +101,14 @@ static int vcpu_ioctl(struct vcpu *v, unsigned long req, void *arg, const char *
 	return 0;
 }
 
+int vcpu_mark_stopped(struct vcpu *v)
+{
+	if (kvmcall(v->fd, KVM_KVMCLOCK_CTRL, 0) == 0)
+		return 0;
+	/* EINVAL: the guest set up no kvmclock, so it has nothing to be told. */
+	return errno == EINVAL ? 0 : -errno;
+}
+
 int vcpu_set_cpuid(struct vcpu *v, const struct kvm_cpuid2 *supported)
 {
 	size_t sz = sizeof(*supported) + supported->nent * sizeof(supported->entries[0]);

@@ -116,6 +116,14 @@ int vcpu_start_parked(struct vcpu *v, struct bus *pio, struct bus *mmio,
  */
 int vcpu_pause(struct vcpu *v, unsigned timeout_ms);
 
+/*
+ * Tell a paused vCPU's guest, through its kvmclock page (KVM_KVMCLOCK_CTRL),
+ * that it was stopped on purpose, so a Linux guest's soft-lockup and RCU
+ * stall detectors do not report the time it spends parked. 0 (also when the
+ * guest uses no kvmclock) or -errno.
+ */
+int vcpu_mark_stopped(struct vcpu *v);
+
 /* Let a paused vCPU run again. Returns 0 or -EINVAL when it is not paused. */
 int vcpu_resume(struct vcpu *v);
 

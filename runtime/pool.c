@@ -55,6 +55,10 @@ static int pool_warm(struct snapbox_pool *p, struct snapbox *sb)
 		ret = restore_resume(sb, &o, mono_now_ns(), &ignore);
 		if (!ret)
 			ret = vcpu_pause(&sb->vcpu, snapbox_scaled_ms(5000));
+		/* The clone may stay parked for minutes: its guest must not
+		 * take that for a hung CPU when it runs again. */
+		if (!ret)
+			ret = vcpu_mark_stopped(&sb->vcpu);
 	}
 	sb->refresh_pending = true;
 	return ret;
