@@ -64,6 +64,9 @@ struct vcpu {
 	atomic_uint_least64_t io_exits;
 	atomic_uint_least64_t mmio_exits;
 	atomic_uint_least64_t first_run_ns;   /* CLOCK_MONOTONIC when KVM_RUN was first entered */
+	/* KVM's own statistics of this vCPU (KVM_GET_STATS_FD): -1 when the kernel has none */
+	int stats_fd;
+	int64_t stat_exits_off;       /* offset of "exits" (every VM exit, in-kernel ones too), or -1 */
 
 	/* TSC offset control (vcpu_state_prepare_restore): -1 not probed, 0 absent, 1 present */
 	int tsc_ctrl;
@@ -123,6 +126,14 @@ int vcpu_pause(struct vcpu *v, unsigned timeout_ms);
  * guest uses no kvmclock) or -errno.
  */
 int vcpu_mark_stopped(struct vcpu *v);
+
+/*
+ * Every VM exit of this vCPU so far as KVM counts it, those it handles in the
+ * kernel included (its binary statistics' "exits"); vcpu.exits counts only
+ * those that come back to snapbox. UINT64_MAX when the kernel does not offer
+ * the statistic. Any thread, at any time.
+ */
+uint64_t vcpu_kvm_exits(struct vcpu *v);
 
 /* Let a paused vCPU run again. Returns 0 or -EINVAL when it is not paused. */
 int vcpu_resume(struct vcpu *v);
