@@ -1,9 +1,11 @@
 /* kvm_pool_warm.c - warm pool shells: a hit pays only its own REFRESH and PING, keeps the snapshot's memory, and stays paused until resumed when asked. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "proto/wire.h"
 #include "runtime/sandbox_internal.h"
 #include "tests/common_kvm.h"
 #include "tests/common_snap.h"
@@ -131,5 +133,55 @@ Test(kvm_pool_warm, a_pool_without_warm_restores_the_state_at_the_request, .fini
 		cr_assert_eq(tests_bad_pages(sb, TS_FILL_MIB, TS_SEED), 0);
 		snapbox_destroy(sb);
 	}
+	snapbox_pool_destroy(pool);
+}
+
+Test(kvm_pool_warm, a_clone_that_never_answers_makes_the_pool_cold_and_fails_each_request,
+     .fini = tw_teardown, .timeout = 600)
+{
+	struct proto_fault_req f = { .kind = PROTO_FAULT_SPIN_FOREVER };
+	struct snapbox_pool_opts po = { .size = 1, .mode = SNAPBOX_RESTORE_COW };
+	struct snapbox_restore_opts ro = { .resume = true, .ping = true, .console_fd = -1,
+					   .ping_timeout_ms = 300 };
+	struct snapbox_restore_profile p;
+	struct snapbox_pool_stats st;
+	struct snapbox_pool *pool;
+	struct snapbox *sb;
+	uint32_t n = 0;
+	void *r = NULL;
+
+	TESTS_REQUIRE_KVM();
+	/* A probe spinning in ring 3 for ever: every clone runs, and answers nothing. */
+	tw_dir = tests_mkdtemp("poolwarm");
+	tw_snap = tests_path("%s/snap", tw_dir);
+	tw_cache = tests_path("%s/cache", tw_dir);
+	cr_assert_eq(mkdir(tw_cache, 0700), 0);
+	sb = tests_boot_probe(NULL, NULL, NULL);
+	cr_assert_eq(snapbox_request(sb, PROTO_T_FAULT, &f, sizeof(f), &r, &n, 300), -ETIMEDOUT);
+	free(r);
+	tests_snapshot_ok(sb, tw_snap, true);
+	snapbox_destroy(sb);
+	po.cache_dir = tw_cache;
+	cr_assert_eq(snapbox_pool_create(tw_snap, &po, &pool), 0);
+	/* The inline (cold) shell: the request reports the silent guest at its deadline. */
+	sb = NULL;
+	cr_assert_eq(snapbox_pool_restore(pool, &ro, &sb, &p), -ETIMEDOUT);
+	cr_assert_null(sb);
+	/* The refill's warm-up fails at its own (scaled 5 s) deadline and is counted. */
+	for (unsigned w = 0; w < tests_ms(30000) / 10; w++) {
+		snapbox_pool_get_stats(pool, &st);
+		if (st.refill_failures)
+			break;
+		usleep(10000);
+	}
+	cr_assert_eq(st.refill_failures, 1);
+	/* From then on shells are cold: the next request misses or finds one, and
+	 * fails at its deadline either way, never hangs. */
+	cr_assert_eq(snapbox_pool_restore(pool, &ro, &sb, &p), -ETIMEDOUT);
+	cr_assert_null(sb);
+	tw_wait_ready(pool);
+	cr_assert_eq(snapbox_pool_restore(pool, &ro, &sb, &p), -ETIMEDOUT);
+	snapbox_pool_get_stats(pool, &st);
+	cr_assert_eq(st.refill_failures, 1, "no second warm-up was tried");
 	snapbox_pool_destroy(pool);
 }
