@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "kvm/virtio_mmio.h"
+#include "proto/wire.h"
 
 #define VSOCK_DEVICE_ID     19u
 #define VSOCK_HOST_CID      2u
@@ -39,10 +40,12 @@
 #define VSOCK_TX_MAX        (8u << 20)   /* host bytes queued on one connection, not yet sent */
 /*
  * Credit the host assumes a guest listener has before its RESPONSE says so,
- * so a request's bytes can follow its REQUEST in the same interrupt. Both
- * guests keep at least this much receive buffer (docs/agent-protocol.md).
+ * so a request's bytes can follow its REQUEST in the same interrupt: one
+ * whole frame of the probe's largest (a 64 KiB ECHO then needs no second
+ * round trip for its last 16 bytes). Both guests keep at least this much
+ * receive buffer (docs/agent-protocol.md).
  */
-#define VSOCK_ASSUMED_CREDIT (64u << 10)
+#define VSOCK_ASSUMED_CREDIT (PROTO_HDR_SIZE + PROTO_PROBE_MAX_PAYLOAD)
 /* Host ports for host-initiated connections count up from here and are never reused. */
 #define VSOCK_FIRST_LOCAL_PORT 0x40000000u
 

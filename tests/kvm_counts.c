@@ -166,10 +166,13 @@ Test(kvm_counts, exits_per_request_on_vsock_and_on_com2)
 	/* docs/benchmarks.md, Costs: a PING on vsock is one exit (the kick of its
 	 * reply, which carries the RESPONSE too); its interrupt and the guest's
 	 * reading cost none. A mean over 50, because now and then one takes a
-	 * second (seen: 51 in 50), not yet explained. A 64 KiB ECHO fits in a few kicks, where COM2 took
-	 * an exit for every byte of the reply. */
+	 * second (seen: 51 in 50), not yet explained. A 64 KiB ECHO goes whole
+	 * before the RESPONSE (the assumed credit is one whole frame) and its
+	 * reply carries the credit back, so it takes the one kick of its reply,
+	 * plus now and then a kick of fresh RX buffers (measured: 1.0 to 1.5 on
+	 * average), where COM2 took an exit for every byte of the reply. */
 	cr_assert_leq(vp, 1.1, "a PING on vsock took %.2f exits", vp);
-	cr_assert_leq(ve, 4.0, "a 64 KiB ECHO on vsock took %.2f exits", ve);
+	cr_assert_leq(ve, 2.0, "a 64 KiB ECHO on vsock took %.2f exits", ve);
 	cr_assert_gt(ue, 1000.0);
 	snapbox_destroy(v);
 	snapbox_destroy(u);

@@ -423,6 +423,10 @@ int probe_vsock_init(void)
 	return 0;
 }
 
+/* The frame handed out last, consumed at the next call (its payload is read in place until then). */
+static struct conn *last;
+static uint32_t last_gen, last_total;
+
 /*
  * Send n bytes on the current connection as RW packets within the host's
  * credit, then kick once. With `end`, the connection is shut down in the
@@ -442,8 +446,14 @@ void probe_vsock_send(const uint8_t *p, size_t n, int end)
 		uint32_t k = n < PKT_MAX ? (uint32_t)n : PKT_MAX;
 		if (k > credit)
 			k = credit;
-		tx_packet(cur->port, cur->peer, OP_RW, 0, cur->fwd_cnt, p, k);
-		cur->fwd_told = cur->fwd_cnt;
+		/* A reply ends its request: the frame it answers counts as read
+		 * (consume_last frees it at the next call), so the host learns of
+		 * the space here and no CREDIT_UPDATE costs a kick. The host sends
+		 * one frame per connection and nothing after it; more would be
+		 * past the space truly free and reset the connection. */
+		uint32_t fwd = cur->fwd_cnt + (cur == last && cur->gen == last_gen ? last_total : 0);
+		tx_packet(cur->port, cur->peer, OP_RW, 0, fwd, p, k);
+		cur->fwd_told = fwd;
 		cur->tx_cnt += k;
 		p += k;
 		n -= k;
@@ -455,9 +465,6 @@ void probe_vsock_send(const uint8_t *p, size_t n, int end)
 	vq_kick(Q_TX);
 }
 
-/* The frame handed out last, consumed at the next call (its payload is read in place until then). */
-static struct conn *last;
-static uint32_t last_gen, last_total;
 
 static void consume_last(void)
 {
