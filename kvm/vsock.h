@@ -106,6 +106,8 @@ int vsock_connect(struct vsock *v, uint32_t port);
  * shut its receive side, or vsock_connect's device errors.
  */
 int vsock_send(struct vsock *v, int h, const void *buf, size_t n);
+/* vsock_send of a then b as one run of bytes (a frame's header and its payload, say). */
+int vsock_send2(struct vsock *v, int h, const void *a, size_t na, const void *b, size_t nb);
 
 /*
  * Wait until connection h has bytes, end of stream or an error, or until

@@ -119,6 +119,12 @@ static int vsock_conn_err(struct vsock *v, const struct vsock_conn *c)
 
 int vsock_send(struct vsock *v, int h, const void *buf, size_t n)
 {
+	return vsock_send2(v, h, buf, n, NULL, 0);
+}
+
+int vsock_send2(struct vsock *v, int h, const void *a, size_t na, const void *b, size_t nb)
+{
+	size_t n = na + nb;
 	int rc;
 
 	pthread_mutex_lock(&v->t.lock);
@@ -153,7 +159,10 @@ int vsock_send(struct vsock *v, int h, const void *buf, size_t n)
 		c->tx = p;
 		c->tx_cap = cap;
 	}
-	memcpy(c->tx + c->tx_len, buf, n);
+	if (na)
+		memcpy(c->tx + c->tx_len, a, na);
+	if (nb)
+		memcpy(c->tx + c->tx_len + na, b, nb);
 	c->tx_len += n;
 	vsock_flush_rx(v);
 out:

@@ -106,16 +106,25 @@ int proto_parser_busy(const struct proto_parser *p)
 	return p->in_payload || p->hdr_have > 0;
 }
 
-long proto_encode(uint8_t *out, size_t cap, uint16_t type, uint16_t flags,
-		  uint32_t id, const void *payload, uint32_t len)
+int proto_encode_hdr(uint8_t out[PROTO_HDR_SIZE], uint16_t type, uint16_t flags, uint32_t id,
+		     uint32_t len)
 {
-	if (len > PROTO_MAX_PAYLOAD || cap < PROTO_HDR_SIZE || cap - PROTO_HDR_SIZE < len)
+	if (len > PROTO_MAX_PAYLOAD)
 		return -EMSGSIZE;
 	le_put32(out, PROTO_MAGIC);
 	le_put16(out + 4, type);
 	le_put16(out + 6, flags);
 	le_put32(out + 8, id);
 	le_put32(out + 12, len);
+	return 0;
+}
+
+long proto_encode(uint8_t *out, size_t cap, uint16_t type, uint16_t flags,
+		  uint32_t id, const void *payload, uint32_t len)
+{
+	if (len > PROTO_MAX_PAYLOAD || cap < PROTO_HDR_SIZE || cap - PROTO_HDR_SIZE < len)
+		return -EMSGSIZE;
+	proto_encode_hdr(out, type, flags, id, len);
 	if (len)
 		memcpy(out + PROTO_HDR_SIZE, payload, len);
 	return (long)(PROTO_HDR_SIZE + len);

@@ -55,6 +55,14 @@ void proto_parser_reset(struct proto_parser *p);
 int proto_parser_busy(const struct proto_parser *p);
 
 /*
+ * The 16-byte header alone of a frame of len payload bytes, for a sender that
+ * writes the payload from where it lies. 0, or -EMSGSIZE past
+ * PROTO_MAX_PAYLOAD.
+ */
+int proto_encode_hdr(uint8_t out[PROTO_HDR_SIZE], uint16_t type, uint16_t flags, uint32_t id,
+		     uint32_t len);
+
+/*
  * Encode a frame into out (capacity cap). Returns the frame length, or
  * -EMSGSIZE when it does not fit or len exceeds PROTO_MAX_PAYLOAD.
  */
