@@ -430,7 +430,9 @@ int snapbox_resume(struct snapbox *sb);
  * A shell pool for one snapshot: the snapshot is opened, validated, checked
  * against the host and decoded once; `size` VM shells (VM, irqchip, PIT,
  * memory and memory slot, vCPU, devices) are kept ready and refilled by a
- * background thread, so a restore from the pool pays only for state (and,
+ * background thread. By default the shells are warm (no_warm below): the
+ * state is restored too, so a restore from the pool pays only for the
+ * clone's own REFRESH and its PING; with no_warm it pays for the state (and,
  * in eager mode, memory). A shell is used once: every request gets a fresh
  * restore, never a reused sandbox.
  */

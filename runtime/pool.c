@@ -40,26 +40,40 @@ struct snapbox_pool {
  * not run, and the request wakes it only once its REFRESH is queued
  * (restore_resume). It is no one's yet: refresh_pending is set again, so the
  * request sends the clone's own REFRESH (fresh entropy and clock) before
- * anything else. Returns 0 or -errno; the shell is then unusable.
+ * anything else. Returns 0 or -errno; the shell is then unusable. *guest
+ * says whether the guest was what failed (it did not answer its REFRESH or
+ * PING), as opposed to the host (memory, a pause, the pool stopping).
  */
-static int pool_warm(struct snapbox_pool *p, struct snapbox *sb)
+static int pool_warm(struct snapbox_pool *p, struct snapbox *sb, bool *guest)
 {
 	const struct snapbox_restore_opts o = { .resume = true, .ping = true, .console_fd = -1 };
 	struct snapbox_restore_profile ignore;
 	int ret;
 
+	*guest = false;
 	memset(&ignore, 0, sizeof(ignore));
 	ret = restore_state(sb, &p->snap, p->opts.mode, true, p->threads, &ignore);
-	if (!ret) {
-		sb->warm = true;
-		ret = restore_resume(sb, &o, mono_now_ns(), &ignore);
-		if (!ret)
-			ret = vcpu_pause(&sb->vcpu, snapbox_scaled_ms(5000));
-		/* The clone may stay parked for minutes: its guest must not
-		 * take that for a hung CPU when it runs again. */
-		if (!ret)
-			ret = vcpu_mark_stopped(&sb->vcpu);
+	/* A pool being destroyed does not wait for a guest it will throw away. */
+	pthread_mutex_lock(&p->lock);
+	if (!ret && p->stop)
+		ret = -ECANCELED;
+	pthread_mutex_unlock(&p->lock);
+	if (ret)
+		goto out;
+	sb->warm = true;
+	ret = restore_resume(sb, &o, mono_now_ns(), &ignore);
+	if (ret) {
+		*guest = true;   /* logged by restore_resume */
+		goto out;
 	}
+	ret = vcpu_pause(&sb->vcpu, snapbox_scaled_ms(5000));
+	/* The clone may stay parked for minutes: its guest must not take that
+	 * for a hung CPU when it runs again. */
+	if (!ret)
+		ret = vcpu_mark_stopped(&sb->vcpu);
+	if (ret)
+		log_msg("snapbox: pool: parking a warm shell's vCPU: %s\n", strerror(-ret));
+out:
 	sb->refresh_pending = true;
 	return ret;
 }
@@ -82,11 +96,13 @@ static struct snapbox *pool_build_shell(struct snapbox_pool *p, bool warm, int *
 	memset(&ignore, 0, sizeof(ignore));
 	ret = restore_shell(sb, &p->snap, p->opts.mode, p->opts.cache_dir, p->threads, &ignore);
 	if (!ret && warm) {
-		ret = pool_warm(p, sb);
-		if (ret) {
-			/* Logged where it failed. A snapshot whose clones do not
-			 * answer is reported by requests, on cold shells: do not
-			 * spend a deadline on every refill. */
+		bool guest;
+
+		ret = pool_warm(p, sb, &guest);
+		if (ret && guest) {
+			/* A snapshot whose clones do not answer is reported by
+			 * requests, on cold shells: do not spend a deadline on
+			 * every refill. A host-side failure only loses this shell. */
 			log_msg("snapbox: pool: a warm-up of a new shell failed; this pool's shells are "
 				"built cold from now on\n");
 			pthread_mutex_lock(&p->lock);

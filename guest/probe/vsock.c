@@ -218,8 +218,12 @@ static void tx_packet(uint32_t src, uint32_t dst, uint16_t op, uint32_t flags, u
 
 static void conn_ctl(struct conn *c, uint16_t op)
 {
-	tx_packet(c->port, c->peer, op, 0, c->fwd_cnt, 0, 0);
-	c->fwd_told = c->fwd_cnt;
+	/* Never less than a reply already told (it counts its request's frame
+	 * as read before consume_last does): the count only grows. */
+	uint32_t fwd = (int32_t)(c->fwd_told - c->fwd_cnt) > 0 ? c->fwd_told : c->fwd_cnt;
+
+	tx_packet(c->port, c->peer, op, 0, fwd, 0, 0);
+	c->fwd_told = fwd;
 }
 
 /* ---- packets in ---- */
