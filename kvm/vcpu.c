@@ -56,7 +56,7 @@ static void vcpu_stats_open(struct vcpu *v)
 	v->stat_exits_off = -1;
 	if (v->stats_fd < 0)
 		return;
-	if (pread(v->stats_fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || h.name_size > 256 ||
+	if (pread(v->stats_fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || h.name_size == 0 || h.name_size > 256 ||
 	    h.num_desc > 4096)
 		goto out;
 	size_t dsz = sizeof(struct kvm_stats_desc) + h.name_size;

@@ -12,20 +12,32 @@
 
 static char *tw_dir, *tw_snap, *tw_cache;
 
-/* After the KVM check: Criterion skips .fini for skipped tests. */
-static struct snapbox_pool *tw_setup(bool no_warm)
+/* The test's directories. After the KVM check: Criterion skips .fini for skipped tests. */
+static void tw_dirs(void)
 {
-	struct snapbox_pool_opts po = { .size = 1, .mode = SNAPBOX_RESTORE_COW, .no_warm = no_warm };
-	struct snapbox_pool *pool;
-
 	tw_dir = tests_mkdtemp("poolwarm");
 	tw_snap = tests_path("%s/snap", tw_dir);
 	tw_cache = tests_path("%s/cache", tw_dir);
 	cr_assert_eq(mkdir(tw_cache, 0700), 0);
-	tests_make_snapshot(tw_snap);
-	po.cache_dir = tw_cache;
+}
+
+/* A cow pool of one shell on the snapshot at tw_snap. */
+static struct snapbox_pool *tw_pool(bool no_warm)
+{
+	struct snapbox_pool_opts po = { .size = 1, .mode = SNAPBOX_RESTORE_COW, .no_warm = no_warm,
+					.cache_dir = tw_cache };
+	struct snapbox_pool *pool;
+
 	cr_assert_eq(snapbox_pool_create(tw_snap, &po, &pool), 0);
 	return pool;
+}
+
+/* A pool on a snapshot of the filled probe. */
+static struct snapbox_pool *tw_setup(bool no_warm)
+{
+	tw_dirs();
+	tests_make_snapshot(tw_snap);
+	return tw_pool(no_warm);
 }
 
 static void tw_teardown(void)
@@ -140,7 +152,6 @@ Test(kvm_pool_warm, a_clone_that_never_answers_makes_the_pool_cold_and_fails_eac
      .fini = tw_teardown, .timeout = 600)
 {
 	struct proto_fault_req f = { .kind = PROTO_FAULT_SPIN_FOREVER };
-	struct snapbox_pool_opts po = { .size = 1, .mode = SNAPBOX_RESTORE_COW };
 	struct snapbox_restore_opts ro = { .resume = true, .ping = true, .console_fd = -1,
 					   .ping_timeout_ms = 300 };
 	struct snapbox_restore_profile p;
@@ -152,17 +163,13 @@ Test(kvm_pool_warm, a_clone_that_never_answers_makes_the_pool_cold_and_fails_eac
 
 	TESTS_REQUIRE_KVM();
 	/* A probe spinning in ring 3 for ever: every clone runs, and answers nothing. */
-	tw_dir = tests_mkdtemp("poolwarm");
-	tw_snap = tests_path("%s/snap", tw_dir);
-	tw_cache = tests_path("%s/cache", tw_dir);
-	cr_assert_eq(mkdir(tw_cache, 0700), 0);
+	tw_dirs();
 	sb = tests_boot_probe(NULL, NULL, NULL);
 	cr_assert_eq(snapbox_request(sb, PROTO_T_FAULT, &f, sizeof(f), &r, &n, 300), -ETIMEDOUT);
 	free(r);
 	tests_snapshot_ok(sb, tw_snap, true);
 	snapbox_destroy(sb);
-	po.cache_dir = tw_cache;
-	cr_assert_eq(snapbox_pool_create(tw_snap, &po, &pool), 0);
+	pool = tw_pool(false);
 	/* The inline (cold) shell: the request reports the silent guest at its deadline. */
 	sb = NULL;
 	cr_assert_eq(snapbox_pool_restore(pool, &ro, &sb, &p), -ETIMEDOUT);
